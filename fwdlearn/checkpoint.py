@@ -1,0 +1,39 @@
+"""Checkpoints: everything needed to resume a run or to evaluate its network, written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .atomic import save_torch
+from .config import SCFFConfig, config_from_dict
+from .errors import CheckpointError
+
+FORMAT = "fwdlearn-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: str | Path, config: SCFFConfig, input_dim: int, learner_state: dict, finished: bool) -> Path:
+    """Write a checkpoint to ``path`` (temporary file, then rename)."""
+    return save_torch({"format": FORMAT, "version": VERSION, "learner": config.learner, "config": config.to_dict(),
+                       "input_dim": input_dim, "finished": finished, "state": learner_state}, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and check a checkpoint; its ``config`` entry comes back as a validated ``SCFFConfig``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a fwdlearn checkpoint")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} is not supported "
+                              f"(this fwdlearn reads version {VERSION})")
+    payload["config"] = config_from_dict(payload["config"], f"{path}: config")
+    return payload

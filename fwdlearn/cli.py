@@ -1,0 +1,130 @@
+"""The ``fwdlearn`` command: train, evaluate and list presets.
+
+Every user error (missing data, corrupt file, invalid preset value) ends with one line,
+``fwdlearn: error: ...``, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import load_preset, preset_names
+from .data import DATA_DIR_ENV
+from .errors import ConfigError, FwdlearnError
+
+EPILOG = f"""\
+examples:
+  fwdlearn train scff-mlp                          # embedded 8x8 digits, about a minute on 2 cores
+  fwdlearn train scff-mlp --preset mnist-paper --data-dir ../shared/data
+  fwdlearn eval runs/digits/checkpoint.pt          # probe a saved network again
+  fwdlearn presets                                 # what each preset runs
+
+Data sets that are not embedded are read from --data-dir or ${DATA_DIR_ENV}.
+An interrupted run resumes when the same command is run again (use --fresh to restart).
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fwdlearn", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Forward-only, layer-local learning: train networks with rules a chip could run "
+                    "(no backward pass across layers), then read them out with a linear probe.")
+    parser.add_argument("--version", action="version", version=f"fwdlearn {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = commands.add_parser("train", help="train a network with a local learning rule",
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                                description="Train with a local rule, evaluate with a linear probe beside an "
+                                            "untrained network and the raw inputs, write results.json and plots.")
+    train.add_argument("learner", choices=["scff-mlp"],
+                       help="scff-mlp: Self-Contrastive Forward-Forward on a fully connected network")
+    train.add_argument("--preset", default="digits",
+                       help=f"shipped preset ({', '.join(preset_names())}) or a TOML file (default: digits)")
+    train.add_argument("--data-dir", help=f"folder holding the data set (default: ${DATA_DIR_ENV})")
+    train.add_argument("--out", type=Path, help="run directory (default: runs/<preset name>)")
+    train.add_argument("--seed", type=int, help="random seed (overrides the preset)")
+    train.add_argument("--epochs", type=int, help="unsupervised epochs for every layer (overrides the preset)")
+    train.add_argument("--probe-epochs", type=_positive_int, help="linear-probe epochs (overrides the preset)")
+    train.add_argument("--schedule", choices=["sequential", "simultaneous"],
+                       help="sequential: each layer trained then frozen; simultaneous: all layers at once")
+    train.add_argument("--threads", type=_positive_int, help="CPU threads for PyTorch (default: all cores)")
+    train.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    evaluate = commands.add_parser("eval", help="probe a saved checkpoint again",
+                                   description="Reload a checkpoint, train the linear probe on its frozen features "
+                                               "and report per-layer and combined test accuracy.")
+    evaluate.add_argument("checkpoint", type=Path, help="checkpoint.pt written by 'fwdlearn train'")
+    evaluate.add_argument("--data-dir", help=f"folder holding the data set (default: ${DATA_DIR_ENV})")
+    evaluate.add_argument("--out", type=Path, help="where results.json goes (default: <checkpoint dir>/eval)")
+    evaluate.add_argument("--no-baselines", action="store_true", help="skip the untrained and raw-input probes")
+    evaluate.add_argument("--threads", type=_positive_int, help="CPU threads for PyTorch")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    commands.add_parser("presets", help="list the shipped presets")
+    return parser
+
+
+def _apply_overrides(config, args):
+    if args.seed is not None:
+        config.seed = args.seed
+    if args.epochs is not None:
+        if args.epochs < 0:
+            raise ConfigError(f"--epochs must be >= 0, got {args.epochs}")
+        for layer in config.layers:
+            layer.epochs = args.epochs
+    if args.probe_epochs is not None:
+        config.probe.epochs = args.probe_epochs
+    if args.schedule is not None:
+        config.schedule = args.schedule
+    return config.validate(f"preset {args.preset}")
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "presets":
+        for name in preset_names():
+            print(f"{name:14s} {load_preset(name).description}")
+        return 0
+    _set_threads(args.threads)
+    if args.command == "train":
+        from .runs import train_run
+        config = _apply_overrides(load_preset(args.preset), args)
+        out = args.out or Path("runs") / config.name
+        train_run(config, out, args.data_dir, fresh=args.fresh, show_progress=not args.no_progress)
+        return 0
+    from .runs import evaluate_checkpoint
+    evaluate_checkpoint(args.checkpoint, args.data_dir, args.out, show_progress=not args.no_progress,
+                        baselines=not args.no_baselines)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except FwdlearnError as exc:
+        print(f"fwdlearn: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fwdlearn: interrupted; run the same command again to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,189 @@
+"""Typed run configurations, loaded from TOML presets and checked field by field.
+
+A preset is data, not code: ``fwdlearn/presets/<name>.toml``. Every value is validated when it
+is loaded, and an invalid one raises a one-line ``ConfigError`` naming the preset and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+from .errors import ConfigError
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+@dataclass
+class LayerConfig:
+    """One SCFF layer and the hyper-parameters of its own optimiser (Tables F.2-F.5).
+
+    ``algorithm`` says how a deeper layer's positive and negative inputs are formed
+    (Appendix C): 1 passes the previous layer's positive and negative outputs on, 2 re-pairs
+    the previous layer's positive outputs. It is ignored for the first layer, which is
+    always fed pairs built from the data.
+    """
+
+    width: int
+    lr: float
+    theta_pos: float
+    theta_neg: float
+    penalty: float = 0.0           # lambda, weight of the positive-goodness penalty
+    weight_decay: float = 0.0      # AdamW weight decay
+    lr_decay: float = 1.0          # gamma of the per-epoch exponential schedule
+    epochs: int = 1
+    algorithm: int = 1
+    activation: str = "triangle"   # what is passed on and read out: "triangle" or "relu"
+
+    def validate(self, where: str) -> None:
+        _check(self.width >= 1, f"{where}.width must be a positive integer, got {self.width}")
+        _check(self.lr > 0, f"{where}.lr must be > 0, got {self.lr}")
+        _check(self.penalty >= 0, f"{where}.penalty must be >= 0, got {self.penalty}")
+        _check(self.weight_decay >= 0, f"{where}.weight_decay must be >= 0, got {self.weight_decay}")
+        _check(0 < self.lr_decay <= 1, f"{where}.lr_decay must lie in (0, 1], got {self.lr_decay}")
+        _check(self.epochs >= 0, f"{where}.epochs must be >= 0, got {self.epochs}")
+        _check(self.algorithm in (1, 2), f"{where}.algorithm must be 1 or 2, got {self.algorithm}")
+        _check(self.activation in ("triangle", "relu"),
+               f"{where}.activation must be 'triangle' or 'relu', got {self.activation!r}")
+
+
+@dataclass
+class DataConfig:
+    """Which data set, and how the two halves of a pair are viewed."""
+
+    dataset: str = "digits"
+    translate: int = 0             # each half of a pair is shifted by up to this many pixels
+
+    def validate(self, where: str) -> None:
+        from .data import DATASETS
+        _check(self.dataset in DATASETS, f"{where}.dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        _check(self.translate >= 0, f"{where}.translate must be >= 0, got {self.translate}")
+
+
+@dataclass
+class ProbeConfig:
+    """The linear read-out trained by back-propagation on frozen features (Appendix G)."""
+
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 1e-3
+    dropout: float = 0.1
+    halve_at: list[float] = field(default_factory=lambda: [0.2, 0.35, 0.5, 0.6, 0.7, 0.8, 0.9])
+    layers: list[int] = field(default_factory=list)   # 1-based layers concatenated; empty = all
+
+    def validate(self, where: str) -> None:
+        _check(self.epochs >= 1, f"{where}.epochs must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, f"{where}.batch_size must be >= 1, got {self.batch_size}")
+        _check(self.lr > 0, f"{where}.lr must be > 0, got {self.lr}")
+        _check(0 <= self.dropout < 1, f"{where}.dropout must lie in [0, 1), got {self.dropout}")
+        _check(all(0 < f < 1 for f in self.halve_at), f"{where}.halve_at fractions must lie in (0, 1)")
+
+
+@dataclass
+class SCFFConfig:
+    """A whole SCFF-MLP run: data, layers, schedule, probe."""
+
+    name: str
+    layers: list[LayerConfig]
+    description: str = ""
+    learner: str = "scff-mlp"
+    seed: int = 0
+    batch_size: int = 100
+    schedule: str = "sequential"   # "sequential": each layer trained then frozen; "simultaneous": all at once
+    data: DataConfig = field(default_factory=DataConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+    def validate(self, where: str = "config") -> "SCFFConfig":
+        _check(self.learner == "scff-mlp", f"{where}.learner must be 'scff-mlp', got {self.learner!r}")
+        _check(len(self.layers) >= 1, f"{where}.layers must list at least one layer")
+        _check(self.batch_size >= 2, f"{where}.batch_size must be >= 2 (negatives pair different samples), "
+                                     f"got {self.batch_size}")
+        _check(self.schedule in ("sequential", "simultaneous"),
+               f"{where}.schedule must be 'sequential' or 'simultaneous', got {self.schedule!r}")
+        for i, layer in enumerate(self.layers):
+            layer.validate(f"{where}.layers[{i}]")
+        self.data.validate(f"{where}.data")
+        self.probe.validate(f"{where}.probe")
+        bad = [n for n in self.probe.layers if not 1 <= n <= len(self.layers)]
+        _check(not bad, f"{where}.probe.layers must name layers 1..{len(self.layers)}, got {bad}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Turn a TOML value into ``annotation``'s type, or raise a ``ConfigError`` naming ``where``."""
+    origin = get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        _check(isinstance(value, dict), f"{where} must be a table, got {type(value).__name__}")
+        return from_dict(annotation, value, where)
+    if origin is list:
+        (item_type,) = get_args(annotation)
+        _check(isinstance(value, list), f"{where} must be a list, got {type(value).__name__}")
+        return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+    if annotation is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        _check(ok and math.isfinite(value), f"{where} must be a finite number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), f"{where} must be an integer, got {value!r}")
+        return value
+    if annotation is str:
+        _check(isinstance(value, str), f"{where} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config annotation {annotation!r}")
+
+
+def from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Build dataclass ``cls`` from a dict, rejecting unknown keys and wrongly typed values."""
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(names))})")
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{where}: missing required key {missing[0]!r}")
+    return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()})
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped with the package."""
+    return sorted(p.name[:-5] for p in resources.files("fwdlearn.presets").iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name_or_path: str) -> SCFFConfig:
+    """Load a shipped preset by name (``digits``, ``mnist-paper``) or a TOML file by path."""
+    path = Path(name_or_path)
+    shipped = resources.files("fwdlearn.presets") / f"{name_or_path}.toml"
+    if path.suffix == ".toml" or os.sep in name_or_path or not shipped.is_file():
+        where = str(path)
+        if path.suffix != ".toml" and not path.exists():
+            raise ConfigError(f"unknown preset {name_or_path!r}; shipped presets: {', '.join(preset_names())}")
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"preset {path}: cannot read ({exc.strerror})") from None
+    else:
+        where, text = f"preset {name_or_path}", shipped.read_text()
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML ({exc})") from None
+    return from_dict(SCFFConfig, values, where).validate(where)
+
+
+def config_from_dict(values: dict[str, Any], where: str = "config") -> SCFFConfig:
+    """Rebuild a validated config from ``SCFFConfig.to_dict()`` output (checkpoints, results)."""
+    return from_dict(SCFFConfig, values, where).validate(where)

@@ -1,0 +1,66 @@
+"""The in-memory shape every data source returns: labelled tensors split into train and test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import DataError
+
+
+@dataclass(frozen=True)
+class Split:
+    """Samples ``x`` (float32, ``[N, C, H, W]`` for images, values in [0, 1]) and labels ``y`` (int64, ``[N]``)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass(frozen=True)
+class LabelledDataset:
+    """A named data set with a train and a test split.
+
+    ``source`` says where it was read from, so that errors and result files can name it.
+    """
+
+    name: str
+    train: Split
+    test: Split
+    class_names: tuple[str, ...]
+    source: str
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+    @property
+    def num_features(self) -> int:
+        return int(self.train.x[0].numel())
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def validate_split(split: Split, where: str, num_classes: int) -> Split:
+    """Check dtype, shape agreement, emptiness, label range and finiteness; raise a one-line ``DataError``."""
+    x, y = split.x, split.y
+    if not isinstance(x, torch.Tensor) or not torch.is_floating_point(x):
+        raise DataError(f"{where}: samples must be a floating-point tensor, got {getattr(x, 'dtype', type(x))}")
+    if y.dtype != torch.int64:
+        raise DataError(f"{where}: labels must be int64, got {y.dtype}")
+    if x.shape[0] == 0:
+        raise DataError(f"{where}: the data set is empty")
+    if x.shape[0] != y.shape[0]:
+        raise DataError(f"{where}: {x.shape[0]} samples but {y.shape[0]} labels")
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).flatten(1).any(1).nonzero()[0])
+        raise DataError(f"{where}: sample {bad} contains NaN or infinite values")
+    if int(y.min()) < 0 or int(y.max()) >= num_classes:
+        raise DataError(f"{where}: labels must lie in 0..{num_classes - 1}, found {int(y.min())}..{int(y.max())}")
+    return split

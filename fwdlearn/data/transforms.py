@@ -1,0 +1,53 @@
+"""The single place for dataset normalisation, per-sample standardisation and pair augmentations.
+
+SCFF (Methods, "Data"; Algorithms 1-2, ``std``) standardises every layer's input per sample:
+mean 0 and standard deviation 1 over all of its features.
+"""
+
+from __future__ import annotations
+
+import torch
+
+EPS = 1e-5
+
+
+def standardize(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """Per-sample standardisation over every non-batch dimension (``std`` in Algorithms 1-2).
+
+    Uses the population standard deviation, so the concatenation of two standardised halves
+    is itself standardised: ``std([a, b]) == [a, b]``. That identity is what lets a tied-weight
+    layer apply one weight to the sum ``a + b`` instead of to the doubled input.
+    """
+    flat = x.flatten(1)
+    centred = flat - flat.mean(dim=1, keepdim=True)
+    var = centred.square().mean(dim=1, keepdim=True)
+    return (centred * torch.rsqrt(var + eps)).view_as(x)
+
+
+def normalize_channels(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Per-channel dataset normalisation of ``[N, C, ...]`` samples with training-set statistics."""
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    return (x - mean.view(shape)) / std.view(shape)
+
+
+def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation of ``[N, C, ...]`` samples (for ``normalize_channels``)."""
+    per_channel = x.transpose(0, 1).flatten(1)
+    return per_channel.mean(1), per_channel.std(1).clamp_min(EPS)
+
+
+def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each ``[N, C, H, W]`` image by its own random offset in ``-max_shift..max_shift`` pixels.
+
+    Pixels shifted in are zero (pad, then crop), as in the authors' MNIST release where the
+    two halves of a positive pair are two independent translations of the same image.
+    """
+    if max_shift <= 0:
+        return x
+    n, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (max_shift,) * 4)
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator)
+    rows = (offsets[0, :, None] + torch.arange(h))[:, None, :, None].expand(n, c, h, w + 2 * max_shift)
+    picked = padded.gather(2, rows)
+    cols = (offsets[1, :, None] + torch.arange(w))[:, None, None, :].expand(n, c, h, w)
+    return picked.gather(3, cols)

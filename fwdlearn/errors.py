@@ -1,0 +1,21 @@
+"""The one exception type a user sees: a one-line message naming what is wrong and where."""
+
+
+class FwdlearnError(Exception):
+    """A problem with the user's input (data, preset, checkpoint, path).
+
+    The command line prints ``fwdlearn: error: <message>`` and exits with status 2;
+    library users catch it like any other exception.
+    """
+
+
+class DataError(FwdlearnError):
+    """A data set is missing, malformed, empty or contains non-finite values."""
+
+
+class ConfigError(FwdlearnError):
+    """A preset or command-line value is invalid."""
+
+
+class CheckpointError(FwdlearnError):
+    """A checkpoint is missing, corrupt, or does not match the requested run."""

@@ -1,0 +1,20 @@
+"""Frozen features for the read-out, computed once and reused by every probe."""
+
+from __future__ import annotations
+
+import torch
+
+from ..data.transforms import standardize
+
+
+@torch.no_grad()
+def layer_features(network: torch.nn.Module, x: torch.Tensor, batch_size: int = 2000) -> list[torch.Tensor]:
+    """Every layer's passed-on activity for samples ``x``, in large inference batches."""
+    network.eval()
+    chunks = [network(x[s:s + batch_size]) for s in range(0, x.shape[0], batch_size)]
+    return [torch.cat([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+
+
+def probe_inputs(features: list[torch.Tensor], layers: list[int]) -> torch.Tensor:
+    """Concatenate the chosen layers (1-based), each standardised over its units per sample."""
+    return torch.cat([standardize(features[i - 1]) for i in layers], dim=1)

@@ -1,0 +1,9 @@
+"""Learners own the schedule (which layer learns when, on what); the maths lives in objectives/."""
+
+from .pairs import PairBatch, carry_pairs, data_pairs, repair
+from .scff_layer import SCFFLayerTrainer
+from .scff_mlp import EpochRecord, SCFFMLPLearner
+from .scff_network import SCFFNetwork
+
+__all__ = ["PairBatch", "data_pairs", "carry_pairs", "repair", "SCFFLayerTrainer", "SCFFMLPLearner",
+           "SCFFNetwork", "EpochRecord"]

@@ -1,0 +1,13 @@
+"""Activations passed between local layers."""
+
+from __future__ import annotations
+
+import torch
+
+
+def triangle(z: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
+    """"Triangle" (Coates et al.; SCFF Methods): subtract the across-channel mean, then ReLU."""
+    return torch.relu(z - z.mean(dim=channel_dim, keepdim=True))
+
+
+ACTIVATIONS = {"triangle": triangle, "relu": lambda z, channel_dim=1: torch.relu(z)}

@@ -1,0 +1,57 @@
+"""A fully connected SCFF layer whose two input halves share one weight (SCFF Appendix A).
+
+A pair ``[a, b]`` meets ``W_1 a + W_2 b`` with ``W_1 = W_2 = W``. After the pair is standardised
+as a whole (a no-op when both halves already are, see ``standardize``), the pre-activation is
+``W a + W b + 2 bias``. The layer therefore projects every *distinct* view once and adds the
+projections of the two halves: half the multiply-adds of a doubled input, forward and backward.
+
+A layer that is fed the previous layer's positive and negative outputs directly (Algorithm 1)
+is *unpaired*: its input is one vector and its pre-activation ``W x + bias``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data.transforms import standardize
+from .activations import ACTIVATIONS
+
+
+class PairedLinear(nn.Module):
+    """One local layer: per-sample input standardisation, tied-weight linear map, activations.
+
+    ``forward`` is the inference path (the positive pair ``[x, x]`` if ``paired``), returning the
+    pre-activation; ``plastic`` (ReLU, used for goodness) and ``passed`` (triangle or ReLU, sent
+    on and read out) turn a pre-activation into activity.
+    """
+
+    def __init__(self, in_features: int, out_features: int, paired: bool, activation: str = "triangle"):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+        self.paired = paired
+        self.activation = activation
+
+    def project(self, views: torch.Tensor) -> torch.Tensor:
+        """``W x`` (no bias) of each standardised view, ``[M, in] -> [M, out]``."""
+        return F.linear(standardize(views.flatten(1)), self.linear.weight)
+
+    def combine(self, projections: torch.Tensor, left: torch.Tensor, right: torch.Tensor | None) -> torch.Tensor:
+        """Pre-activations of examples made of rows ``left`` (and ``right`` if paired) of ``projections``."""
+        if right is None:
+            return projections.index_select(0, left) + self.linear.bias
+        return projections.index_select(0, left) + projections.index_select(0, right) + 2.0 * self.linear.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = F.linear(standardize(x.flatten(1)), self.linear.weight, self.linear.bias)
+        return 2.0 * z if self.paired else z
+
+    @staticmethod
+    def plastic(z: torch.Tensor) -> torch.Tensor:
+        """The activity whose goodness is trained: ReLU (Appendix D)."""
+        return torch.relu(z)
+
+    def passed(self, z: torch.Tensor) -> torch.Tensor:
+        """The activity sent to the next layer and to the read-out."""
+        return ACTIVATIONS[self.activation](z)

@@ -1,0 +1,1 @@
+"""Shipped presets (TOML): the papers' configurations as data."""

@@ -1,0 +1,138 @@
+"""A training run from start to results: data, resumable training, evaluation, files.
+
+A run directory holds ``checkpoint.pt`` (rewritten after every epoch), ``results.json``,
+``learning_curves.png`` and ``probe_accuracy.png``. Running the same command again on a
+directory whose checkpoint is unfinished resumes from it; the result equals that of an
+uninterrupted run with the same seed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .atomic import save_json
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import SCFFConfig
+from .data import LabelledDataset, load_dataset
+from .errors import CheckpointError
+from .eval.report import evaluate, summary_lines
+from .learners import SCFFMLPLearner, SCFFNetwork
+
+HALT_ENV = "FWDLEARN_HALT_AFTER_EPOCHS"   # test hook: hard-exit after N epochs, as a kill would
+
+
+def device_description() -> str:
+    return f"cpu ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
+
+
+def untrained_network(config: SCFFConfig, input_dim: int) -> SCFFNetwork:
+    """The network exactly as the learner initialises it, before any update (a baseline)."""
+    torch.manual_seed(config.seed)
+    return SCFFNetwork(input_dim, config.layers)
+
+
+def _resume(learner: SCFFMLPLearner, path: Path, config: SCFFConfig, log: Callable[[str], None]) -> None:
+    payload = load_checkpoint(path)
+    if payload["config"].to_dict() != config.to_dict():
+        raise CheckpointError(f"{path}: holds a run with a different configuration; "
+                              f"use another --out directory or --fresh to start over")
+    learner.load_state_dict(payload["state"])
+    log(f"resuming from {path} ({learner.completed_epochs}/{learner.total_epochs} epochs done)")
+
+
+def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | None = None, fresh: bool = False,
+              show_progress: bool = True, command: str = "", log: Callable[[str], None] = print) -> dict:
+    """Train (or resume), evaluate with baselines, and write the run's files. Returns the results dict."""
+    out_dir = Path(out_dir)
+    dataset = load_dataset(config.data.dataset, data_dir)
+    learner = SCFFMLPLearner(config, dataset.num_features)
+    checkpoint_path = out_dir / "checkpoint.pt"
+    if checkpoint_path.exists() and not fresh:
+        _resume(learner, checkpoint_path, config, log)
+    halt_after = int(os.environ.get(HALT_ENV, "0"))
+    epochs_this_process = 0
+
+    def on_epoch_end(current: SCFFMLPLearner) -> None:
+        nonlocal epochs_this_process
+        save_checkpoint(checkpoint_path, config, dataset.num_features, current.state_dict(), current.finished)
+        epochs_this_process += 1
+        if halt_after and epochs_this_process >= halt_after and not current.finished:
+            os._exit(137)
+
+    widths = "-".join(str(w) for w in [dataset.num_features] + [layer.width for layer in config.layers])
+    log(f"SCFF-MLP {widths} on {dataset.name}: {len(dataset.train)} training, {len(dataset.test)} test samples "
+        f"({dataset.source}); {config.schedule} schedule, {learner.total_epochs} epochs")
+    started = time.perf_counter()
+    learner.train(dataset.train.x, on_epoch_end=on_epoch_end, show_progress=show_progress)
+    train_seconds = time.perf_counter() - started
+    if not checkpoint_path.exists():   # nothing was left to train: still leave a checkpoint to evaluate
+        save_checkpoint(checkpoint_path, config, dataset.num_features, learner.state_dict(), True)
+    log(f"training done in {train_seconds:.1f} s; probing (linear read-out, {config.probe.epochs} epochs)")
+    results = evaluate_run(learner.network, dataset, config, show_progress, command)
+    results["timing"]["seconds_per_epoch"] = learner.seconds_per_epoch()
+    results["timing"]["train_seconds_this_process"] = round(train_seconds, 2)
+    results["history"] = [vars(r) for r in learner.history]
+    write_results(results, out_dir, log)
+    return results
+
+
+def evaluate_run(network: SCFFNetwork, dataset: LabelledDataset, config: SCFFConfig, show_progress: bool,
+                 command: str) -> dict:
+    """The results dict for a trained network (architecture.md's results format)."""
+    started = time.perf_counter()
+    report = evaluate(network, untrained_network(config, dataset.num_features), dataset, config, show_progress)
+    return {
+        "experiment": config.name, "learner": config.learner, "dataset": dataset.name,
+        "command": command or " ".join(["fwdlearn"] + sys.argv[1:]), "device": device_description(),
+        "seeds": [config.seed], "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **report,
+        "timing": {"probe_seconds_total": round(time.perf_counter() - started, 2)},
+        "config": config.to_dict(),
+    }
+
+
+def write_results(results: dict, out_dir: Path, log: Callable[[str], None] = print) -> Path:
+    """``results.json`` and the figures; then the summary table for a person."""
+    from .plots import plot_learning_curves, plot_probe_accuracy
+
+    path = save_json(results, out_dir / "results.json")
+    if results.get("history"):
+        plot_learning_curves(results["history"], out_dir / "learning_curves.png")
+    plot_probe_accuracy(results, out_dir / "probe_accuracy.png")
+    for line in summary_lines(results):
+        log(line)
+    log(f"results: {path}  (plots beside it)")
+    return path
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path | None, out: str | Path | None,
+                        show_progress: bool = True, baselines: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Reload a checkpoint's network and probe it again."""
+    payload = load_checkpoint(checkpoint)
+    config: SCFFConfig = payload["config"]
+    if not payload["finished"]:
+        log(f"note: {checkpoint} is from an unfinished run; evaluating the network as it stands")
+    dataset = load_dataset(config.data.dataset, data_dir)
+    if dataset.num_features != payload["input_dim"]:
+        raise CheckpointError(f"{checkpoint}: network expects {payload['input_dim']} inputs but {dataset.name} "
+                              f"has {dataset.num_features}")
+    network = SCFFNetwork(payload["input_dim"], config.layers)
+    try:
+        network.load_state_dict(payload["state"]["network"])
+    except (RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"{checkpoint}: weights do not match its configuration ({str(exc).splitlines()[0]})") from None
+    report = evaluate(network, untrained_network(config, dataset.num_features) if baselines else None, dataset, config,
+                      show_progress)
+    results = {"experiment": config.name, "learner": config.learner, "dataset": dataset.name,
+               "checkpoint": str(checkpoint), "device": device_description(), "seeds": [config.seed], **report}
+    out_dir = Path(out) if out else Path(checkpoint).parent / "eval"
+    write_results(results, out_dir, log)
+    return results
