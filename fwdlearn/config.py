@@ -79,6 +79,7 @@ class ProbeConfig:
     dropout: float = 0.1
     halve_at: list[float] = field(default_factory=lambda: [0.2, 0.35, 0.5, 0.6, 0.7, 0.8, 0.9])
     layers: list[int] = field(default_factory=list)   # 1-based layers concatenated; empty = all
+    standardize: bool = False      # standardise each sample's features over units before the read-out
 
     def validate(self, where: str) -> None:
         _check(self.epochs >= 1, f"{where}.epochs must be >= 1, got {self.epochs}")
@@ -131,6 +132,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         (item_type,) = get_args(annotation)
         _check(isinstance(value, list), f"{where} must be a list, got {type(value).__name__}")
         return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+    if annotation is bool:
+        _check(isinstance(value, bool), f"{where} must be true or false, got {value!r}")
+        return value
     if annotation is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         _check(ok and math.isfinite(value), f"{where} must be a finite number, got {value!r}")

@@ -25,6 +25,7 @@ from .data import LabelledDataset, load_dataset
 from .errors import CheckpointError
 from .eval.report import evaluate, summary_lines
 from .learners import SCFFMLPLearner, SCFFNetwork
+from .progress import bars_visible
 
 HALT_ENV = "FWDLEARN_HALT_AFTER_EPOCHS"   # test hook: hard-exit after N epochs, as a kill would
 
@@ -63,6 +64,10 @@ def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | No
     def on_epoch_end(current: SCFFMLPLearner) -> None:
         nonlocal epochs_this_process
         save_checkpoint(checkpoint_path, config, dataset.num_features, current.state_dict(), current.finished)
+        if not bars_visible(show_progress):   # one line per epoch where no bar shows it
+            record = current.history[-1]
+            log(f"  layer {record.layer} epoch {record.epoch}: loss {record.loss:.4f}, goodness positive "
+                f"{record.goodness_pos:.3f} / negative {record.goodness_neg:.3f}, {record.seconds:.1f} s")
         epochs_this_process += 1
         if halt_after and epochs_this_process >= halt_after and not current.finished:
             os._exit(137)

@@ -2,9 +2,10 @@
 
 - ``probe_gradients``: one linear-probe minibatch (gather, dropout, logits, cross-entropy
   gradient) in a single cache-resident pass (Numba, CPU).
-- ``dropout_mask``: the exact mask that kernel applies, for tests and reference.
+- ``ProbeEpochRunner``: whole probe epochs (those gradients plus Adam) in one compiled call.
+- ``dropout_mask``: the exact mask the kernels apply, for tests and reference.
 """
 
-from .probe import dropout_mask, probe_gradients
+from .probe import ProbeEpochRunner, dropout_mask, probe_gradients
 
-__all__ = ["probe_gradients", "dropout_mask"]
+__all__ = ["ProbeEpochRunner", "probe_gradients", "dropout_mask"]

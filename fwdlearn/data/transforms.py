@@ -1,7 +1,9 @@
 """The single place for dataset normalisation, per-sample standardisation and pair augmentations.
 
 SCFF (Methods, "Data"; Algorithms 1-2, ``std``) standardises every layer's input per sample:
-mean 0 and standard deviation 1 over all of its features.
+mean 0 and standard deviation 1 over all of its features. Loaders scale pixels to [0, 1]; the
+paper's per-channel dataset normalisation is not applied to one-channel images because the
+per-sample standardisation that follows removes any per-channel shift and scale exactly.
 """
 
 from __future__ import annotations
@@ -22,18 +24,6 @@ def standardize(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     centred = flat - flat.mean(dim=1, keepdim=True)
     var = centred.square().mean(dim=1, keepdim=True)
     return (centred * torch.rsqrt(var + eps)).view_as(x)
-
-
-def normalize_channels(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Per-channel dataset normalisation of ``[N, C, ...]`` samples with training-set statistics."""
-    shape = (1, -1) + (1,) * (x.dim() - 2)
-    return (x - mean.view(shape)) / std.view(shape)
-
-
-def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and standard deviation of ``[N, C, ...]`` samples (for ``normalize_channels``)."""
-    per_channel = x.transpose(0, 1).flatten(1)
-    return per_channel.mean(1), per_channel.std(1).clamp_min(EPS)
 
 
 def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:

@@ -2,9 +2,9 @@
 
 Dropout, then one linear layer trained with cross-entropy and Adam; batch 64, 50 epochs, the
 learning rate starting at 1e-3 and halved at 20, 35, 50, 60, 70, 80 and 90 % of the epochs.
-Features are computed once and kept in memory; each minibatch's gather, dropout, forward and
-cross-entropy gradient run as one fused pass (``fwdlearn.kernels.probe_gradients``), so an
-epoch reads the feature matrix once.
+Features are computed once and kept in memory; a whole epoch (per minibatch: gather, dropout,
+forward, cross-entropy gradient, Adam step) runs in one compiled call
+(``fwdlearn.kernels.ProbeEpochRunner``), reading the feature matrix once per epoch.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ProbeConfig
-from ..kernels import probe_gradients
+from ..kernels import ProbeEpochRunner
 from ..progress import progress_bar
 
 
@@ -44,20 +44,18 @@ def train_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: tor
         bound = train_x.shape[1] ** -0.5
         layer.weight.uniform_(-bound, bound, generator=generator)
         layer.bias.uniform_(-bound, bound, generator=generator)
-    optimizer = torch.optim.Adam(layer.parameters(), lr=config.lr, fused=True)
+    runner = ProbeEpochRunner(layer.weight, layer.bias)
     milestones = sorted({max(1, round(f * config.epochs)) for f in config.halve_at})
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.5)
-    n = train_x.shape[0]
+    n_batches = -(-train_x.shape[0] // config.batch_size)
     train_x = train_x.contiguous()
-    for _ in progress_bar(range(config.epochs), desc=desc, enabled=show_progress):
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n, config.batch_size):
-            idx = order[start:start + config.batch_size]
-            mask_seed = int(torch.randint(0, 2**32, (1,), generator=generator))
-            layer.weight.grad, layer.bias.grad, _ = probe_gradients(
-                train_x, idx, train_y, layer.weight, layer.bias, config.dropout, mask_seed)
-            optimizer.step()
-        scheduler.step()
+    for epoch in progress_bar(range(config.epochs), desc=desc, enabled=show_progress):
+        lr = config.lr * 0.5 ** sum(epoch >= m for m in milestones)     # halved at each milestone
+        order = torch.randperm(train_x.shape[0], generator=generator)
+        seeds = torch.randint(0, 2**32, (n_batches,), generator=generator)
+        runner.run_epoch(train_x, train_y, order, config.batch_size, lr, config.dropout, seeds)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(runner.weight))
+        layer.bias.copy_(torch.from_numpy(runner.bias))
     return ProbeResult(accuracy(layer.weight, layer.bias, train_x, train_y),
                        accuracy(layer.weight, layer.bias, test_x, test_y),
                        time.perf_counter() - started, int(train_x.shape[1]))

@@ -23,8 +23,9 @@ def probe_network(network: torch.nn.Module, dataset: LabelledDataset, config: SC
     """Probe ``network`` once per set of layers; features are computed once for all of them."""
     train_features = layer_features(network, dataset.train.x)
     test_features = layer_features(network, dataset.test.x)
-    return [train_linear_probe(probe_inputs(train_features, layers), dataset.train.y,
-                               probe_inputs(test_features, layers), dataset.test.y, config.probe,
+    scale = config.probe.standardize
+    return [train_linear_probe(probe_inputs(train_features, layers, scale), dataset.train.y,
+                               probe_inputs(test_features, layers, scale), dataset.test.y, config.probe,
                                dataset.num_classes, seed=config.seed,
                                desc=f"probe {label} layers {'+'.join(map(str, layers))}", show_progress=show_progress)
             for layers in layer_sets]

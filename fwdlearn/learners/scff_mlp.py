@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 
 from ..config import SCFFConfig
+from ..errors import DataError
 from ..progress import progress_bar
 from .pairs import PairBatch, carry_pairs, data_pairs, repair
 from .scff_layer import SCFFLayerTrainer
@@ -99,6 +100,8 @@ class SCFFMLPLearner:
               show_progress: bool = True) -> None:
         """Train on samples ``x`` from wherever the learner stands (fresh or resumed)."""
         n, batch_size = x.shape[0], self.config.batch_size
+        if n < 2:
+            raise DataError(f"SCFF needs at least 2 training samples to form negative pairs, got {n}")
         while not self.finished:
             stage = self.stages[self.next_stage]
             active = [i for i in stage if self.next_epoch < self.config.layers[i].epochs]
