@@ -19,7 +19,8 @@ def _blobs(n: int, d: int, classes: int, seed: int) -> tuple[torch.Tensor, torch
 def test_probe_separates_separable_classes():
     x, y = _blobs(600, 20, 4, seed=0)
     x_test, y_test = _blobs(300, 20, 4, seed=1)
-    result = train_linear_probe(x, y, x_test, y_test, ProbeConfig(epochs=5, dropout=0.1), 4, show_progress=False)
+    result = train_linear_probe(x, y, x_test, y_test, ProbeConfig(epochs=20, lr=1e-2, dropout=0.1), 4,
+                                show_progress=False)
     assert result.test_accuracy > 0.97 and result.num_features == 20
 
 
@@ -28,7 +29,7 @@ def test_probe_cannot_generalise_random_labels():
     x_test, _ = _blobs(2000, 20, 4, seed=1)
     noise = torch.Generator().manual_seed(5)
     y, y_test = torch.randint(0, 4, (600,), generator=noise), torch.randint(0, 4, (2000,), generator=noise)
-    result = train_linear_probe(x, y, x_test, y_test, ProbeConfig(epochs=5), 4, show_progress=False)
+    result = train_linear_probe(x, y, x_test, y_test, ProbeConfig(epochs=20, lr=1e-2), 4, show_progress=False)
     assert 0.15 < result.test_accuracy < 0.35      # chance is 0.25
 
 
