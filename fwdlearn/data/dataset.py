@@ -11,10 +11,19 @@ from ..errors import DataError
 
 @dataclass(frozen=True)
 class Split:
-    """Samples ``x`` (float32, ``[N, C, H, W]`` for images, values in [0, 1]) and labels ``y`` (int64, ``[N]``)."""
+    """Samples ``x`` (float32) and labels ``y`` (int64, ``[N]``).
+
+    Images are ``[N, C, H, W]`` with values in [0, 1]. Sequences are ``[N, T, F]``, zero-padded
+    after each sequence's end, with ``lengths`` (int64, ``[N]``) giving each one's true number of steps.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
+    lengths: torch.Tensor | None = None
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.lengths is not None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -40,6 +49,9 @@ class LabelledDataset:
 
     @property
     def num_features(self) -> int:
+        """Inputs per sample (images, vectors) or per step (sequences)."""
+        if self.train.is_sequence:
+            return int(self.train.x.shape[-1])
         return int(self.train.x[0].numel())
 
     @property
@@ -61,6 +73,13 @@ def validate_split(split: Split, where: str, num_classes: int) -> Split:
     if not torch.isfinite(x).all():
         bad = int((~torch.isfinite(x)).flatten(1).any(1).nonzero()[0])
         raise DataError(f"{where}: sample {bad} contains NaN or infinite values")
+    if split.lengths is not None:
+        lengths = split.lengths
+        if lengths.dtype != torch.int64 or lengths.shape != (x.shape[0],):
+            raise DataError(f"{where}: sequence lengths must be int64 of shape [{x.shape[0]}]")
+        if int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]:
+            raise DataError(f"{where}: sequence lengths must lie in 1..{x.shape[1]}, "
+                            f"found {int(lengths.min())}..{int(lengths.max())}")
     if int(y.min()) < 0 or int(y.max()) >= num_classes:
         raise DataError(f"{where}: labels must lie in 0..{num_classes - 1}, found {int(y.min())}..{int(y.max())}")
     return split
