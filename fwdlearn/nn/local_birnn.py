@@ -1,0 +1,169 @@
+"""A bidirectional ReLU recurrent layer for SCFF (section 3.5, Appendix E).
+
+Each direction computes, at every step ``t`` of a pair sequence ``[a, b]``,
+
+    z_t = W_ih std([a_t, b_t]) + W_hh std(h_(t-1)) + bias,      h_t = ReLU(z_t)
+
+with the two halves' input weights tied (``W_1 = W_2 = W_ih``, Appendix A). Both the input frame
+and the previous hidden state are standardised per sample at every step (Appendix E). The tied
+form is computed from per-frame projections ``W_ih a_t`` and the frame sums, so every distinct
+sequence is projected once, whether it appears in a positive or a negative pair:
+
+    W_ih std([a_t, b_t]) = (W_ih a_t + W_ih b_t - 2 mu_t W_ih 1) / sigma_t
+
+where ``mu_t`` and ``sigma_t`` are the mean and standard deviation of the concatenated frame.
+At inference a sample is its own positive pair ``[x, x]``. The backward direction reads each
+pair sequence reversed within its own length; the read-out is the final state of both
+directions (``H_T`` and ``H*_0``), concatenated.
+
+This module is the network only. Which gradients flow is the learner's business: SCFF
+(``learners/scff_rnn.py``) detaches the state between steps; the BPTT baseline does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ..data.transforms import EPS, standardize
+
+
+@dataclass(frozen=True)
+class FrameStats:
+    """Per-frame projections ``W_ih x_t`` and sums of ``x_t`` and ``x_t^2``, for ``[V, T, ...]`` views."""
+
+    projection: torch.Tensor   # [V, T, hidden]
+    total: torch.Tensor        # [V, T]
+    total_sq: torch.Tensor     # [V, T]
+    features: int
+
+
+def reversed_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """``[E, steps]`` time indices reading each sequence backwards within its length.
+
+    Positions past a sequence's end point at ``steps`` (one past the last frame), which callers
+    pad with a zero frame.
+    """
+    t = torch.arange(steps)
+    index = lengths[:, None] - 1 - t[None, :]
+    return torch.where(index >= 0, index, torch.full_like(index, steps))
+
+
+def forward_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """``[E, steps]`` time indices reading each sequence forwards; past its end they point at ``steps``."""
+    t = torch.arange(steps).expand(lengths.shape[0], steps)
+    return torch.where(t < lengths[:, None], t, torch.full_like(t, steps))
+
+
+def _gather_steps(values: torch.Tensor, views: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``values[views[e], index[e, t]]`` with a zero frame appended at time ``T`` (padding)."""
+    padded = torch.cat([values, values.new_zeros(values.shape[0], 1, *values.shape[2:])], dim=1)
+    return padded[views[:, None], index]
+
+
+class RecurrentDirection(nn.Module):
+    """One direction of the layer: tied input weight, recurrent weight, one bias."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.input = nn.Linear(input_size, hidden_size, bias=False)   # W_ih, shared by both halves
+        self.recurrent = nn.Linear(hidden_size, hidden_size)           # W_hh and the bias
+
+    @property
+    def hidden_size(self) -> int:
+        return self.recurrent.out_features
+
+    def frame_stats(self, x: torch.Tensor) -> FrameStats:
+        """Project every frame of ``x`` (``[V, T, F]``) once."""
+        return FrameStats(self.input(x), x.sum(-1), x.square().sum(-1), x.shape[-1])
+
+    def pair_input(self, stats: FrameStats, left: torch.Tensor, right: torch.Tensor,
+                   left_steps: torch.Tensor, right_steps: torch.Tensor) -> torch.Tensor:
+        """``W_ih std([a_t, b_t])`` for examples made of views ``left``/``right`` read at the given steps.
+
+        ``left``, ``right``: ``[E]`` view indices; ``*_steps``: ``[E, T]`` time indices. Returns ``[E, T, hidden]``.
+        """
+        proj = _gather_steps(stats.projection, left, left_steps) + _gather_steps(stats.projection, right, right_steps)
+        total = _gather_steps(stats.total, left, left_steps) + _gather_steps(stats.total, right, right_steps)
+        total_sq = _gather_steps(stats.total_sq, left, left_steps) + _gather_steps(stats.total_sq, right, right_steps)
+        n = 2 * stats.features
+        mean = total / n
+        var = (total_sq / n - mean.square()).clamp_min(0.0)
+        row_sum = self.input.weight.sum(dim=1)                               # W_ih 1
+        return (proj - 2.0 * mean[..., None] * row_sum) * torch.rsqrt(var + EPS)[..., None]
+
+    def step(self, drive: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Pre-activation ``z_t`` from the input drive and the (already standardised) previous state."""
+        return drive + self.recurrent(state)
+
+    def run(self, drive: torch.Tensor, lengths: torch.Tensor, keep_states: bool = False
+            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run over ``drive`` (``[E, T, hidden]``). Returns the state at each example's last step and,
+        if asked, the standardised previous state fed to every step (``[E, T, hidden]``).
+
+        A state stops changing once its sequence has ended, so the returned state is ``h_(L-1)``.
+        Gradients flow through time here unless the caller runs it under ``torch.no_grad``.
+        """
+        e, steps, _ = drive.shape
+        h = drive.new_zeros(e, self.hidden_size)
+        inputs = []
+        for t in range(steps):
+            s = standardize(h)
+            if keep_states:
+                inputs.append(s)
+            h_new = torch.relu(self.step(drive[:, t], s))
+            h = torch.where((t < lengths)[:, None], h_new, h)
+        return h, (torch.stack(inputs, dim=1) if keep_states else None)
+
+
+class LocalBiRNN(nn.Module):
+    """The bidirectional SCFF layer as an ordinary ``nn.Module``.
+
+    ``forward(x, lengths)`` on ``[N, T, F]`` zero-padded sequences returns ``[features]``, a list
+    with one ``[N, 2 * hidden]`` tensor: the final states of both directions for the positive
+    pair ``[x, x]`` (the shape the probe and the MLP network share), each standardised as it
+    would be before being fed to a next step (what the authors' release reads out).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.directions = nn.ModuleList([RecurrentDirection(input_size, hidden_size),
+                                         RecurrentDirection(input_size, hidden_size)])
+
+    @property
+    def input_dim(self) -> int:
+        return self.directions[0].input.in_features
+
+    def drive(self, which: int, x: torch.Tensor, lengths: torch.Tensor, left: torch.Tensor, right: torch.Tensor,
+              pair_lengths: torch.Tensor) -> torch.Tensor:
+        """Input drive of direction ``which`` (0 forward, 1 backward) for pairs ``[x[left], x[right]]``.
+
+        Returns ``[E, T, hidden]``. A half shorter than its pair reads zeros past its own end, as a
+        zero-padded concatenation does.
+        """
+        steps = x.shape[1]
+        index = (forward_index if which == 0 else reversed_index)(pair_lengths, steps)
+        pad = torch.full_like(index, steps)
+        left_steps = torch.where(index < lengths[left][:, None], index, pad)
+        right_steps = torch.where(index < lengths[right][:, None], index, pad)
+        direction = self.directions[which]
+        return direction.pair_input(direction.frame_stats(x), left, right, left_steps, right_steps)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        check_sequences(x, lengths, self.input_dim)
+        k = torch.arange(x.shape[0])
+        finals = [direction.run(self.drive(which, x, lengths, k, k, lengths), lengths)[0]
+                  for which, direction in enumerate(self.directions)]
+        return [torch.cat([standardize(h) for h in finals], dim=1)]
+
+
+def check_sequences(x: torch.Tensor, lengths: torch.Tensor, features: int) -> None:
+    """Reject input a recurrent layer cannot read, with a one-line ``ValueError``."""
+    if not torch.is_floating_point(x) or x.dim() != 3:
+        raise ValueError(f"expected float sequences [N, T, {features}], got {x.dtype} of shape {tuple(x.shape)}")
+    if x.shape[-1] != features:
+        raise ValueError(f"expected {features} features per step, got {x.shape[-1]}")
+    if lengths.shape != (x.shape[0],) or lengths.dtype != torch.int64:
+        raise ValueError(f"lengths must be int64 of shape [{x.shape[0]}], got {lengths.dtype} {tuple(lengths.shape)}")

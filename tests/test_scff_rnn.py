@@ -1,0 +1,173 @@
+"""SCFF on the bidirectional recurrent layer: locality in time, across directions, and the maths."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fwdlearn.config import BPTTConfig, DataConfig, LayerConfig, ProbeConfig, SCFFConfig
+from fwdlearn.data.transforms import standardize
+from fwdlearn.learners import SCFFRNNLearner
+from fwdlearn.learners.scff_rnn import pair_examples
+from fwdlearn.nn.local_birnn import LocalBiRNN
+from fwdlearn.objectives import scff_loss
+
+F_IN, HIDDEN = 6, 8
+
+
+def rnn_config(epochs: int = 1) -> SCFFConfig:
+    layer = LayerConfig(width=HIDDEN, lr=1e-2, theta_pos=0.0, theta_neg=1.0, penalty=7.5e-3, lr_decay=0.7,
+                        epochs=epochs, activation="relu")
+    return SCFFConfig(name="rnn", learner="scff-rnn", layers=[layer], batch_size=4,
+                      data=DataConfig(dataset="sequences"), probe=ProbeConfig(epochs=1, layers=[1]),
+                      bptt=BPTTConfig(epochs=0)).validate()
+
+
+def sequences(n: int = 4, steps: int = 7, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-padded random sequences of different lengths (the longest fills ``steps``)."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(2, steps + 1, (n,), generator=g)
+    lengths[0] = steps
+    x = torch.randn(n, steps, F_IN, generator=g)
+    x = x * (torch.arange(steps)[None, :, None] < lengths[:, None, None])
+    return x, lengths
+
+
+def reference_direction(direction, a: torch.Tensor, b: torch.Tensor, reverse: bool) -> list[torch.Tensor]:
+    """Step by step, the paper's way: concatenate the halves, standardise, two input weights W_1 = W_2.
+
+    Returns the pre-activations in the order the direction processes them (backwards if ``reverse``).
+    """
+    w = direction.input.weight
+    tied = torch.cat([w, w], dim=1)                   # W_1 = W_2 (Appendix A)
+    frames = list(zip(a, b))
+    if reverse:
+        frames = frames[::-1]
+    h = torch.zeros(direction.hidden_size)
+    pre = []
+    for a_t, b_t in frames:
+        u = standardize(torch.cat([a_t, b_t])[None])[0]
+        z = tied @ u + direction.recurrent(standardize(h[None])[0])
+        pre.append(z)
+        h = torch.relu(z).detach()
+    return pre                                        # in processing order
+
+
+def test_step_goodness_matches_the_step_by_step_definition():
+    """Tied-weight projections, pair standardisation, padding of the shorter half, reversal."""
+    torch.manual_seed(0)
+    learner = SCFFRNNLearner(rnn_config(), F_IN)
+    x, lengths = sequences()
+    left, right, pair_lengths = pair_examples(lengths, torch.Generator().manual_seed(1))
+    for trainer in learner.trainers:
+        states = trainer.previous_states(x, lengths, left, right, pair_lengths)
+        g, valid = trainer.step_goodness(x, lengths, left, right, pair_lengths, states)
+        for e in range(left.shape[0]):
+            n = int(pair_lengths[e])
+            pre = reference_direction(trainer.direction, x[left[e], :n], x[right[e], :n], reverse=trainer.which == 1)
+            expected = torch.stack([torch.relu(z).square().mean() for z in pre])
+            torch.testing.assert_close(g[e, :n], expected, atol=1e-5, rtol=1e-4)
+            assert valid[e].sum() == n and not g[e, n:].any()
+
+
+def test_no_gradient_flows_through_time():
+    """The goodness at step t depends on the input at step t only; BPTT (same network) would differ."""
+    learner = SCFFRNNLearner(rnn_config(), F_IN)
+    x, lengths = sequences(n=3, steps=6)
+    lengths[:] = 6
+    x = x.clone().requires_grad_(True)
+    k = torch.arange(3)
+    trainer = learner.trainers[0]
+    states = trainer.previous_states(x, lengths, k, k, lengths)
+    assert not states.requires_grad and states.grad_fn is None
+    g, _ = trainer.step_goodness(x, lengths, k, k, lengths, states)
+    t = 4
+    (grad,) = torch.autograd.grad(g[:, t].sum(), x)
+    assert grad[:, t].abs().sum() > 0
+    assert torch.count_nonzero(grad[:, :t]) == 0 and torch.count_nonzero(grad[:, t + 1:]) == 0
+    # the same quantity computed with the state attached (BPTT) does reach earlier steps
+    drive = learner.network.drive(0, x, lengths, k, k, lengths)
+    final, _ = trainer.direction.run(drive[:, :t + 1], torch.full((3,), t + 1))
+    (bptt_grad,) = torch.autograd.grad(final.square().mean(), x)
+    assert torch.count_nonzero(bptt_grad[:, :t]) > 0
+
+
+def test_state_fed_to_a_step_must_be_detached():
+    learner = SCFFRNNLearner(rnn_config(), F_IN)
+    x, lengths = sequences()
+    k = torch.arange(x.shape[0])
+    trainer = learner.trainers[0]
+    attached = trainer.direction.run(learner.network.drive(0, x, lengths, k, k, lengths), lengths,
+                                     keep_states=True)[1]
+    with pytest.raises(RuntimeError, match="detached"):
+        trainer.step_goodness(x, lengths, k, k, lengths, attached)
+
+
+def test_each_direction_learns_from_its_own_loss_only():
+    learner = SCFFRNNLearner(rnn_config(), F_IN)
+    x, lengths = sequences()
+    left, right, pair_lengths = pair_examples(lengths, torch.Generator().manual_seed(0))
+    forward, backward = learner.network.directions
+    for p in learner.network.parameters():
+        p.grad = None
+    learner.trainers[0].update(x, lengths, left, right, pair_lengths, x.shape[0])
+    assert all(p.grad is not None for p in forward.parameters())
+    assert all(p.grad is None for p in backward.parameters())
+    before = [p.detach().clone() for p in forward.parameters()]
+    learner.trainers[1].update(x, lengths, left, right, pair_lengths, x.shape[0])
+    assert all(torch.equal(a, p) for a, p in zip(before, forward.parameters()))
+    for trainer, direction in zip(learner.trainers, learner.network.directions):
+        owned = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+        assert owned == {id(p) for p in direction.parameters()}
+
+
+def test_inference_reads_final_states_independent_of_padding():
+    """Each sequence's features are those of its own length: extra zero padding changes nothing,
+    and the forward direction's state is the step-by-step reference at the sequence's last step."""
+    network = LocalBiRNN(F_IN, HIDDEN)
+    x, lengths = sequences()
+    (features,) = network(x, lengths)
+    padded = torch.cat([x, torch.zeros(x.shape[0], 5, F_IN)], dim=1)
+    torch.testing.assert_close(network(padded, lengths)[0], features)
+    for i in range(x.shape[0]):
+        n = int(lengths[i])
+        pre = reference_direction(network.directions[0], x[i, :n], x[i, :n], reverse=False)
+        torch.testing.assert_close(features[i, :HIDDEN], standardize(torch.relu(pre[-1])[None])[0],
+                                   atol=1e-5, rtol=1e-4)
+        pre_b = reference_direction(network.directions[1], x[i, :n], x[i, :n], reverse=True)
+        torch.testing.assert_close(features[i, HIDDEN:], standardize(torch.relu(pre_b[-1])[None])[0],
+                                   atol=1e-5, rtol=1e-4)
+
+
+def test_masked_loss_averages_over_real_steps_only():
+    g_pos = torch.tensor([[1.0, 3.0, 9.0]])
+    g_neg = torch.tensor([[2.0, 9.0, 9.0]])
+    mask_pos = torch.tensor([[True, True, False]])
+    mask_neg = torch.tensor([[True, False, False]])
+    terms = scff_loss(g_pos, g_neg, 0.0, 1.0, penalty=0.5, mask_pos=mask_pos, mask_neg=mask_neg)
+    sp = torch.nn.functional.softplus
+    expected = (sp(torch.tensor(-1.0)) + sp(torch.tensor(-3.0))) / 2 + sp(torch.tensor(1.0)) + 0.5 * 10 ** 0.5
+    torch.testing.assert_close(terms.loss, expected)
+    assert float(terms.goodness_pos) == 2.0 and float(terms.goodness_neg) == 2.0
+
+
+def test_training_separates_positive_from_negative_goodness():
+    config = rnn_config(epochs=6)
+    config.batch_size = 16
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 10, F_IN, generator=g)
+    lengths = torch.full((64,), 10)
+    learner = SCFFRNNLearner(config, F_IN)
+    learner.train(x, lengths, show_progress=False)
+    first, last = learner.history[0], learner.history[-1]
+    assert last.loss < first.loss
+    assert last.goodness_pos - last.goodness_neg > first.goodness_pos - first.goodness_neg
+
+
+def test_wrong_feature_count_is_a_clear_error():
+    learner = SCFFRNNLearner(rnn_config(), F_IN)
+    x, lengths = sequences()
+    with pytest.raises(ValueError, match=f"expected {F_IN} features per step, got 5"):
+        learner.train(x[..., :5], lengths, show_progress=False)
+    with pytest.raises(ValueError, match="lengths must be int64"):
+        learner.network(x, lengths.to(torch.int32))
