@@ -23,5 +23,5 @@ for record in learner.history[-3:]:
           f"G+ {record.goodness_pos:.2f}, G- {record.goodness_neg:.2f}")
 
 network = learner.network                                       # a plain nn.Module: state_dict, eval(), ...
-report = evaluate(network, untrained_network(config, dataset.num_features), dataset, config)
+report = evaluate(network, {"untrained": untrained_network(config, dataset.num_features)}, dataset, config)
 print("\n".join(summary_lines(report)))

@@ -15,10 +15,15 @@ from .config import load_preset, preset_names
 from .data import DATA_DIR_ENV
 from .errors import ConfigError, FwdlearnError
 
+DEFAULT_PRESETS = {("scff-mlp", None): "digits", ("scff-mlp", "mnist"): "mnist-paper",
+                   ("scff-rnn", None): "sequences", ("scff-rnn", "fsdd"): "fsdd-paper"}
+
 EPILOG = f"""\
 examples:
-  fwdlearn train scff-mlp                          # embedded 8x8 digits, about a minute on 2 cores
+  fwdlearn train scff-mlp                          # embedded 8x8 digits, under a minute on 2 cores
   fwdlearn train scff-mlp --preset mnist-paper --data-dir ../shared/data
+  fwdlearn train scff-rnn                          # embedded synthetic sequences, Bi-RNN
+  fwdlearn train scff-rnn --dataset fsdd --data-dir ../shared/data   # spoken digits (Table F.4)
   fwdlearn eval runs/digits/checkpoint.pt          # probe a saved network again
   fwdlearn presets                                 # what each preset runs
 
@@ -49,10 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
                                 description="Train with a local rule, evaluate with a linear probe beside an "
                                             "untrained network and the raw inputs, write results.json and plots.")
-    train.add_argument("learner", choices=["scff-mlp"],
-                       help="scff-mlp: Self-Contrastive Forward-Forward on a fully connected network")
-    train.add_argument("--preset", default="digits",
-                       help=f"shipped preset ({', '.join(preset_names())}) or a TOML file (default: digits)")
+    train.add_argument("learner", choices=["scff-mlp", "scff-rnn"],
+                       help="scff-mlp: Self-Contrastive Forward-Forward on a fully connected network; "
+                            "scff-rnn: the same rule on a bidirectional recurrent layer (no BPTT)")
+    train.add_argument("--preset",
+                       help=f"shipped preset ({', '.join(preset_names())}) or a TOML file (default: digits for "
+                            f"scff-mlp, sequences for scff-rnn; mnist-paper / fsdd-paper with --dataset)")
+    train.add_argument("--dataset", choices=["digits", "mnist", "sequences", "fsdd"],
+                       help="data set (default: the preset's); alone, picks that data set's paper preset")
+    train.add_argument("--holdout-speakers", nargs="+", metavar="NAME",
+                       help="fsdd: test on all recordings of these speakers instead of the official split")
+    train.add_argument("--bptt-epochs", type=int, help="scff-rnn: epochs of the BPTT baseline (0 skips it)")
     train.add_argument("--data-dir", help=f"folder holding the data set (default: ${DATA_DIR_ENV})")
     train.add_argument("--out", type=Path, help="run directory (default: runs/<preset name>)")
     train.add_argument("--seed", type=int, help="random seed (overrides the preset)")
@@ -78,7 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _choose_preset(args) -> str:
+    if args.preset:
+        return args.preset
+    if (args.learner, args.dataset) in DEFAULT_PRESETS:
+        return DEFAULT_PRESETS[(args.learner, args.dataset)]
+    return DEFAULT_PRESETS[(args.learner, None)]
+
+
 def _apply_overrides(config, args):
+    if config.learner != args.learner:
+        raise ConfigError(f"preset {args.preset} is for {config.learner}, not {args.learner}")
+    if args.dataset is not None:
+        config.data.dataset = args.dataset
+    if args.holdout_speakers:
+        config.data.holdout_speakers = list(args.holdout_speakers)
+    if args.bptt_epochs is not None:
+        config.bptt.epochs = args.bptt_epochs
     if args.seed is not None:
         config.seed = args.seed
     if args.epochs is not None:
@@ -108,6 +136,7 @@ def run(argv: list[str] | None = None) -> int:
     _set_threads(args.threads)
     if args.command == "train":
         from .runs import train_run
+        args.preset = _choose_preset(args)
         config = _apply_overrides(load_preset(args.preset), args)
         out = args.out or Path("runs") / config.name
         train_run(config, out, args.data_dir, fresh=args.fresh, show_progress=not args.no_progress)

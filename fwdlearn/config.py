@@ -17,6 +17,9 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
 
+LEARNER_NAMES = ("scff-mlp", "scff-rnn")
+SEQUENCE_DATASETS = ("fsdd", "sequences")
+
 
 def _check(cond: bool, message: str) -> None:
     if not cond:
@@ -62,11 +65,36 @@ class DataConfig:
 
     dataset: str = "digits"
     translate: int = 0             # each half of a pair is shifted by up to this many pixels
+    holdout_speakers: list[str] = field(default_factory=list)   # fsdd: test on these speakers instead
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.dataset in SEQUENCE_DATASETS
 
     def validate(self, where: str) -> None:
         from .data import DATASETS
         _check(self.dataset in DATASETS, f"{where}.dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
         _check(self.translate >= 0, f"{where}.translate must be >= 0, got {self.translate}")
+        _check(not self.holdout_speakers or self.dataset == "fsdd",
+               f"{where}.holdout_speakers applies to the fsdd data set only")
+
+
+@dataclass
+class BPTTConfig:
+    """The back-propagation-through-time baseline of a recurrent learner (same network, trained end to end).
+
+    ``epochs = 0`` skips it. Trained with Adam and cross-entropy through a linear head on the final
+    states of both directions; then read out by the same probe as the local learner.
+    """
+
+    epochs: int = 0
+    lr: float = 1e-3
+    batch_size: int = 64
+
+    def validate(self, where: str) -> None:
+        _check(self.epochs >= 0, f"{where}.epochs must be >= 0, got {self.epochs}")
+        _check(self.lr > 0, f"{where}.lr must be > 0, got {self.lr}")
+        _check(self.batch_size >= 1, f"{where}.batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass
@@ -91,7 +119,7 @@ class ProbeConfig:
 
 @dataclass
 class SCFFConfig:
-    """A whole SCFF-MLP run: data, layers, schedule, probe."""
+    """A whole SCFF run: learner, data, layers, schedule, probe (and, for scff-rnn, the BPTT baseline)."""
 
     name: str
     layers: list[LayerConfig]
@@ -102,9 +130,11 @@ class SCFFConfig:
     schedule: str = "sequential"   # "sequential": each layer trained then frozen; "simultaneous": all at once
     data: DataConfig = field(default_factory=DataConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    bptt: BPTTConfig = field(default_factory=BPTTConfig)
 
     def validate(self, where: str = "config") -> "SCFFConfig":
-        _check(self.learner == "scff-mlp", f"{where}.learner must be 'scff-mlp', got {self.learner!r}")
+        _check(self.learner in LEARNER_NAMES,
+               f"{where}.learner must be one of {', '.join(LEARNER_NAMES)}, got {self.learner!r}")
         _check(len(self.layers) >= 1, f"{where}.layers must list at least one layer")
         _check(self.batch_size >= 2, f"{where}.batch_size must be >= 2 (negatives pair different samples), "
                                      f"got {self.batch_size}")
@@ -114,6 +144,14 @@ class SCFFConfig:
             layer.validate(f"{where}.layers[{i}]")
         self.data.validate(f"{where}.data")
         self.probe.validate(f"{where}.probe")
+        self.bptt.validate(f"{where}.bptt")
+        recurrent = self.learner == "scff-rnn"
+        _check(recurrent == self.data.is_sequence,
+               f"{where}.data.dataset {self.data.dataset!r} does not suit learner {self.learner!r} "
+               f"(sequence data sets: {', '.join(SEQUENCE_DATASETS)}, for scff-rnn)")
+        _check(not recurrent or len(self.layers) == 1,
+               f"{where}.layers: scff-rnn trains one bidirectional layer, got {len(self.layers)}")
+        _check(recurrent or self.bptt.epochs == 0, f"{where}.bptt applies to scff-rnn only")
         bad = [n for n in self.probe.layers if not 1 <= n <= len(self.layers)]
         _check(not bad, f"{where}.probe.layers must name layers 1..{len(self.layers)}, got {bad}")
         return self

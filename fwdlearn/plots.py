@@ -39,11 +39,10 @@ def plot_probe_accuracy(results: dict, path: str | Path) -> Path:
     names = [k.replace("layer", "layer ") for k in metrics["per_layer"]] + ["combined"]
     values = [m["test_accuracy"] for m in metrics["per_layer"].values()] + [metrics["test_accuracy"]]
     colours = ["tab:blue"] * len(names)
-    for key, label in (("untrained", "untrained"), ("raw_inputs", "raw inputs")):
-        if key in baselines:
-            names.append(label)
-            values.append(baselines[key]["test_accuracy"])
-            colours.append("tab:gray")
+    for key, entry in baselines.items():
+        names.append(key.replace("_", " "))
+        values.append(entry["test_accuracy"])
+        colours.append("tab:gray")
     fig, ax = plt.subplots(figsize=(1.3 * len(names) + 1, 3.6))
     bars = ax.bar(names, [100 * v for v in values], color=colours)
     ax.bar_label(bars, fmt="%.2f")

@@ -19,12 +19,13 @@ from typing import Callable
 import torch
 
 from .atomic import save_json
+from .baselines import train_bptt
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import SCFFConfig
 from .data import LabelledDataset, load_dataset
 from .errors import CheckpointError
 from .eval.report import evaluate, summary_lines
-from .learners import SCFFMLPLearner, SCFFNetwork
+from .learners import LEARNERS
 from .progress import bars_visible
 
 HALT_ENV = "FWDLEARN_HALT_AFTER_EPOCHS"   # test hook: hard-exit after N epochs, as a kill would
@@ -34,13 +35,16 @@ def device_description() -> str:
     return f"cpu ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
 
 
-def untrained_network(config: SCFFConfig, input_dim: int) -> SCFFNetwork:
+def untrained_network(config: SCFFConfig, input_dim: int) -> torch.nn.Module:
     """The network exactly as the learner initialises it, before any update (a baseline)."""
-    torch.manual_seed(config.seed)
-    return SCFFNetwork(input_dim, config.layers)
+    return LEARNERS[config.learner].build_network(config, input_dim)
 
 
-def _resume(learner: SCFFMLPLearner, path: Path, config: SCFFConfig, log: Callable[[str], None]) -> None:
+def load_run_dataset(config: SCFFConfig, data_dir: str | Path | None) -> LabelledDataset:
+    return load_dataset(config.data.dataset, data_dir, holdout_speakers=config.data.holdout_speakers)
+
+
+def _resume(learner, path: Path, config: SCFFConfig, log: Callable[[str], None]) -> None:
     payload = load_checkpoint(path)
     if payload["config"].to_dict() != config.to_dict():
         raise CheckpointError(f"{path}: holds a run with a different configuration; "
@@ -53,15 +57,15 @@ def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | No
               show_progress: bool = True, command: str = "", log: Callable[[str], None] = print) -> dict:
     """Train (or resume), evaluate with baselines, and write the run's files. Returns the results dict."""
     out_dir = Path(out_dir)
-    dataset = load_dataset(config.data.dataset, data_dir)
-    learner = SCFFMLPLearner(config, dataset.num_features)
+    dataset = load_run_dataset(config, data_dir)
+    learner = LEARNERS[config.learner](config, dataset.num_features)
     checkpoint_path = out_dir / "checkpoint.pt"
     if checkpoint_path.exists() and not fresh:
         _resume(learner, checkpoint_path, config, log)
     halt_after = int(os.environ.get(HALT_ENV, "0"))
     epochs_this_process = 0
 
-    def on_epoch_end(current: SCFFMLPLearner) -> None:
+    def on_epoch_end(current) -> None:
         nonlocal epochs_this_process
         save_checkpoint(checkpoint_path, config, dataset.num_features, current.state_dict(), current.finished)
         if not bars_visible(show_progress):   # one line per epoch where no bar shows it
@@ -73,15 +77,24 @@ def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | No
             os._exit(137)
 
     widths = "-".join(str(w) for w in [dataset.num_features] + [layer.width for layer in config.layers])
-    log(f"SCFF-MLP {widths} on {dataset.name}: {len(dataset.train)} training, {len(dataset.test)} test samples "
+    log(f"{config.learner.upper()} {widths} on {dataset.name}: {len(dataset.train)} training, {len(dataset.test)} test samples "
         f"({dataset.source}); {config.schedule} schedule, {learner.total_epochs} epochs")
     started = time.perf_counter()
-    learner.train(dataset.train.x, on_epoch_end=on_epoch_end, show_progress=show_progress)
+    learner.train(dataset.train.x, dataset.train.lengths, on_epoch_end=on_epoch_end, show_progress=show_progress)
     train_seconds = time.perf_counter() - started
     if not checkpoint_path.exists():   # nothing was left to train: still leave a checkpoint to evaluate
         save_checkpoint(checkpoint_path, config, dataset.num_features, learner.state_dict(), True)
     log(f"training done in {train_seconds:.1f} s; probing (linear read-out, {config.probe.epochs} epochs)")
-    results = evaluate_run(learner.network, dataset, config, show_progress, command)
+    baselines = {"untrained": untrained_network(config, dataset.num_features)}
+    bptt_seconds = None
+    if config.bptt.epochs:
+        log(f"BPTT baseline: the same network trained end to end for {config.bptt.epochs} epochs")
+        baselines["bptt"] = untrained_network(config, dataset.num_features)
+        bptt_seconds = train_bptt(baselines["bptt"], dataset.train.x, dataset.train.lengths, dataset.train.y,
+                                  dataset.num_classes, config.bptt, config.seed, show_progress)
+    results = evaluate_run(learner.network, baselines, dataset, config, show_progress, command)
+    if bptt_seconds is not None:
+        results["timing"]["bptt_train_seconds"] = round(bptt_seconds, 2)
     results["timing"]["seconds_per_epoch"] = learner.seconds_per_epoch()
     results["timing"]["train_seconds_this_process"] = round(train_seconds, 2)
     results["history"] = [vars(r) for r in learner.history]
@@ -89,11 +102,11 @@ def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | No
     return results
 
 
-def evaluate_run(network: SCFFNetwork, dataset: LabelledDataset, config: SCFFConfig, show_progress: bool,
-                 command: str) -> dict:
-    """The results dict for a trained network (architecture.md's results format)."""
+def evaluate_run(network: torch.nn.Module, baselines: dict[str, torch.nn.Module], dataset: LabelledDataset,
+                 config: SCFFConfig, show_progress: bool, command: str) -> dict:
+    """The results dict for a trained network beside its baselines (architecture.md's results format)."""
     started = time.perf_counter()
-    report = evaluate(network, untrained_network(config, dataset.num_features), dataset, config, show_progress)
+    report = evaluate(network, baselines, dataset, config, show_progress)
     return {
         "experiment": config.name, "learner": config.learner, "dataset": dataset.name,
         "command": command or " ".join(["fwdlearn"] + sys.argv[1:]), "device": device_description(),
@@ -125,17 +138,17 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path | None, out
     config: SCFFConfig = payload["config"]
     if not payload["finished"]:
         log(f"note: {checkpoint} is from an unfinished run; evaluating the network as it stands")
-    dataset = load_dataset(config.data.dataset, data_dir)
+    dataset = load_run_dataset(config, data_dir)
     if dataset.num_features != payload["input_dim"]:
         raise CheckpointError(f"{checkpoint}: network expects {payload['input_dim']} inputs but {dataset.name} "
                               f"has {dataset.num_features}")
-    network = SCFFNetwork(payload["input_dim"], config.layers)
+    network = untrained_network(config, payload["input_dim"])
     try:
         network.load_state_dict(payload["state"]["network"])
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{checkpoint}: weights do not match its configuration ({str(exc).splitlines()[0]})") from None
-    report = evaluate(network, untrained_network(config, dataset.num_features) if baselines else None, dataset, config,
-                      show_progress)
+    report = evaluate(network, {"untrained": untrained_network(config, dataset.num_features)} if baselines else {},
+                      dataset, config, show_progress, raw_inputs=baselines)
     results = {"experiment": config.name, "learner": config.learner, "dataset": dataset.name,
                "checkpoint": str(checkpoint), "device": device_description(), "seeds": [config.seed], **report}
     out_dir = Path(out) if out else Path(checkpoint).parent / "eval"

@@ -8,10 +8,15 @@ from ..data.transforms import standardize
 
 
 @torch.no_grad()
-def layer_features(network: torch.nn.Module, x: torch.Tensor, batch_size: int = 2000) -> list[torch.Tensor]:
-    """Every layer's passed-on activity for samples ``x``, in large inference batches."""
+def layer_features(network: torch.nn.Module, x: torch.Tensor, lengths: torch.Tensor | None = None,
+                   batch_size: int = 2000) -> list[torch.Tensor]:
+    """Every layer's passed-on activity for samples ``x`` (and ``lengths`` for sequences), in large batches."""
     network.eval()
-    chunks = [network(x[s:s + batch_size]) for s in range(0, x.shape[0], batch_size)]
+    if lengths is None:
+        chunks = [network(x[s:s + batch_size]) for s in range(0, x.shape[0], batch_size)]
+    else:
+        chunks = [network(x[s:s + batch_size, :int(lengths[s:s + batch_size].max())], lengths[s:s + batch_size])
+                  for s in range(0, x.shape[0], batch_size)]
     return [torch.cat([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
 

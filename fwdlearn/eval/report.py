@@ -10,6 +10,9 @@ from .features import layer_features, probe_inputs
 from .linear_probe import ProbeResult, train_linear_probe
 
 
+BASELINE_LABELS = {"untrained": "untrained network", "bptt": "BPTT, end to end", "raw_inputs": "raw inputs"}
+
+
 def _entry(result: ProbeResult, layers: list[int] | None = None) -> dict:
     entry = {"test_accuracy": round(result.test_accuracy, 5), "train_accuracy": round(result.train_accuracy, 5),
              "num_features": result.num_features, "probe_seconds": round(result.seconds, 2)}
@@ -21,8 +24,8 @@ def _entry(result: ProbeResult, layers: list[int] | None = None) -> dict:
 def probe_network(network: torch.nn.Module, dataset: LabelledDataset, config: SCFFConfig, layer_sets: list[list[int]],
                   label: str, show_progress: bool) -> list[ProbeResult]:
     """Probe ``network`` once per set of layers; features are computed once for all of them."""
-    train_features = layer_features(network, dataset.train.x)
-    test_features = layer_features(network, dataset.test.x)
+    train_features = layer_features(network, dataset.train.x, dataset.train.lengths)
+    test_features = layer_features(network, dataset.test.x, dataset.test.lengths)
     scale = config.probe.standardize
     return [train_linear_probe(probe_inputs(train_features, layers, scale), dataset.train.y,
                                probe_inputs(test_features, layers, scale), dataset.test.y, config.probe,
@@ -31,9 +34,10 @@ def probe_network(network: torch.nn.Module, dataset: LabelledDataset, config: SC
             for layers in layer_sets]
 
 
-def evaluate(network: torch.nn.Module, untrained: torch.nn.Module | None, dataset: LabelledDataset,
-             config: SCFFConfig, show_progress: bool = True) -> dict:
-    """Per-layer and combined probe accuracy, with the untrained-network and raw-input baselines."""
+def evaluate(network: torch.nn.Module, baselines: dict[str, torch.nn.Module], dataset: LabelledDataset,
+             config: SCFFConfig, show_progress: bool = True, raw_inputs: bool = True) -> dict:
+    """Per-layer and combined probe accuracy, beside the same probe on each baseline network
+    (``untrained``, ``bptt``, ...) and, for fixed-size samples, on the raw inputs."""
     n_layers = len(config.layers)
     combined = config.probe.layers or list(range(1, n_layers + 1))
     layer_sets = [[i] for i in range(1, n_layers + 1)]
@@ -46,9 +50,10 @@ def evaluate(network: torch.nn.Module, untrained: torch.nn.Module | None, datase
                     "per_layer": {f"layer{i}": _entry(by_set[(i,)]) for i in range(1, n_layers + 1)}},
         "baselines": {},
     }
-    if untrained is not None:
-        (result,) = probe_network(untrained, dataset, config, [combined], "untrained", show_progress)
-        report["baselines"]["untrained"] = _entry(result, combined)
+    for name, baseline in baselines.items():
+        (result,) = probe_network(baseline, dataset, config, [combined], name, show_progress)
+        report["baselines"][name] = _entry(result, combined)
+    if raw_inputs and not dataset.train.is_sequence:
         raw = train_linear_probe(standardize(dataset.train.x.flatten(1)), dataset.train.y,
                                  standardize(dataset.test.x.flatten(1)), dataset.test.y, config.probe,
                                  dataset.num_classes, seed=config.seed, desc="probe raw inputs",
@@ -65,10 +70,9 @@ def summary_lines(results: dict) -> list[str]:
     if len(metrics["per_layer"]) > 1:
         rows += [(f"SCFF, {name.replace('layer', 'layer ')} alone", m["test_accuracy"])
                  for name, m in metrics["per_layer"].items()]
-    if "untrained" in baselines:
-        rows.append((f"untrained network, layers {combined}", baselines["untrained"]["test_accuracy"]))
-    if "raw_inputs" in baselines:
-        rows.append(("raw inputs", baselines["raw_inputs"]["test_accuracy"]))
+    for name, entry in baselines.items():
+        label = BASELINE_LABELS.get(name, name)
+        rows.append((f"{label}, layers {combined}" if "layers" in entry else label, entry["test_accuracy"]))
     width = max(len(name) for name, _ in rows)
     lines = [f"  {'linear probe on'.ljust(width)}  test accuracy"]
     lines += [f"  {name.ljust(width)}  {100 * acc:6.2f} %" for name, acc in rows]

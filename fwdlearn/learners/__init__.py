@@ -4,6 +4,9 @@ from .pairs import PairBatch, carry_pairs, data_pairs, repair
 from .scff_layer import SCFFLayerTrainer
 from .scff_mlp import EpochRecord, SCFFMLPLearner
 from .scff_network import SCFFNetwork
+from .scff_rnn import SCFFRNNLearner
+
+LEARNERS = {"scff-mlp": SCFFMLPLearner, "scff-rnn": SCFFRNNLearner}
 
 __all__ = ["PairBatch", "data_pairs", "carry_pairs", "repair", "SCFFLayerTrainer", "SCFFMLPLearner",
-           "SCFFNetwork", "EpochRecord"]
+           "SCFFNetwork", "EpochRecord", "SCFFRNNLearner", "LEARNERS"]

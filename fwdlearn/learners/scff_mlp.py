@@ -46,12 +46,17 @@ class SCFFMLPLearner:
 
     def __init__(self, config: SCFFConfig, input_dim: int):
         self.config = config
-        torch.manual_seed(config.seed)
-        self.network = SCFFNetwork(input_dim, config.layers)
+        self.network = self.build_network(config, input_dim)
         self.trainers = [SCFFLayerTrainer(layer, cfg) for layer, cfg in zip(self.network.layers, config.layers)]
         self.generator = torch.Generator().manual_seed(config.seed)
         self.history: list[EpochRecord] = []
         self.next_stage, self.next_epoch = 0, 0
+
+    @staticmethod
+    def build_network(config: SCFFConfig, input_dim: int) -> SCFFNetwork:
+        """The network exactly as a fresh learner initialises it (also the untrained baseline)."""
+        torch.manual_seed(config.seed)
+        return SCFFNetwork(input_dim, config.layers)
 
     @property
     def stages(self) -> list[list[int]]:
@@ -96,9 +101,11 @@ class SCFFMLPLearner:
                 batch = self.next_layer_batch(index, z_pos, z_neg)
         return stats
 
-    def train(self, x: torch.Tensor, on_epoch_end: Callable[["SCFFMLPLearner"], None] | None = None,
-              show_progress: bool = True) -> None:
+    def train(self, x: torch.Tensor, lengths: torch.Tensor | None = None,
+              on_epoch_end: Callable[["SCFFMLPLearner"], None] | None = None, show_progress: bool = True) -> None:
         """Train on samples ``x`` from wherever the learner stands (fresh or resumed)."""
+        if lengths is not None:
+            raise DataError("scff-mlp trains on fixed-size samples; for sequences use scff-rnn")
         n, batch_size = x.shape[0], self.config.batch_size
         if n < 2:
             raise DataError(f"SCFF needs at least 2 training samples to form negative pairs, got {n}")
@@ -153,8 +160,12 @@ class SCFFMLPLearner:
         self.next_stage, self.next_epoch = state["position"]
 
     def seconds_per_epoch(self) -> dict[str, float]:
-        """Mean wall time of one training epoch, per layer (``layer1``, ``layer2``, ...)."""
-        per_layer: dict[str, list[float]] = {}
-        for record in self.history:
-            per_layer.setdefault(f"layer{record.layer}", []).append(record.seconds)
-        return {k: round(sum(v) / len(v), 3) for k, v in per_layer.items()}
+        return mean_seconds_per_epoch(self.history)
+
+
+def mean_seconds_per_epoch(history: list[EpochRecord]) -> dict[str, float]:
+    """Mean wall time of one training epoch, per layer (``layer1``, ``layer2``, ...)."""
+    per_layer: dict[str, list[float]] = {}
+    for record in history:
+        per_layer.setdefault(f"layer{record.layer}", []).append(record.seconds)
+    return {k: round(sum(v) / len(v), 3) for k, v in per_layer.items()}
