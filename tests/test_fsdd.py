@@ -22,7 +22,8 @@ from fwdlearn.data import DATA_DIR_ENV, DATASETS, load_dataset
 from fwdlearn.data import fsdd
 from fwdlearn.data.fsdd import CACHE_ENV, MFCCSettings, load_fsdd, mfcc_features
 from fwdlearn.data.sequences import load_synthetic_sequences
-from fwdlearn.errors import DataError, FwdlearnError
+from fwdlearn.errors import DataError
+from test_data import assert_one_line_error
 
 REAL_FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
 
@@ -35,16 +36,6 @@ RATE = 8000
 # --------------------------------------------------------------------------------------------
 # helpers
 
-
-def assert_one_line_error(excinfo, *fragments: str) -> str:
-    """The error is a ``DataError`` on a single line that contains every fragment."""
-    assert isinstance(excinfo.value, DataError)
-    assert isinstance(excinfo.value, FwdlearnError)
-    message = str(excinfo.value)
-    assert "\n" not in message and "\r" not in message, message
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in {message!r}"
-    return message
 
 
 def write_wav(path: Path, num_samples: int, rate: int = RATE, channels: int = 1, seed: int = 0) -> int:
