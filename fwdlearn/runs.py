@@ -84,7 +84,7 @@ def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | No
     train_seconds = time.perf_counter() - started
     if not checkpoint_path.exists():   # nothing was left to train: still leave a checkpoint to evaluate
         save_checkpoint(checkpoint_path, config, dataset.num_features, learner.state_dict(), True)
-    log(f"training done in {train_seconds:.1f} s; probing (linear read-out, {config.probe.epochs} epochs)")
+    log(f"training done in {train_seconds:.1f} s")
     baselines = {"untrained": untrained_network(config, dataset.num_features)}
     bptt_seconds = None
     if config.bptt.epochs:
@@ -92,6 +92,7 @@ def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | No
         baselines["bptt"] = untrained_network(config, dataset.num_features)
         bptt_seconds = train_bptt(baselines["bptt"], dataset.train.x, dataset.train.lengths, dataset.train.y,
                                   dataset.num_classes, config.bptt, config.seed, show_progress)
+    log(f"probing (linear read-out, {config.probe.epochs} epochs) the trained network and its baselines")
     results = evaluate_run(learner.network, baselines, dataset, config, show_progress, command)
     if bptt_seconds is not None:
         results["timing"]["bptt_train_seconds"] = round(bptt_seconds, 2)

@@ -60,8 +60,8 @@ def test_step_goodness_matches_the_step_by_step_definition():
     x, lengths = sequences()
     left, right, pair_lengths = pair_examples(lengths, torch.Generator().manual_seed(1))
     for trainer in learner.trainers:
-        states = trainer.previous_states(x, lengths, left, right, pair_lengths)
-        g, valid = trainer.step_goodness(x, lengths, left, right, pair_lengths, states)
+        drive = trainer.drive(x, lengths, left, right, pair_lengths)
+        g, valid = trainer.step_goodness(drive, pair_lengths, trainer.previous_states(drive, pair_lengths))
         for e in range(left.shape[0]):
             n = int(pair_lengths[e])
             pre = reference_direction(trainer.direction, x[left[e], :n], x[right[e], :n], reverse=trainer.which == 1)
@@ -78,15 +78,15 @@ def test_no_gradient_flows_through_time():
     x = x.clone().requires_grad_(True)
     k = torch.arange(3)
     trainer = learner.trainers[0]
-    states = trainer.previous_states(x, lengths, k, k, lengths)
+    drive = trainer.drive(x, lengths, k, k, lengths)
+    states = trainer.previous_states(drive, lengths)
     assert not states.requires_grad and states.grad_fn is None
-    g, _ = trainer.step_goodness(x, lengths, k, k, lengths, states)
+    g, _ = trainer.step_goodness(drive, lengths, states)
     t = 4
-    (grad,) = torch.autograd.grad(g[:, t].sum(), x)
+    (grad,) = torch.autograd.grad(g[:, t].sum(), x, retain_graph=True)   # drive is reused below
     assert grad[:, t].abs().sum() > 0
     assert torch.count_nonzero(grad[:, :t]) == 0 and torch.count_nonzero(grad[:, t + 1:]) == 0
     # the same quantity computed with the state attached (BPTT) does reach earlier steps
-    drive = learner.network.drive(0, x, lengths, k, k, lengths)
     final, _ = trainer.direction.run(drive[:, :t + 1], torch.full((3,), t + 1))
     (bptt_grad,) = torch.autograd.grad(final.square().mean(), x)
     assert torch.count_nonzero(bptt_grad[:, :t]) > 0
@@ -97,10 +97,10 @@ def test_state_fed_to_a_step_must_be_detached():
     x, lengths = sequences()
     k = torch.arange(x.shape[0])
     trainer = learner.trainers[0]
-    attached = trainer.direction.run(learner.network.drive(0, x, lengths, k, k, lengths), lengths,
-                                     keep_states=True)[1]
+    drive = trainer.drive(x, lengths, k, k, lengths)
+    attached = trainer.direction.run(drive, lengths, keep_states=True)[1]
     with pytest.raises(RuntimeError, match="detached"):
-        trainer.step_goodness(x, lengths, k, k, lengths, attached)
+        trainer.step_goodness(drive, lengths, attached)
 
 
 def test_each_direction_learns_from_its_own_loss_only():

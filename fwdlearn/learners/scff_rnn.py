@@ -41,26 +41,33 @@ class SCFFDirectionTrainer:
                                            weight_decay=config.weight_decay, fused=True)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
 
-    def previous_states(self, x, lengths, left, right, pair_lengths) -> torch.Tensor:
+    def drive(self, x, lengths, left, right, pair_lengths) -> torch.Tensor:
+        """This direction's input drive ``W_ih std([a_t, b_t])`` for the pair examples (``[E, T, hidden]``)."""
+        return self.network.drive(self.which, x, lengths, left, right, pair_lengths)
+
+    def previous_states(self, drive: torch.Tensor, pair_lengths: torch.Tensor) -> torch.Tensor:
         """Step 2: ``std(h_(t-1))`` for every example and step, computed without any graph."""
         with torch.no_grad():
-            drive = self.network.drive(self.which, x, lengths, left, right, pair_lengths)
-            return self.direction.run(drive, pair_lengths, keep_states=True)[1]
+            return self.direction.run(drive.detach(), pair_lengths, keep_states=True)[1]
 
-    def step_goodness(self, x, lengths, left, right, pair_lengths, states) -> tuple[torch.Tensor, torch.Tensor]:
+    def step_goodness(self, drive: torch.Tensor, pair_lengths: torch.Tensor, states: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-step goodness ``[E, T]`` of ``z_t`` with ``states`` held constant, and the mask of real steps."""
         if states.requires_grad:
             raise RuntimeError("the recurrent state fed to a step must be detached (no gradient through time)")
-        valid = torch.arange(x.shape[1])[None, :] < pair_lengths[:, None]
-        drive = self.network.drive(self.which, x, lengths, left, right, pair_lengths)
+        valid = torch.arange(drive.shape[1])[None, :] < pair_lengths[:, None]
         z = self.direction.step(drive[valid], states[valid])          # only real steps: [n_valid, hidden]
         g = torch.zeros(valid.shape, dtype=z.dtype).masked_scatter(valid, goodness(torch.relu(z)))
         return g, valid
 
     def update(self, x, lengths, left, right, pair_lengths, n_pos: int) -> SCFFLossTerms:
-        """Steps 2 and 3 for this direction; the first ``n_pos`` examples are the positives."""
-        states = self.previous_states(x, lengths, left, right, pair_lengths)
-        g, valid = self.step_goodness(x, lengths, left, right, pair_lengths, states)
+        """Steps 2 and 3 for this direction; the first ``n_pos`` examples are the positives.
+
+        The drive is computed once: the sweep reads it detached, the update through its graph.
+        """
+        drive = self.drive(x, lengths, left, right, pair_lengths)
+        states = self.previous_states(drive, pair_lengths)
+        g, valid = self.step_goodness(drive, pair_lengths, states)
         c = self.config
         terms = scff_loss(g[:n_pos], g[n_pos:], c.theta_pos, c.theta_neg, c.penalty, valid[:n_pos], valid[n_pos:])
         self.optimizer.zero_grad(set_to_none=True)
