@@ -20,20 +20,38 @@ def _pct(value: float, std: float | None = None) -> str:
     return text + (f" ± {100 * std:.2f}" if std else "")
 
 
+BASELINE_NAMES = {"raw_inputs": "raw inputs", "bptt": "BPTT"}
+
+
+def _baselines(b: dict) -> str:
+    """Every baseline other than the untrained network, with its training wall time where it has one."""
+    parts = []
+    for key, entry in b.items():
+        if key == "untrained":
+            continue
+        text = f"{BASELINE_NAMES.get(key, key)} {_pct(entry['test_accuracy'], entry.get('test_accuracy_std'))}"
+        if entry.get("train_seconds"):
+            seconds = entry["train_seconds"]
+            text += f" ({sum(seconds) / len(seconds):.0f} s training)"
+        parts.append(text)
+    return "; ".join(parts)
+
+
 def table(results: list[dict]) -> str:
-    lines = ["| experiment | data | seeds | SCFF (probe layers) | per layer | untrained network | raw inputs "
-             "| s / epoch (per layer) | probe s | device |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| experiment | data | seeds | SCFF (probe layers) | per layer | untrained network | other baselines "
+             "| s / epoch (per layer) | SCFF training s | probe s | device |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         m, b, t = r["metrics"], r["baselines"], r["timing"]
         per_layer = ", ".join(f"{k[5:]}: {_pct(v['test_accuracy'])}" for k, v in m["per_layer"].items())
         seconds = ", ".join(f"{k[5:]}: {v:.1f}" for k, v in t["seconds_per_epoch"].items())
+        train = t.get("train_seconds", [])
+        train_text = f"{sum(train) / len(train):.0f}" if train else ""
         probe = t.get("probe_seconds", {}).get("combined", "")
         lines.append(f"| {r['experiment']} | {r['dataset']} | {len(r['seeds'])} "
                      f"| **{_pct(m['test_accuracy'], m.get('test_accuracy_std'))}** ({'+'.join(map(str, m['layers']))}) "
                      f"| {per_layer} | {_pct(b['untrained']['test_accuracy'], b['untrained'].get('test_accuracy_std'))} "
-                     f"| {_pct(b['raw_inputs']['test_accuracy'], b['raw_inputs'].get('test_accuracy_std'))} "
-                     f"| {seconds} | {probe} | {r['device']} |")
+                     f"| {_baselines(b)} | {seconds} | {train_text} | {probe} | {r['device']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--holdout-speakers", nargs="+", metavar="NAME",
                        help="fsdd: test on all recordings of these speakers instead of the official split")
     train.add_argument("--bptt-epochs", type=int, help="scff-rnn: epochs of the BPTT baseline (0 skips it)")
+    train.add_argument("--batching", choices=["random", "by-length"],
+                       help="scff-rnn: random batches, or batches of similar-length sequences (less padding)")
     train.add_argument("--data-dir", help=f"folder holding the data set (default: ${DATA_DIR_ENV})")
     train.add_argument("--out", type=Path, help="run directory (default: runs/<preset name>)")
     train.add_argument("--seed", type=int, help="random seed (overrides the preset)")
@@ -107,6 +109,8 @@ def _apply_overrides(config, args):
         config.data.holdout_speakers = list(args.holdout_speakers)
     if args.bptt_epochs is not None:
         config.bptt.epochs = args.bptt_epochs
+    if args.batching is not None:
+        config.data.batching = args.batching
     if args.seed is not None:
         config.seed = args.seed
     if args.epochs is not None:

@@ -66,6 +66,7 @@ class DataConfig:
     dataset: str = "digits"
     translate: int = 0             # each half of a pair is shifted by up to this many pixels
     holdout_speakers: list[str] = field(default_factory=list)   # fsdd: test on these speakers instead
+    batching: str = "random"       # sequences: "random" or "by-length" batches (data/batching.py)
 
     @property
     def is_sequence(self) -> bool:
@@ -73,10 +74,14 @@ class DataConfig:
 
     def validate(self, where: str) -> None:
         from .data import DATASETS
+        from .data.batching import BATCHING
         _check(self.dataset in DATASETS, f"{where}.dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
         _check(self.translate >= 0, f"{where}.translate must be >= 0, got {self.translate}")
         _check(not self.holdout_speakers or self.dataset == "fsdd",
                f"{where}.holdout_speakers applies to the fsdd data set only")
+        _check(self.batching in BATCHING, f"{where}.batching must be one of {', '.join(BATCHING)}, got {self.batching!r}")
+        _check(self.batching == "random" or self.is_sequence,
+               f"{where}.batching {self.batching!r} applies to sequence data sets only ({', '.join(SEQUENCE_DATASETS)})")
 
 
 @dataclass

@@ -91,7 +91,8 @@ def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | No
         log(f"BPTT baseline: the same network trained end to end for {config.bptt.epochs} epochs")
         baselines["bptt"] = untrained_network(config, dataset.num_features)
         bptt_seconds = train_bptt(baselines["bptt"], dataset.train.x, dataset.train.lengths, dataset.train.y,
-                                  dataset.num_classes, config.bptt, config.seed, show_progress)
+                                  dataset.num_classes, config.bptt, config.seed, show_progress,
+                                  config.data.batching)
     log(f"probing (linear read-out, {config.probe.epochs} epochs) the trained network and its baselines")
     results = evaluate_run(learner.network, baselines, dataset, config, show_progress, command)
     if bptt_seconds is not None:

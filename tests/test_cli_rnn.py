@@ -65,7 +65,8 @@ def test_rnn_run_reports_scff_beside_untrained_and_bptt(tmp_path, tiny_rnn):
 
 
 def test_killed_rnn_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_rnn):
-    args = ("train", "scff-rnn", "--preset", str(tiny_rnn), "--no-progress", "--threads", "1", "--bptt-epochs", "0")
+    args = ("train", "scff-rnn", "--preset", str(tiny_rnn), "--no-progress", "--threads", "1", "--bptt-epochs", "0",
+            "--batching", "by-length")
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     assert fwdlearn(*args, "--out", str(whole)).returncode == 0
     assert fwdlearn(*args, "--out", str(resumed), env={"FWDLEARN_HALT_AFTER_EPOCHS": "1"}).returncode == 137
@@ -74,6 +75,7 @@ def test_killed_rnn_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_rnn):
     a = torch.load(whole / "checkpoint.pt", weights_only=True)["state"]["network"]
     b = torch.load(resumed / "checkpoint.pt", weights_only=True)["state"]["network"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((whole / "results.json").read_text())["config"]["data"]["batching"] == "by-length"
 
 
 def test_learner_and_preset_must_agree(tmp_path, tiny_rnn):

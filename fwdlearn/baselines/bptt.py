@@ -14,24 +14,26 @@ import torch
 import torch.nn.functional as F
 
 from ..config import BPTTConfig
+from ..data.batching import epoch_batches
 from ..nn.local_birnn import LocalBiRNN
 from ..progress import progress_bar
 
 
 def train_bptt(network: LocalBiRNN, x: torch.Tensor, lengths: torch.Tensor, y: torch.Tensor, num_classes: int,
-               config: BPTTConfig, seed: int = 0, show_progress: bool = True) -> float:
-    """Train ``network`` (in place) end to end; returns the wall time in seconds."""
+               config: BPTTConfig, seed: int = 0, show_progress: bool = True, batching: str = "random") -> float:
+    """Train ``network`` (in place) end to end; returns the wall time in seconds.
+
+    ``batching`` groups sequences into batches as the local learner does (``data/batching.py``).
+    """
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     head = torch.nn.Linear(2 * network.directions[0].hidden_size, num_classes)
     optimizer = torch.optim.Adam([*network.parameters(), *head.parameters()], lr=config.lr)
     network.train()
     for epoch in range(config.epochs):
-        order = torch.randperm(x.shape[0], generator=generator)
-        batches = progress_bar(range(0, x.shape[0], config.batch_size), desc=f"BPTT epoch {epoch + 1}/{config.epochs}",
+        batches = progress_bar(epoch_batches(x.shape[0], config.batch_size, generator, batching, lengths), desc=f"BPTT epoch {epoch + 1}/{config.epochs}",
                                enabled=show_progress)
-        for start in batches:
-            rows = order[start:start + config.batch_size]
+        for rows in batches:
             steps = int(lengths[rows].max())
             (features,) = network(x[rows, :steps], lengths[rows])
             loss = F.cross_entropy(head(features), y[rows])

@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 
 from ..config import LayerConfig, SCFFConfig
+from ..data.batching import epoch_batches
 from ..errors import ConfigError, DataError
 from ..nn.local_birnn import LocalBiRNN, RecurrentDirection, check_sequences
 from ..objectives import SCFFLossTerms, goodness, scff_loss
@@ -140,14 +141,12 @@ class SCFFRNNLearner:
         if n < 2:
             raise DataError(f"SCFF needs at least 2 training sequences to form negative pairs, got {n}")
         while not self.finished:
-            order = torch.randperm(n, generator=self.generator)
-            starts = [s for s in range(0, n, batch_size) if min(batch_size, n - s) >= 2]
+            batches = epoch_batches(n, batch_size, self.generator, self.config.data.batching, lengths, min_size=2)
             sums = [0.0, 0.0, 0.0]
             started = time.perf_counter()
-            bar = progress_bar(starts, desc=f"Bi-RNN epoch {self.next_epoch + 1}/{self.total_epochs}",
+            bar = progress_bar(batches, desc=f"Bi-RNN epoch {self.next_epoch + 1}/{self.total_epochs}",
                                enabled=show_progress)
-            for start in bar:
-                rows = order[start:start + batch_size]
+            for rows in bar:
                 terms = self.train_batch(x[rows], lengths[rows])
                 values = [sum(float(getattr(t, name)) for t in terms) / len(terms)
                           for name in ("loss", "goodness_pos", "goodness_neg")]
@@ -155,7 +154,7 @@ class SCFFRNNLearner:
                 bar.set_postfix(loss=f"{values[0]:.4f}", refresh=False)
             for trainer in self.trainers:
                 trainer.scheduler.step()
-            loss, g_pos, g_neg = (v / len(starts) for v in sums)
+            loss, g_pos, g_neg = (v / len(batches) for v in sums)
             self.history.append(EpochRecord(1, self.next_epoch + 1, loss, g_pos, g_neg,
                                             time.perf_counter() - started))
             self.next_epoch += 1

@@ -1,12 +1,15 @@
-"""Benchmark: SCFF-MLP with a preset over one or more seeds; records accuracy and seconds per epoch.
+"""Benchmark: train a preset (any learner) over one or more seeds; record accuracy and wall times.
 
-    python benchmarks/scff_mlp.py --preset mnist-paper --data-dir ../shared/data --seeds 0
-    python benchmarks/scff_mlp.py --preset digits --seeds 0 1 2
+    python benchmarks/train_preset.py --preset mnist-paper --data-dir ../shared/data --seeds 0
+    python benchmarks/train_preset.py --preset digits --seeds 0 1 2 3 4
+    python benchmarks/train_preset.py --preset fsdd-paper --data-dir ../shared/data --seeds 0 1 2
 
 Each seed trains in ``benchmarks/runs/<preset>-seed<N>/`` (resumable, not committed). The
-aggregate (mean and spread over seeds, the untrained-network and raw-input probes beside it,
-per-layer seconds per epoch) goes to ``benchmarks/results/<preset>.json`` with the figures of the
-first seed, and ``benchmarks/results/README.md`` is regenerated from every results file.
+aggregate goes to ``benchmarks/results/<preset>.json``: mean and spread over seeds of the SCFF
+probe and of every baseline beside it (untrained network; raw inputs for images; BPTT for the
+Bi-RNN), seconds per epoch per layer, and the wall time of each training. The first seed's
+figures are copied beside it, and ``benchmarks/results/README.md`` is regenerated from every
+results file.
 """
 
 from __future__ import annotations
@@ -39,9 +42,12 @@ def aggregate(preset: str, runs: list[dict], command: str) -> dict:
     acc = mean_and_std([r["metrics"]["test_accuracy"] for r in runs])
     layers = list(first["metrics"]["per_layer"])
     per_layer = {name: mean_and_std([r["metrics"]["per_layer"][name]["test_accuracy"] for r in runs]) for name in layers}
-    baselines = {name: {"test_accuracy": mean_and_std([r["baselines"][name]["test_accuracy"] for r in runs])["mean"],
-                        "test_accuracy_std": mean_and_std([r["baselines"][name]["test_accuracy"] for r in runs])["std"]}
-                 for name in first["baselines"]}
+    baselines = {}
+    for name in first["baselines"]:
+        stats = mean_and_std([r["baselines"][name]["test_accuracy"] for r in runs])
+        baselines[name] = {"test_accuracy": stats["mean"], "test_accuracy_std": stats["std"]}
+        if name == "bptt":
+            baselines[name]["train_seconds"] = [r["timing"]["bptt_train_seconds"] for r in runs]
     seconds = {name: round(statistics.fmean(r["timing"]["seconds_per_epoch"][name] for r in runs), 2)
                for name in first["timing"]["seconds_per_epoch"]}
     probe_seconds = {"combined": round(statistics.fmean(r["metrics"]["probe_seconds"] for r in runs), 1)}
@@ -72,7 +78,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    command = " ".join(["python", "benchmarks/scff_mlp.py"] + sys.argv[1:])
+    command = " ".join(["python", "benchmarks/train_preset.py"] + sys.argv[1:])
     runs = []
     for seed in args.seeds:
         config = load_preset(args.preset)
