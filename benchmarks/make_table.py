@@ -55,10 +55,40 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _protocols(entry: dict) -> str:
+    linear = _pct(entry["linear_evaluation"]["test_accuracy"], entry["linear_evaluation"].get("test_accuracy_std"))
+    fine = entry.get("fine_tuning")
+    return f"{linear} | {_pct(fine['test_accuracy'], fine.get('test_accuracy_std')) if fine else '–'}"
+
+
+def lac_table(results: list[dict]) -> str:
+    """Autoencoder pretraining: linear evaluation and fine-tuning of each encoder (LAC paper, Table 1)."""
+    lines = ["| experiment | data | seeds | encoder | linear evaluation | fine-tuning | test reconstruction MSE "
+             "(before → after) | training s | device |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    labels = {"no_pretraining": "no pretraining", "bp_autoencoder": "BP autoencoder"}
+    for r in results:
+        t = r["timing"]
+        rows = [("LAC", r["metrics"], r["reconstruction_error"]["LAC"], t.get("lac_train_seconds_this_process"))]
+        rows += [(labels.get(k, k), v, r["reconstruction_error"].get("BP autoencoder") if k == "bp_autoencoder" else None,
+                  t.get("bp_train_seconds") if k == "bp_autoencoder" else None) for k, v in r["baselines"].items()]
+        for name, entry, curve, seconds in rows:
+            mse = f"{curve[0]:.4f} → {curve[-1]:.4f}" if curve else ""
+            secs = f"{seconds:.0f}" if seconds else ""
+            lines.append(f"| {r['experiment']} | {r['dataset']} | {len(r['seeds'])} | {name} | {_protocols(entry)} "
+                         f"| {mse} | {secs} | {r['device']} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_table(folder: Path) -> Path:
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    scff = [r for r in results if not r["learner"].startswith("lac")]
+    lac = [r for r in results if r["learner"].startswith("lac")]
+    text = HEADER + "## SCFF\n\n" + table(scff)
+    if lac:
+        text += "\n## LAC autoencoders (pretraining, then down-stream classification)\n\n" + lac_table(lac)
     notes = folder / "NOTES.md"
-    text = HEADER + table(results) + ("\n" + notes.read_text() if notes.exists() else "")
+    text += "\n" + notes.read_text() if notes.exists() else ""
     path = folder / "README.md"
     path.write_text(text)
     return path

@@ -15,6 +15,7 @@ results file.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import sys
@@ -29,6 +30,7 @@ from make_table import write_table  # noqa: E402
 
 from fwdlearn.atomic import save_json  # noqa: E402
 from fwdlearn.config import load_preset  # noqa: E402
+from fwdlearn.lac.run import train_lac_run  # noqa: E402
 from fwdlearn.runs import train_run  # noqa: E402
 
 
@@ -64,7 +66,35 @@ def aggregate(preset: str, runs: list[dict], command: str) -> dict:
                    "train_seconds": [r["timing"]["train_seconds_this_process"] for r in runs]},
         "config": first["config"],
         "runs": [{"seed": r["seeds"][0], "metrics": r["metrics"], "baselines": r["baselines"], "timing": r["timing"],
-                  "history": r["history"]} for r in runs],
+                  "history": r["history"], **({"bptt_history": r["bptt_history"]} if "bptt_history" in r else {})}
+                 for r in runs],
+    }
+
+
+def aggregate_lac(preset: str, runs: list[dict], command: str) -> dict:
+    """Mean and spread over seeds of both down-stream protocols, for LAC and each baseline encoder."""
+    first = runs[0]
+
+    def protocols(entries: list[dict]) -> dict:
+        out = {}
+        for protocol in ("linear_evaluation", "fine_tuning"):
+            if protocol in entries[0]:
+                stats = mean_and_std([e[protocol]["test_accuracy"] for e in entries])
+                out[protocol] = {"test_accuracy": stats["mean"], "test_accuracy_std": stats["std"]}
+        return out
+
+    metrics = protocols([r["metrics"] for r in runs])
+    metrics["test_accuracy"] = metrics["linear_evaluation"]["test_accuracy"]
+    return {
+        "experiment": preset, "learner": first["learner"], "dataset": first["dataset"], "command": command,
+        "device": first["device"], "seeds": [r["seeds"][0] for r in runs], "date": first["date"],
+        "metrics": metrics,
+        "baselines": {name: protocols([r["baselines"][name] for r in runs]) for name in first["baselines"]},
+        "reconstruction_error": first["reconstruction_error"],
+        "timing": {key: round(statistics.fmean(r["timing"][key] for r in runs), 2) for key in first["timing"]},
+        "config": first["config"],
+        "runs": [{"seed": r["seeds"][0], "metrics": r["metrics"], "baselines": r["baselines"], "timing": r["timing"],
+                  "reconstruction_error": r["reconstruction_error"], "history": r["history"]} for r in runs],
     }
 
 
@@ -75,6 +105,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--results", type=Path, default=HERE / "results")
+    parser.add_argument("--aggregate-only", action="store_true",
+                        help="do not train: aggregate the finished runs' results.json files again")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -84,12 +116,24 @@ def main() -> int:
         config = load_preset(args.preset)
         config.seed = seed
         run_dir = HERE / "runs" / f"{args.preset}-seed{seed}"
-        runs.append(train_run(config, run_dir, args.data_dir, show_progress=sys.stderr.isatty(), command=command))
-    result = aggregate(args.preset, runs, command)
+        if args.aggregate_only:
+            runs.append(json.loads((run_dir / "results.json").read_text()))
+            command = runs[-1]["command"]
+        else:
+            train = train_lac_run if config.learner.startswith("lac") else train_run
+            runs.append(train(config, run_dir, args.data_dir, show_progress=sys.stderr.isatty(), command=command))
+    lac = runs[0]["learner"].startswith("lac")
+    result = (aggregate_lac if lac else aggregate)(args.preset, runs, command)
     save_json(result, args.results / f"{args.preset}.json")
     figures = args.results / args.preset
     figures.mkdir(parents=True, exist_ok=True)
-    for name in ("learning_curves.png", "probe_accuracy.png"):
+    names = ("reconstruction_error.png", "downstream.png", "bp_reconstructions.png") if lac else \
+        ("learning_curves.png", "probe_accuracy.png")
+    if lac:
+        grids = sorted((HERE / "runs" / f"{args.preset}-seed{args.seeds[0]}" / "reconstructions").glob("*.png"))
+        for grid in (grids[0], grids[-1]):
+            shutil.copyfile(grid, figures / f"reconstructions_{grid.name}")
+    for name in names:
         shutil.copyfile(HERE / "runs" / f"{args.preset}-seed{args.seeds[0]}" / name, figures / name)
     write_table(args.results)
     print(f"recorded {args.results / (args.preset + '.json')}")

@@ -16,7 +16,11 @@ from .data import DATA_DIR_ENV
 from .errors import ConfigError, FwdlearnError
 
 DEFAULT_PRESETS = {("scff-mlp", None): "digits", ("scff-mlp", "mnist"): "mnist-paper",
-                   ("scff-rnn", None): "sequences", ("scff-rnn", "fsdd"): "fsdd-paper"}
+                   ("scff-rnn", None): "sequences", ("scff-rnn", "fsdd"): "fsdd-paper",
+                   ("lac-mlp", None): "lac-digits", ("lac-mlp", "mnist"): "lac-mnist",
+                   ("lac-conv", None): "lac-conv-digits", ("lac-conv", "mnist"): "lac-conv-mnist"}
+SCFF_ONLY_OPTIONS = ("holdout_speakers", "bptt_epochs", "batching", "schedule")
+LAC_ONLY_OPTIONS = ("finetune_epochs", "bp_epochs", "target")
 
 EPILOG = f"""\
 examples:
@@ -24,6 +28,8 @@ examples:
   fwdlearn train scff-mlp --preset mnist-paper --data-dir ../shared/data
   fwdlearn train scff-rnn                          # embedded synthetic sequences, Bi-RNN
   fwdlearn train scff-rnn --dataset fsdd --data-dir ../shared/data   # spoken digits (Table F.4)
+  fwdlearn train lac-mlp                           # LAC autoencoder on the embedded digits
+  fwdlearn train lac-mlp --dataset mnist --data-dir ../shared/data   # LAC paper, Table 1
   fwdlearn eval runs/digits/checkpoint.pt          # probe a saved network again
   fwdlearn presets                                 # what each preset runs
 
@@ -54,9 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
                                 description="Train with a local rule, evaluate with a linear probe beside an "
                                             "untrained network and the raw inputs, write results.json and plots.")
-    train.add_argument("learner", choices=["scff-mlp", "scff-rnn"],
+    train.add_argument("learner", choices=["scff-mlp", "scff-rnn", "lac-mlp", "lac-conv"],
                        help="scff-mlp: Self-Contrastive Forward-Forward on a fully connected network; "
-                            "scff-rnn: the same rule on a bidirectional recurrent layer (no BPTT)")
+                            "scff-rnn: the same rule on a bidirectional recurrent layer (no BPTT); "
+                            "lac-mlp / lac-conv: Local Activity Contrast autoencoders (fully connected / convolutional)")
     train.add_argument("--preset",
                        help=f"shipped preset ({', '.join(preset_names())}) or a TOML file (default: digits for "
                             f"scff-mlp, sequences for scff-rnn; mnist-paper / fsdd-paper with --dataset)")
@@ -67,11 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--bptt-epochs", type=int, help="scff-rnn: epochs of the BPTT baseline (0 skips it)")
     train.add_argument("--batching", choices=["random", "by-length"],
                        help="scff-rnn: random batches, or batches of similar-length sequences (less padding)")
+    train.add_argument("--target", choices=["reconstruct", "flip"],
+                       help="lac: reconstruct the input, or its left-right mirror image")
+    train.add_argument("--bp-epochs", type=int, help="lac: epochs of the BP autoencoder baseline (0 skips it)")
+    train.add_argument("--finetune-epochs", type=int, help="lac: fine-tuning epochs (0 skips fine-tuning)")
     train.add_argument("--data-dir", help=f"folder holding the data set (default: ${DATA_DIR_ENV})")
     train.add_argument("--out", type=Path, help="run directory (default: runs/<preset name>)")
     train.add_argument("--seed", type=int, help="random seed (overrides the preset)")
     train.add_argument("--epochs", type=int, help="unsupervised epochs for every layer (overrides the preset)")
-    train.add_argument("--probe-epochs", type=_positive_int, help="linear-probe epochs (overrides the preset)")
+    train.add_argument("--probe-epochs", type=_positive_int,
+                       help="linear-probe (lac: linear-evaluation) epochs (overrides the preset)")
     train.add_argument("--schedule", choices=["sequential", "simultaneous"],
                        help="sequential: each layer trained then frozen; simultaneous: all layers at once")
     train.add_argument("--threads", type=_positive_int, help="CPU threads for PyTorch (default: all cores)")
@@ -100,9 +112,32 @@ def _choose_preset(args) -> str:
     return DEFAULT_PRESETS[(args.learner, None)]
 
 
+def _reject_options(args, names: tuple[str, ...], learner: str) -> None:
+    for name in names:
+        if getattr(args, name) not in (None, [], False):
+            raise ConfigError(f"--{name.replace('_', '-')} does not apply to {learner}")
+
+
+def _apply_lac_overrides(config, args):
+    _reject_options(args, SCFF_ONLY_OPTIONS, config.learner)
+    if args.dataset is not None:
+        config.data.dataset = args.dataset
+    for option, field in (("seed", "seed"), ("epochs", "epochs"), ("target", "target"), ("bp_epochs", "bp_epochs")):
+        if getattr(args, option) is not None:
+            setattr(config, field, getattr(args, option))
+    if args.probe_epochs is not None:
+        config.downstream.linear_epochs = args.probe_epochs
+    if args.finetune_epochs is not None:
+        config.downstream.finetune_epochs = args.finetune_epochs
+    return config.validate(f"preset {args.preset}")
+
+
 def _apply_overrides(config, args):
     if config.learner != args.learner:
         raise ConfigError(f"preset {args.preset} is for {config.learner}, not {args.learner}")
+    if config.learner.startswith("lac"):
+        return _apply_lac_overrides(config, args)
+    _reject_options(args, LAC_ONLY_OPTIONS, config.learner)
     if args.dataset is not None:
         config.data.dataset = args.dataset
     if args.holdout_speakers:
@@ -135,15 +170,17 @@ def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "presets":
         for name in preset_names():
-            print(f"{name:14s} {load_preset(name).description}")
+            print(f"{name:16s} {load_preset(name).description}")
         return 0
     _set_threads(args.threads)
     if args.command == "train":
+        from .lac.run import train_lac_run
         from .runs import train_run
         args.preset = _choose_preset(args)
         config = _apply_overrides(load_preset(args.preset), args)
         out = args.out or Path("runs") / config.name
-        train_run(config, out, args.data_dir, fresh=args.fresh, show_progress=not args.no_progress)
+        train = train_lac_run if config.learner.startswith("lac") else train_run
+        train(config, out, args.data_dir, fresh=args.fresh, show_progress=not args.no_progress)
         return 0
     from .runs import evaluate_checkpoint
     evaluate_checkpoint(args.checkpoint, args.data_dir, args.out, show_progress=not args.no_progress,

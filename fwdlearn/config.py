@@ -95,9 +95,11 @@ class BPTTConfig:
     epochs: int = 0
     lr: float = 1e-3
     batch_size: int = 64
+    grad_clip: float = 1.0         # largest gradient norm per update (0: no clipping)
 
     def validate(self, where: str) -> None:
         _check(self.epochs >= 0, f"{where}.epochs must be >= 0, got {self.epochs}")
+        _check(self.grad_clip >= 0, f"{where}.grad_clip must be >= 0, got {self.grad_clip}")
         _check(self.lr > 0, f"{where}.lr must be > 0, got {self.lr}")
         _check(self.batch_size >= 1, f"{where}.batch_size must be >= 1, got {self.batch_size}")
 
@@ -228,9 +230,17 @@ def load_preset(name_or_path: str) -> SCFFConfig:
         values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML ({exc})") from None
-    return from_dict(SCFFConfig, values, where).validate(where)
+    return config_from_dict(values, where)
 
 
-def config_from_dict(values: dict[str, Any], where: str = "config") -> SCFFConfig:
-    """Rebuild a validated config from ``SCFFConfig.to_dict()`` output (checkpoints, results)."""
-    return from_dict(SCFFConfig, values, where).validate(where)
+def config_class(values: dict[str, Any]) -> type:
+    """``LACConfig`` for a ``lac-*`` learner, else ``SCFFConfig``."""
+    if str(values.get("learner", "")).startswith("lac"):
+        from .lac.config import LACConfig
+        return LACConfig
+    return SCFFConfig
+
+
+def config_from_dict(values: dict[str, Any], where: str = "config"):
+    """Rebuild a validated config (``SCFFConfig`` or ``LACConfig``) from its ``to_dict()`` output or a preset."""
+    return from_dict(config_class(values), values, where).validate(where)

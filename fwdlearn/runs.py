@@ -90,13 +90,14 @@ def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | No
     if config.bptt.epochs:
         log(f"BPTT baseline: the same network trained end to end for {config.bptt.epochs} epochs")
         baselines["bptt"] = untrained_network(config, dataset.num_features)
-        bptt_seconds = train_bptt(baselines["bptt"], dataset.train.x, dataset.train.lengths, dataset.train.y,
+        bptt_seconds, bptt_history = train_bptt(baselines["bptt"], dataset.train.x, dataset.train.lengths, dataset.train.y,
                                   dataset.num_classes, config.bptt, config.seed, show_progress,
                                   config.data.batching)
     log(f"probing (linear read-out, {config.probe.epochs} epochs) the trained network and its baselines")
     results = evaluate_run(learner.network, baselines, dataset, config, show_progress, command)
     if bptt_seconds is not None:
         results["timing"]["bptt_train_seconds"] = round(bptt_seconds, 2)
+        results["bptt_history"] = bptt_history
     results["timing"]["seconds_per_epoch"] = learner.seconds_per_epoch()
     results["timing"]["train_seconds_this_process"] = round(train_seconds, 2)
     results["history"] = [vars(r) for r in learner.history]
@@ -138,6 +139,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path | None, out
     """Reload a checkpoint's network and probe it again."""
     payload = load_checkpoint(checkpoint)
     config: SCFFConfig = payload["config"]
+    if config.learner.startswith("lac"):
+        from .lac.run import evaluate_lac_checkpoint
+        out_path = Path(out) / "results.json" if out else None
+        return evaluate_lac_checkpoint(checkpoint, payload, data_dir, out_path, show_progress, log)
     if not payload["finished"]:
         log(f"note: {checkpoint} is from an unfinished run; evaluating the network as it stands")
     dataset = load_run_dataset(config, data_dir)

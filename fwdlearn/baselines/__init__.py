@@ -1,5 +1,6 @@
-"""Back-propagation baselines: the same networks as the local learners, trained end to end."""
+"""Back-propagation baselines on the same networks as the local learners."""
 
+from .bp_autoencoder import train_bp_autoencoder
 from .bptt import train_bptt
 
-__all__ = ["train_bptt"]
+__all__ = ["train_bptt", "train_bp_autoencoder"]

@@ -1,0 +1,154 @@
+"""LAC: locality of every update, the two passes, the targets, the schedule, and that training reconstructs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fwdlearn.config import load_preset
+from fwdlearn.data import load_dataset
+from fwdlearn.errors import ConfigError
+from fwdlearn.lac import LACLearner, build_autoencoder
+from fwdlearn.lac.downstream import learning_rate
+from fwdlearn.lac.learner import hidden_contrast, reconstruction_error, reconstruction_target
+
+
+def _config(learner="lac-mlp", **overrides):
+    config = load_preset("lac-digits" if learner == "lac-mlp" else "lac-conv-digits")
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config.validate()
+
+
+def _images(n=32, seed=0):
+    return torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+
+def _grads(module):
+    return [p.grad for p in module.parameters()]
+
+
+@pytest.mark.parametrize("learner", ["lac-mlp", "lac-conv"])
+def test_each_hidden_layer_learns_from_its_own_contrast_only(learner):
+    net = build_autoencoder(_config(learner), (1, 8, 8))
+    x = _images()
+    first, out = net.passes(x, local=True)
+    second, _ = net.passes(out.detach(), local=True)
+    total = hidden_contrast(first, second)
+    total_grads = torch.autograd.grad(total, net.hidden_parameters(), retain_graph=True)
+    offset = 0
+    for i, layer in enumerate(net.hidden):
+        own = (first[i].detach() - second[i]).square().flatten(1).sum(1).mean()
+        params = list(layer.parameters())
+        own_grads = torch.autograd.grad(own, params, retain_graph=True)
+        # the gradient of the whole hidden loss on layer i is exactly that of layer i's own contrast
+        for g_total, g_own in zip(total_grads[offset:offset + len(params)], own_grads):
+            torch.testing.assert_close(g_total, g_own)
+            assert g_own.abs().sum() > 0
+        # and layer i's contrast reaches no other layer (nor the output layer)
+        others = [p for j, other in enumerate(net.hidden) if j != i for p in other.parameters()]
+        others += list(net.output.parameters())
+        assert all(g is None for g in torch.autograd.grad(own, others, retain_graph=True, allow_unused=True))
+        offset += len(params)
+
+
+@pytest.mark.parametrize("learner", ["lac-mlp", "lac-conv"])
+def test_reconstruction_loss_changes_only_the_output_layer(learner):
+    learner_ = LACLearner(_config(learner), (1, 8, 8))
+    x = _images()
+    _, output_loss = learner_.losses(x)
+    output_loss.backward()
+    assert all(g is None for g in (p.grad for p in learner_.network.hidden_parameters()))
+    assert all(g is not None and g.abs().sum() > 0 for g in _grads(learner_.network.output))
+
+
+def test_without_detaching_the_reconstruction_loss_would_reach_hidden_layers():
+    """The check above can fail: the ordinary end-to-end graph does carry the gradient back."""
+    net = build_autoencoder(_config(), (1, 8, 8))
+    x = _images()
+    (net(x) - x).square().sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.hidden_parameters())
+
+
+def test_a_training_step_moves_hidden_layers_by_their_contrast_and_output_by_reconstruction():
+    learner = LACLearner(_config(hidden_lr=1e-3, output_lr=1e-2), (1, 8, 8))
+    before = {k: v.clone() for k, v in learner.network.state_dict().items()}
+    learner.train_batch(_images())
+    after = learner.network.state_dict()
+    assert not torch.equal(before["hidden.0.transform.weight"], after["hidden.0.transform.weight"])
+    assert not torch.equal(before["output.weight"], after["output.weight"])
+
+
+def test_second_pass_leaves_batch_norm_running_statistics_alone():
+    learner = LACLearner(_config(), (1, 8, 8))
+    x = _images()
+    reference = build_autoencoder(_config(), (1, 8, 8))
+    reference.train()
+    reference.passes(x)                      # pass 1 only
+    learner.network.train()
+    learner.losses(x)                        # passes 1 and 2
+    torch.testing.assert_close(learner.network.hidden[0].norm.running_mean, reference.hidden[0].norm.running_mean)
+    assert learner.network.hidden[0].norm.momentum == reference.hidden[0].norm.momentum
+
+
+def test_flip_target_is_the_left_right_mirror_image():
+    x = torch.arange(6.0).view(1, 1, 2, 3)
+    assert reconstruction_target(x, "flip")[0, 0, 0].tolist() == [2.0, 1.0, 0.0]
+    assert reconstruction_target(x, "reconstruct") is x
+
+
+@pytest.mark.parametrize("learner", ["lac-mlp", "lac-conv"])
+def test_lac_training_reduces_the_test_reconstruction_error(learner):
+    data = load_dataset("digits")
+    config = _config(learner, epochs=3)
+    lac = LACLearner(config, data.sample_shape)
+    before = reconstruction_error(lac.network, data.test.x, "reconstruct")
+    lac.train(data.train.x, data.test.x, show_progress=False)
+    assert lac.initial_test_error == pytest.approx(before)
+    assert lac.history[-1].test_reconstruction_error < 0.7 * before
+    assert len(lac.history) == 3
+
+
+def test_autoencoder_output_has_the_input_shape_and_rejects_wrong_shapes():
+    for learner in ("lac-mlp", "lac-conv"):
+        net = build_autoencoder(_config(learner), (1, 8, 8))
+        assert net(_images(4)).shape == (4, 1, 8, 8)
+        with pytest.raises(ValueError, match=r"expected float images \[N, 1, 8, 8\]"):
+            net(torch.rand(4, 1, 9, 9))
+        with pytest.raises(ValueError, match="expected float images"):
+            net(torch.zeros(4, 1, 8, 8, dtype=torch.int64))
+
+
+def test_encoder_output_width():
+    assert build_autoencoder(_config(), (1, 8, 8)).encode(_images(3)).shape == (3, 64)
+    assert build_autoencoder(_config("lac-conv"), (1, 8, 8)).encode(_images(3)).shape == (3, 32 * 4 * 4)
+
+
+def test_downstream_schedule_warms_up_then_decays_at_the_fractions():
+    config = _config().downstream
+    config.lr, config.warmup_epochs, config.decay_at, config.gamma = 0.1, 2, [0.5], 0.2
+    steps = 10
+    assert learning_rate(config, 20, 0, steps) == pytest.approx(0.1 / 20)
+    assert learning_rate(config, 20, 19, steps) == pytest.approx(0.1)
+    assert learning_rate(config, 20, 9 * steps, steps) == pytest.approx(0.1)
+    assert learning_rate(config, 20, 10 * steps, steps) == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("target", "mirror", "target must be one of"),
+    ("encoder_layers", 6, "encoder_layers must lie in 1..5"),
+    ("hidden_lr", 0.0, "hidden_lr must be > 0"),
+    ("batch_size", 1, "batch_size must be >= 2"),
+])
+def test_invalid_lac_values_are_one_line_errors(field, value, message):
+    config = load_preset("lac-digits")
+    setattr(config, field, value)
+    with pytest.raises(ConfigError, match=message):
+        config.validate("preset lac-digits")
+
+
+def test_lac_rejects_sequence_data():
+    config = load_preset("lac-digits")
+    config.data.dataset = "sequences"
+    with pytest.raises(ConfigError, match="LAC autoencoders take images"):
+        config.validate()
