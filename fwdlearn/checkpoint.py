@@ -37,3 +37,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                               f"(this fwdlearn reads version {VERSION})")
     payload["config"] = config_from_dict(payload["config"], f"{path}: config")
     return payload
+
+
+def resume_from_checkpoint(learner, path: str | Path, config, log) -> None:
+    """Load ``learner``'s state from ``path``, refusing a checkpoint of another configuration."""
+    payload = load_checkpoint(path)
+    if payload["config"].to_dict() != config.to_dict():
+        raise CheckpointError(f"{path}: holds a run with a different configuration; "
+                              f"use another --out directory or --fresh to start over")
+    learner.load_state_dict(payload["state"])
+    log(f"resuming from {path} ({learner.completed_epochs}/{learner.total_epochs} epochs done)")

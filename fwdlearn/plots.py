@@ -12,6 +12,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 from .atomic import save_figure  # noqa: E402
 
 
+def _save(fig, path: str | Path) -> Path:
+    """Lay the figure out, write it atomically, and free it."""
+    fig.tight_layout()
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
 def plot_learning_curves(history: list[dict], path: str | Path) -> Path:
     """Loss and mean positive/negative goodness of every layer against its epochs."""
     fig, (ax_loss, ax_good) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -26,11 +35,7 @@ def plot_learning_curves(history: list[dict], path: str | Path) -> Path:
     ax_good.set(title="goodness (mean over batch)", xlabel="epoch", ylabel="G")
     ax_loss.legend()
     ax_good.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def plot_probe_accuracy(results: dict, path: str | Path) -> Path:
@@ -48,11 +53,7 @@ def plot_probe_accuracy(results: dict, path: str | Path) -> Path:
     ax.bar_label(bars, fmt="%.2f")
     low = max(0.0, 100 * min(values) - 5)
     ax.set(ylim=(low, 100), ylabel="test accuracy (%)", title=f"linear probe, {results['dataset']}")
-    fig.tight_layout()
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def plot_reconstructions(inputs, reconstructions, path: str | Path, title: str = "") -> Path:
@@ -69,11 +70,7 @@ def plot_reconstructions(inputs, reconstructions, path: str | Path, title: str =
         axes[row][0].set_ylabel(label, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def plot_reconstruction_error(curves: dict[str, list[float]], path: str | Path) -> Path:
@@ -83,11 +80,7 @@ def plot_reconstruction_error(curves: dict[str, list[float]], path: str | Path) 
         ax.plot(range(len(values)), values, marker="o", label=name)
     ax.set(title="test reconstruction error", xlabel="epoch (0: initial weights)", ylabel="MSE per pixel", yscale="log")
     ax.legend()
-    fig.tight_layout()
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def plot_downstream(results: dict, path: str | Path) -> Path:
@@ -103,8 +96,4 @@ def plot_downstream(results: dict, path: str | Path) -> Path:
     ax.set_xticks([i + width * (len(protocols) - 1) / 2 for i in range(len(rows))], list(rows))
     ax.set(ylabel="test accuracy (%)", title=f"down-stream classification, {results['dataset']}", ylim=(0, 100))
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)

@@ -20,7 +20,7 @@ import torch
 
 from .atomic import save_json
 from .baselines import train_bptt
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, resume_from_checkpoint, save_checkpoint
 from .config import SCFFConfig
 from .data import LabelledDataset, load_dataset
 from .errors import CheckpointError
@@ -44,15 +44,6 @@ def load_run_dataset(config: SCFFConfig, data_dir: str | Path | None) -> Labelle
     return load_dataset(config.data.dataset, data_dir, holdout_speakers=config.data.holdout_speakers)
 
 
-def _resume(learner, path: Path, config: SCFFConfig, log: Callable[[str], None]) -> None:
-    payload = load_checkpoint(path)
-    if payload["config"].to_dict() != config.to_dict():
-        raise CheckpointError(f"{path}: holds a run with a different configuration; "
-                              f"use another --out directory or --fresh to start over")
-    learner.load_state_dict(payload["state"])
-    log(f"resuming from {path} ({learner.completed_epochs}/{learner.total_epochs} epochs done)")
-
-
 def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | None = None, fresh: bool = False,
               show_progress: bool = True, command: str = "", log: Callable[[str], None] = print) -> dict:
     """Train (or resume), evaluate with baselines, and write the run's files. Returns the results dict."""
@@ -61,7 +52,7 @@ def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | No
     learner = LEARNERS[config.learner](config, dataset.num_features)
     checkpoint_path = out_dir / "checkpoint.pt"
     if checkpoint_path.exists() and not fresh:
-        _resume(learner, checkpoint_path, config, log)
+        resume_from_checkpoint(learner, checkpoint_path, config, log)
     halt_after = int(os.environ.get(HALT_ENV, "0"))
     epochs_this_process = 0
 

@@ -38,7 +38,7 @@ def test_each_hidden_layer_learns_from_its_own_contrast_only(learner):
     total_grads = torch.autograd.grad(total, net.hidden_parameters(), retain_graph=True)
     offset = 0
     for i, layer in enumerate(net.hidden):
-        own = (first[i].detach() - second[i]).square().flatten(1).sum(1).mean()
+        own = (first[i].detach() - second[i]).square().sum()
         params = list(layer.parameters())
         own_grads = torch.autograd.grad(own, params, retain_graph=True)
         # the gradient of the whole hidden loss on layer i is exactly that of layer i's own contrast

@@ -10,7 +10,11 @@ For every batch ``x``:
   4. output loss ``sum (o_1 - target)^2`` (target: ``x``, or ``x`` flipped left-right); the output
      layer's input is detached, so Adam updates the output layer alone.
 
-Losses are summed over units and averaged over the batch.
+Both losses are sums over units *and over the batch*, as in Algorithm 1 (``torch.sum``). The
+scale matters with weight decay under RMSprop: the decay term is added to the loss gradient
+before RMSprop normalises it, so with a batch mean it would be 128 times stronger relative to the
+contrast, and on MNIST it shrinks the weights until every reaction is the batch-norm bias (the
+contrast is then 0 and the output a constant image). Logged values are per sample.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch
 from ..data.batching import epoch_batches
 from ..errors import DataError
 from ..progress import progress_bar
+from ..learners.epochs import EpochCounter
 from .config import LACConfig
 from .network import Autoencoder, build_autoencoder
 
@@ -31,8 +36,8 @@ from .network import Autoencoder, build_autoencoder
 @dataclass
 class LACEpochRecord:
     epoch: int
-    hidden_loss: float                 # mean over batches of Eq. 1 summed over layers and units
-    reconstruction_loss: float         # mean over batches of sum (o_1 - target)^2
+    hidden_loss: float                 # Eq. 1 summed over layers and units, per sample (epoch mean)
+    reconstruction_loss: float         # sum (o_1 - target)^2 over pixels, per sample (epoch mean)
     test_reconstruction_error: float   # mean squared error per pixel on the test images, after the epoch
     seconds: float
 
@@ -43,8 +48,8 @@ def reconstruction_target(x: torch.Tensor, target: str) -> torch.Tensor:
 
 
 def hidden_contrast(first: list[torch.Tensor], second: list[torch.Tensor]) -> torch.Tensor:
-    """Eq. 1 over every layer and unit: ``sum (sg(S_o) - S_r)^2``, averaged over the batch."""
-    return sum((s_o.detach() - s_r).square().flatten(1).sum(1).mean() for s_o, s_r in zip(first, second))
+    """Eq. 1 over every layer, unit and sample of the batch: ``sum (sg(S_o) - S_r)^2``."""
+    return sum((s_o.detach() - s_r).square().sum() for s_o, s_r in zip(first, second))
 
 
 def reconstruction_error(network: Autoencoder, x: torch.Tensor, target: str, batch_size: int = 1000) -> float:
@@ -60,7 +65,7 @@ def reconstruction_error(network: Autoencoder, x: torch.Tensor, target: str, bat
     return total / x.numel()
 
 
-class LACLearner:
+class LACLearner(EpochCounter):
     """Pretrains an autoencoder with LAC. ``state_dict`` captures everything needed to resume."""
 
     def __init__(self, config: LACConfig, sample_shape: tuple[int, ...]):
@@ -79,14 +84,6 @@ class LACLearner:
     def total_epochs(self) -> int:
         return self.config.epochs
 
-    @property
-    def completed_epochs(self) -> int:
-        return self.next_epoch
-
-    @property
-    def finished(self) -> bool:
-        return self.next_epoch >= self.total_epochs
-
     def losses(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Steps 1-4 up to the losses: ``(hidden_loss, output_loss)``, each reaching its own layers only."""
         first, reconstruction = self.network.passes(x, local=True)
@@ -94,7 +91,7 @@ class LACLearner:
             second, _ = self.network.passes(reconstruction.detach(), local=True)
         hidden_loss = hidden_contrast(first, second)
         target = reconstruction_target(x, self.config.target)
-        output_loss = (reconstruction - target).square().flatten(1).sum(1).mean()
+        output_loss = (reconstruction - target).square().sum()
         return hidden_loss, output_loss
 
     def train_batch(self, x: torch.Tensor) -> tuple[float, float]:
@@ -106,7 +103,7 @@ class LACLearner:
         (hidden_loss + output_loss).backward()
         self.hidden_optimizer.step()
         self.output_optimizer.step()
-        return float(hidden_loss.detach()), float(output_loss.detach())
+        return float(hidden_loss.detach()) / x.shape[0], float(output_loss.detach()) / x.shape[0]
 
     def train(self, x: torch.Tensor, test_x: torch.Tensor,
               on_epoch_end: Callable[["LACLearner"], None] | None = None, show_progress: bool = True) -> None:

@@ -19,7 +19,7 @@ import torch
 
 from ..atomic import save_json
 from ..baselines import train_bp_autoencoder
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import resume_from_checkpoint, save_checkpoint
 from ..data import load_dataset
 from ..errors import CheckpointError
 from ..plots import plot_downstream, plot_reconstruction_error, plot_reconstructions
@@ -45,15 +45,6 @@ def save_reconstruction_grid(network: Autoencoder, images: torch.Tensor, target:
     return plot_reconstructions(shown, outputs, path, title)
 
 
-def _resume(learner: LACLearner, path: Path, config: LACConfig, log: Callable[[str], None]) -> None:
-    payload = load_checkpoint(path)
-    if payload["config"].to_dict() != config.to_dict():
-        raise CheckpointError(f"{path}: holds a run with a different configuration; "
-                              f"use another --out directory or --fresh to start over")
-    learner.load_state_dict(payload["state"])
-    log(f"resuming from {path} ({learner.completed_epochs}/{learner.total_epochs} epochs done)")
-
-
 def train_lac_run(config: LACConfig, out_dir: str | Path, data_dir: str | Path | None = None, fresh: bool = False,
                   show_progress: bool = True, command: str = "", log: Callable[[str], None] = print) -> dict:
     """Pretrain (or resume), train the baselines, run both down-stream protocols, write the files."""
@@ -62,7 +53,7 @@ def train_lac_run(config: LACConfig, out_dir: str | Path, data_dir: str | Path |
     learner = LACLearner(config, dataset.sample_shape)
     checkpoint_path = out_dir / "checkpoint.pt"
     if checkpoint_path.exists() and not fresh:
-        _resume(learner, checkpoint_path, config, log)
+        resume_from_checkpoint(learner, checkpoint_path, config, log)
     grid = dataset.test.x[:GRID_IMAGES]
     grids = out_dir / "reconstructions"
     grid_every = -(-config.epochs // GRID_FILES)       # at most about GRID_FILES grids per run

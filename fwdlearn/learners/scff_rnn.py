@@ -28,6 +28,7 @@ from ..errors import ConfigError, DataError
 from ..nn.local_birnn import LocalBiRNN, RecurrentDirection, check_sequences
 from ..objectives import SCFFLossTerms, goodness, scff_loss
 from ..progress import progress_bar
+from .epochs import EpochCounter
 from .pairs import random_shift
 from .scff_mlp import EpochRecord, mean_seconds_per_epoch
 
@@ -93,7 +94,7 @@ def pair_examples(lengths: torch.Tensor, generator: torch.Generator) -> tuple[to
     return left, right, torch.maximum(lengths[left], lengths[right])
 
 
-class SCFFRNNLearner:
+class SCFFRNNLearner(EpochCounter):
     """Trains a ``LocalBiRNN`` with SCFF. ``state_dict`` captures everything needed to resume."""
 
     def __init__(self, config: SCFFConfig, input_dim: int):
@@ -115,14 +116,6 @@ class SCFFRNNLearner:
     @property
     def total_epochs(self) -> int:
         return self.config.layers[0].epochs
-
-    @property
-    def completed_epochs(self) -> int:
-        return self.next_epoch
-
-    @property
-    def finished(self) -> bool:
-        return self.next_epoch >= self.total_epochs
 
     def train_batch(self, x: torch.Tensor, lengths: torch.Tensor) -> list[SCFFLossTerms]:
         """One batch of sequences: each direction takes its own local step."""
