@@ -47,8 +47,9 @@ def test_lac_run_reports_both_protocols_beside_both_baselines(tmp_path, learner)
     assert results["learner"] == learner
     assert set(results["baselines"]) == {"no_pretraining", "bp_autoencoder"}
     for entry in [results["metrics"], *results["baselines"].values()]:
-        assert 0.1 < entry["linear_evaluation"]["test_accuracy"] <= 1.0
-        assert 0.1 < entry["fine_tuning"]["test_accuracy"] <= 1.0
+        assert 0.0 <= entry["linear_evaluation"]["test_accuracy"] <= 1.0
+        assert 0.2 < entry["fine_tuning"]["test_accuracy"] <= 1.0          # ten classes: chance is 0.1
+    assert results["metrics"]["linear_evaluation"]["test_accuracy"] > 0.2
     curve = results["reconstruction_error"]["LAC"]
     assert len(curve) == 3 and curve[-1] < curve[0]
     assert len(results["reconstruction_error"]["BP autoencoder"]) == 2
