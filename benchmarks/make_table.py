@@ -69,7 +69,7 @@ def lac_table(results: list[dict]) -> str:
     labels = {"no_pretraining": "no pretraining", "bp_autoencoder": "BP autoencoder"}
     for r in results:
         t = r["timing"]
-        rows = [("LAC", r["metrics"], r["reconstruction_error"]["LAC"], t.get("lac_train_seconds_this_process"))]
+        rows = [("LAC", r["metrics"], r["reconstruction_error"]["LAC"], t.get("lac_train_seconds", t.get("lac_train_seconds_this_process")))]
         rows += [(labels.get(k, k), v, r["reconstruction_error"].get("BP autoencoder") if k == "bp_autoencoder" else None,
                   t.get("bp_train_seconds") if k == "bp_autoencoder" else None) for k, v in r["baselines"].items()]
         for name, entry, curve, seconds in rows:

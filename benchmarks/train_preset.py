@@ -83,6 +83,8 @@ def aggregate_lac(preset: str, runs: list[dict], command: str) -> dict:
                 out[protocol] = {"test_accuracy": stats["mean"], "test_accuracy_std": stats["std"]}
         return out
 
+    for r in runs:  # total training time from the per-epoch records, which survive a resume
+        r["timing"]["lac_train_seconds"] = round(sum(h["seconds"] for h in r["history"]), 2)
     metrics = protocols([r["metrics"] for r in runs])
     metrics["test_accuracy"] = metrics["linear_evaluation"]["test_accuracy"]
     return {
@@ -91,7 +93,8 @@ def aggregate_lac(preset: str, runs: list[dict], command: str) -> dict:
         "metrics": metrics,
         "baselines": {name: protocols([r["baselines"][name] for r in runs]) for name in first["baselines"]},
         "reconstruction_error": first["reconstruction_error"],
-        "timing": {key: round(statistics.fmean(r["timing"][key] for r in runs), 2) for key in first["timing"]},
+        "timing": {key: round(statistics.fmean(r["timing"][key] for r in runs), 2)
+                   for key in first["timing"] if key != "lac_train_seconds_this_process"},
         "config": first["config"],
         "runs": [{"seed": r["seeds"][0], "metrics": r["metrics"], "baselines": r["baselines"], "timing": r["timing"],
                   "reconstruction_error": r["reconstruction_error"], "history": r["history"]} for r in runs],
