@@ -13,7 +13,7 @@ import torch
 from .errors import FwdlearnError
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,15 +38,15 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
 
 def save_torch(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to ``path`` atomically."""
-    return _atomic_write(Path(path), lambda tmp: torch.save(obj, tmp))
+    return atomic_write(Path(path), lambda tmp: torch.save(obj, tmp))
 
 
 def save_json(obj: Any, path: str | Path) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
-    return _atomic_write(Path(path), lambda tmp: tmp.write_text(text))
+    return atomic_write(Path(path), lambda tmp: tmp.write_text(text))
 
 
 def save_figure(fig, path: str | Path) -> Path:
     """Save a matplotlib figure as PNG atomically."""
-    return _atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))

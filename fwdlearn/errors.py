@@ -19,3 +19,7 @@ class ConfigError(FwdlearnError):
 
 class CheckpointError(FwdlearnError):
     """A checkpoint is missing, corrupt, or does not match the requested run."""
+
+
+class ExportError(FwdlearnError):
+    """A model could not be exported, or its export did not agree with PyTorch."""

@@ -85,7 +85,7 @@ def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | No
                                   dataset.num_classes, config.bptt, config.seed, show_progress,
                                   config.data.batching)
     log(f"probing (linear read-out, {config.probe.epochs} epochs) the trained network and its baselines")
-    results = evaluate_run(learner.network, baselines, dataset, config, show_progress, command)
+    results = evaluate_run(learner.network, baselines, dataset, config, show_progress, command, out_dir / "readout.pt")
     if bptt_seconds is not None:
         results["timing"]["bptt_train_seconds"] = round(bptt_seconds, 2)
         results["bptt_history"] = bptt_history
@@ -97,10 +97,10 @@ def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | No
 
 
 def evaluate_run(network: torch.nn.Module, baselines: dict[str, torch.nn.Module], dataset: LabelledDataset,
-                 config: SCFFConfig, show_progress: bool, command: str) -> dict:
+                 config: SCFFConfig, show_progress: bool, command: str, readout_to: Path | None = None) -> dict:
     """The results dict for a trained network beside its baselines (architecture.md's results format)."""
     started = time.perf_counter()
-    report = evaluate(network, baselines, dataset, config, show_progress)
+    report = evaluate(network, baselines, dataset, config, show_progress, readout_to=readout_to)
     return {
         "experiment": config.name, "learner": config.learner, "dataset": dataset.name,
         "command": command or " ".join(["fwdlearn"] + sys.argv[1:]), "device": device_description(),
@@ -145,10 +145,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path | None, out
         network.load_state_dict(payload["state"]["network"])
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{checkpoint}: weights do not match its configuration ({str(exc).splitlines()[0]})") from None
+    out_dir = Path(out) if out else Path(checkpoint).parent / "eval"
     report = evaluate(network, {"untrained": untrained_network(config, dataset.num_features)} if baselines else {},
-                      dataset, config, show_progress, raw_inputs=baselines)
+                      dataset, config, show_progress, raw_inputs=baselines, readout_to=out_dir / "readout.pt")
     results = {"experiment": config.name, "learner": config.learner, "dataset": dataset.name,
                "checkpoint": str(checkpoint), "device": device_description(), "seeds": [config.seed], **report}
-    out_dir = Path(out) if out else Path(checkpoint).parent / "eval"
     write_results(results, out_dir, log)
     return results

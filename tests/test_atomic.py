@@ -91,9 +91,9 @@ def test_save_torch_failure_midway_keeps_old_file(tmp_path):
 def test_callback_fails_after_partial_write(tmp_path):
     """The write callback writes half a file, then fails: the target keeps its old bytes, the temp is gone.
 
-    (Uses the private ``_atomic_write`` so that the partial write is certain, not up to ``torch.save``.)
+    (Uses the private ``atomic_write`` so that the partial write is certain, not up to ``torch.save``.)
     """
-    from fwdlearn.atomic import _atomic_write
+    from fwdlearn.atomic import atomic_write
 
     path = tmp_path / "data.bin"
     path.write_bytes(b"old content")
@@ -106,7 +106,7 @@ def test_callback_fails_after_partial_write(tmp_path):
         raise ValueError("disk on fire")
 
     with pytest.raises(ValueError, match="disk on fire"):
-        _atomic_write(path, half_then_fail)
+        atomic_write(path, half_then_fail)
     assert path.read_bytes() == b"old content"
     assert seen and not seen[0].exists()
     assert temp_files(tmp_path) == []

@@ -26,6 +26,8 @@ class ProbeResult:
     test_accuracy: float
     seconds: float
     num_features: int
+    weight: torch.Tensor | None = None    # the trained read-out, [classes, features]
+    bias: torch.Tensor | None = None
 
 
 def accuracy(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -58,4 +60,5 @@ def train_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: tor
         layer.bias.copy_(torch.from_numpy(runner.bias))
     return ProbeResult(accuracy(layer.weight, layer.bias, train_x, train_y),
                        accuracy(layer.weight, layer.bias, test_x, test_y),
-                       time.perf_counter() - started, int(train_x.shape[1]))
+                       time.perf_counter() - started, int(train_x.shape[1]),
+                       layer.weight.detach().clone(), layer.bias.detach().clone())

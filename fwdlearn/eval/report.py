@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from ..config import SCFFConfig
 from ..data import LabelledDataset, standardize
 from .features import layer_features, probe_inputs
 from .linear_probe import ProbeResult, train_linear_probe
+from .readout import Readout
 
 
 BASELINE_LABELS = {"untrained": "untrained network", "bptt": "BPTT, end to end", "raw_inputs": "raw inputs"}
@@ -35,9 +38,13 @@ def probe_network(network: torch.nn.Module, dataset: LabelledDataset, config: SC
 
 
 def evaluate(network: torch.nn.Module, baselines: dict[str, torch.nn.Module], dataset: LabelledDataset,
-             config: SCFFConfig, show_progress: bool = True, raw_inputs: bool = True) -> dict:
+             config: SCFFConfig, show_progress: bool = True, raw_inputs: bool = True,
+             readout_to: str | Path | None = None) -> dict:
     """Per-layer and combined probe accuracy, beside the same probe on each baseline network
-    (``untrained``, ``bptt``, ...) and, for fixed-size samples, on the raw inputs."""
+    (``untrained``, ``bptt``, ...) and, for fixed-size samples, on the raw inputs.
+
+    ``readout_to``: where to save the trained network's combined read-out (``Readout``) for export.
+    """
     n_layers = len(config.layers)
     combined = config.probe.layers or list(range(1, n_layers + 1))
     layer_sets = [[i] for i in range(1, n_layers + 1)]
@@ -45,6 +52,10 @@ def evaluate(network: torch.nn.Module, baselines: dict[str, torch.nn.Module], da
         layer_sets.append(combined)
     results = probe_network(network, dataset, config, layer_sets, "trained", show_progress)
     by_set = {tuple(s): r for s, r in zip(layer_sets, results)}
+    if readout_to is not None:
+        best = by_set[tuple(combined)]
+        Readout(best.weight, best.bias, combined, config.probe.standardize, dataset.name, dataset.class_names,
+                dataset.sample_shape, round(best.test_accuracy, 5), dataset.meta).save(readout_to)
     report = {
         "metrics": {**_entry(by_set[tuple(combined)], combined),
                     "per_layer": {f"layer{i}": _entry(by_set[(i,)]) for i in range(1, n_layers + 1)}},

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ..data import LabelledDataset
+from ..eval.readout import Readout
 from ..data.batching import epoch_batches
 from ..progress import progress_bar
 from .config import DownstreamConfig
@@ -65,8 +67,11 @@ def _features(encoder: Encoder, x: torch.Tensor, batch_size: int = 2000) -> torc
 
 
 def linear_evaluation(autoencoder: Autoencoder, dataset: LabelledDataset, config: DownstreamConfig, seed: int = 0,
-                      show_progress: bool = True) -> dict:
-    """Frozen encoder, linear classifier on its cached features. Returns accuracies and seconds."""
+                      show_progress: bool = True, readout_to: str | Path | None = None) -> dict:
+    """Frozen encoder, linear classifier on its cached features. Returns accuracies and seconds.
+
+    ``readout_to``: where to save the trained classifier (``Readout``) for export.
+    """
     started = time.perf_counter()
     encoder = Encoder(copy.deepcopy(autoencoder))
     train_f, test_f = _features(encoder, dataset.train.x), _features(encoder, dataset.test.x)
@@ -74,8 +79,11 @@ def linear_evaluation(autoencoder: Autoencoder, dataset: LabelledDataset, config
     head = torch.nn.Linear(train_f.shape[1], dataset.num_classes)
     _train_classifier(head, head.parameters(), train_f, dataset.train.y, config, config.linear_epochs, seed,
                       "linear evaluation", show_progress)
-    return {"train_accuracy": round(_accuracy(head, train_f, dataset.train.y), 5),
-            "test_accuracy": round(_accuracy(head, test_f, dataset.test.y), 5),
+    test_accuracy = round(_accuracy(head, test_f, dataset.test.y), 5)
+    if readout_to is not None:
+        Readout(head.weight.detach().clone(), head.bias.detach().clone(), [1], False, dataset.name,
+                dataset.class_names, dataset.sample_shape, test_accuracy, dataset.meta).save(readout_to)
+    return {"train_accuracy": round(_accuracy(head, train_f, dataset.train.y), 5), "test_accuracy": test_accuracy,
             "num_features": int(train_f.shape[1]), "seconds": round(time.perf_counter() - started, 2)}
 
 
@@ -96,9 +104,10 @@ def fine_tune(autoencoder: Autoencoder, dataset: LabelledDataset, config: Downst
 
 
 def downstream(autoencoder: Autoencoder, dataset: LabelledDataset, config: DownstreamConfig, seed: int = 0,
-               show_progress: bool = True) -> dict:
-    """Both protocols (fine-tuning skipped when ``finetune_epochs`` is 0)."""
-    result = {"linear_evaluation": linear_evaluation(autoencoder, dataset, config, seed, show_progress)}
+               show_progress: bool = True, readout_to: str | Path | None = None) -> dict:
+    """Both protocols (fine-tuning skipped when ``finetune_epochs`` is 0); the linear one's read-out
+    is saved to ``readout_to`` if given."""
+    result = {"linear_evaluation": linear_evaluation(autoencoder, dataset, config, seed, show_progress, readout_to)}
     if config.finetune_epochs:
         result["fine_tuning"] = fine_tune(autoencoder, dataset, config, seed, show_progress)
     return result

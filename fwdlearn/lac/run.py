@@ -107,7 +107,8 @@ def train_lac_run(config: LACConfig, out_dir: str | Path, data_dir: str | Path |
     log(f"down-stream: linear evaluation ({config.downstream.linear_epochs} epochs) and fine-tuning "
         f"({config.downstream.finetune_epochs} epochs) of every encoder")
     started = time.perf_counter()
-    metrics = downstream(learner.network, dataset, config.downstream, config.seed, show_progress)
+    metrics = downstream(learner.network, dataset, config.downstream, config.seed, show_progress,
+                         readout_to=out_dir / "readout.pt")
     metrics["test_accuracy"] = metrics["linear_evaluation"]["test_accuracy"]
     metrics["reconstruction_error"] = curves["LAC"][-1]
     baseline_metrics = {name: downstream(net, dataset, config.downstream, config.seed, show_progress)
@@ -154,13 +155,15 @@ def evaluate_lac_checkpoint(checkpoint: str | Path, payload: dict, data_dir: str
         network.load_state_dict(payload["state"]["network"])
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{checkpoint}: weights do not match its configuration ({str(exc).splitlines()[0]})") from None
-    metrics = downstream(network, dataset, config.downstream, config.seed, show_progress)
+    out_path = Path(out) if out else Path(checkpoint).parent / "eval" / "results.json"
+    metrics = downstream(network, dataset, config.downstream, config.seed, show_progress,
+                         readout_to=out_path.parent / "readout.pt")
     metrics["test_accuracy"] = metrics["linear_evaluation"]["test_accuracy"]
     results = {"experiment": config.name, "learner": config.learner, "dataset": dataset.name,
                "checkpoint": str(checkpoint), "seeds": [config.seed], "metrics": metrics, "baselines": {},
                "reconstruction_error": {"LAC": [payload["state"]["initial_test_error"]]
                                         + [r["test_reconstruction_error"] for r in payload["state"]["history"]]}}
-    path = save_json(results, Path(out) if out else Path(checkpoint).parent / "eval" / "results.json")
+    path = save_json(results, out_path)
     for line in summary_lines(results):
         log(line)
     log(f"results: {path}")

@@ -44,7 +44,7 @@ class PairedLinear(nn.Module):
         return projections.index_select(0, left) + projections.index_select(0, right) + 2.0 * self.linear.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = F.linear(standardize(x.flatten(1)), self.linear.weight, self.linear.bias)
+        z = self.linear(standardize(x.flatten(1)))
         return 2.0 * z if self.paired else z
 
     @staticmethod

@@ -1,0 +1,70 @@
+"""The trained linear read-out of a run, saved beside its checkpoint so the model can be deployed.
+
+``readout.pt`` holds the read-out's weights and everything a deployer needs to feed it: which
+layers' features it reads (and whether they are standardised per sample first), the data set's
+sample shape and class names, and the test accuracy it reached. ``fwdlearn export`` joins it to
+the checkpoint's encoder (``fwdlearn.export``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..atomic import save_torch
+from ..errors import CheckpointError
+from .features import probe_inputs
+
+FORMAT = "fwdlearn-readout"
+VERSION = 1
+
+
+@dataclass
+class Readout:
+    """``logits = weight @ features + bias`` on the concatenated features of ``layers`` (1-based)."""
+
+    weight: torch.Tensor            # [classes, features]
+    bias: torch.Tensor              # [classes]
+    layers: list[int]
+    standardized: bool
+    dataset: str
+    class_names: tuple[str, ...]
+    sample_shape: tuple[int, ...]   # one sample (images [C, H, W]; sequences [T, F] with T padded)
+    test_accuracy: float
+    dataset_meta: dict = field(default_factory=dict)
+
+    def features(self, per_layer: list[torch.Tensor]) -> torch.Tensor:
+        return probe_inputs(per_layer, self.layers, self.standardized)
+
+    def linear(self) -> torch.nn.Linear:
+        layer = torch.nn.Linear(self.weight.shape[1], self.weight.shape[0])
+        with torch.no_grad():
+            layer.weight.copy_(self.weight)
+            layer.bias.copy_(self.bias)
+        return layer
+
+    def save(self, path: str | Path) -> Path:
+        state = asdict(self)
+        state.update(format=FORMAT, version=VERSION, class_names=list(self.class_names),
+                     sample_shape=list(self.sample_shape))
+        return save_torch(state, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Readout":
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no trained read-out (run 'fwdlearn eval' on the checkpoint to train one)")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for a damaged file
+            raise CheckpointError(f"{path}: not a readable read-out file ({type(exc).__name__})") from None
+        if not isinstance(state, dict) or state.pop("format", None) != FORMAT or state.pop("version", None) != VERSION:
+            raise CheckpointError(f"{path}: not a fwdlearn read-out file")
+        state["class_names"] = tuple(state["class_names"])
+        state["sample_shape"] = tuple(state["sample_shape"])
+        readout = cls(**state)
+        if readout.weight.shape[0] != len(readout.class_names) or readout.bias.shape != (len(readout.class_names),):
+            raise CheckpointError(f"{path}: read-out weights do not match its {len(readout.class_names)} classes")
+        return readout

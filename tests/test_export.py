@@ -1,0 +1,180 @@
+"""``fwdlearn export``: every model type to float ONNX, checked in onnxruntime; bad exports fail cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+onnx = pytest.importorskip("onnx", reason="export needs the export extras")
+onnxruntime = pytest.importorskip("onnxruntime", reason="export needs the export extras")
+
+from test_cli import TINY_PRESET, assert_one_line_error, fwdlearn  # noqa: E402
+from test_cli_lac import TINY_LAC  # noqa: E402
+from test_cli_rnn import TINY_RNN  # noqa: E402
+
+from fwdlearn.config import load_preset  # noqa: E402
+from fwdlearn.errors import CheckpointError, FwdlearnError  # noqa: E402
+from fwdlearn.export import export_float_onnx, load_deployable, report_path  # noqa: E402
+from fwdlearn.export.verify import sample_inputs  # noqa: E402
+from fwdlearn.lac.run import train_lac_run  # noqa: E402
+from fwdlearn.runs import train_run  # noqa: E402
+
+LAC_SHAPES = {"lac-mlp": ("[32, 16, 32]", 2), "lac-conv": ("[4, 8, 8]", 3)}
+
+
+def _train(kind: str, folder: Path) -> Path:
+    """A finished tiny run of ``kind``; returns its checkpoint."""
+    preset = folder / f"{kind}.toml"
+    if kind.startswith("lac"):
+        hidden, encoder = LAC_SHAPES[kind]
+        preset.write_text(TINY_LAC.format(learner=kind, hidden=hidden, encoder=encoder)
+                          .replace("bp_epochs = 1", "bp_epochs = 0").replace("finetune_epochs = 1", "finetune_epochs = 0"))
+        train_lac_run(load_preset(str(preset)), folder / kind, show_progress=False, log=lambda _: None)
+    else:
+        preset.write_text((TINY_PRESET if kind == "scff-mlp" else TINY_RNN).replace("epochs = 1\nbatch_size = 32",
+                                                                                   "epochs = 0\nbatch_size = 32"))
+        train_run(load_preset(str(preset)), folder / kind, show_progress=False, log=lambda _: None)
+    return folder / kind / "checkpoint.pt"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("export-runs")
+    return {kind: _train(kind, folder) for kind in ("scff-mlp", "scff-rnn", "lac-mlp", "lac-conv")}
+
+
+@pytest.mark.parametrize("kind", ["scff-mlp", "scff-rnn", "lac-mlp", "lac-conv"])
+def test_every_model_type_exports_and_matches_pytorch_in_onnxruntime(runs, tmp_path, kind):
+    deployable = load_deployable(runs[kind])
+    path = tmp_path / "model.onnx"
+    report = export_float_onnx(deployable, path)
+    onnx.checker.check_model(str(path), full_check=True)
+    # Our own comparison, independent of the exporter's: a batch size it was not traced with.
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = sample_inputs(deployable, 5, seed=11)
+    (got,) = session.run(None, {name: t.numpy() for name, t in zip(deployable.input_names, inputs)})
+    with torch.no_grad():
+        expected = deployable.model(*inputs)
+    assert got.shape == (5, 10)
+    assert float((torch.from_numpy(got) - expected).abs().max()) <= 1e-4
+    assert report["verification"]["onnxruntime"]["max_abs_difference"] <= 1e-4
+    assert json.loads(report_path(path).read_text()) == report
+    assert report["model_bytes"] == path.stat().st_size
+    assert report["parameters"] == sum(p.numel() for p in deployable.model.parameters())
+    assert report["operators"] and report["macs_per_inference"]["total"] > 0
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_exported_logits_are_those_of_the_trained_encoder_and_readout(runs, tmp_path):
+    """The graph computes the run's own probe: its accuracy on the test set equals the recorded one."""
+    from fwdlearn.data import load_dataset
+
+    deployable = load_deployable(runs["scff-mlp"])
+    path = tmp_path / "digits.onnx"
+    export_float_onnx(deployable, path)
+    test = load_dataset("digits").test
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"x": test.x.numpy()})
+    accuracy = float((torch.from_numpy(logits).argmax(1) == test.y).float().mean())
+    assert accuracy == pytest.approx(deployable.readout.test_accuracy, abs=1e-4)
+
+
+def test_metadata_carries_the_preprocessing_a_deployer_needs(runs, tmp_path):
+    path = tmp_path / "rnn.onnx"
+    export_float_onnx(load_deployable(runs["scff-rnn"], sequence_length=12), path)
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(meta["fwdlearn.class_names"]) == [str(d) for d in range(10)]
+    assert meta["fwdlearn.learner"] == "scff-rnn" and meta["fwdlearn.dataset"] == "sequences"
+    layout = json.loads(meta["fwdlearn.input_layout"])
+    assert "12" in layout["x"] and "int64" in layout["lengths"]
+    inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+              for i in onnx.load(str(path)).graph.input}
+    assert inputs == {"x": ["batch", 12, 39], "lengths": ["batch"]}
+    mlp = tmp_path / "mlp.onnx"
+    export_float_onnx(load_deployable(runs["scff-mlp"]), mlp)
+    meta = {p.key: p.value for p in onnx.load(str(mlp)).metadata_props}
+    assert "16" in json.loads(meta["fwdlearn.preprocessing"])["scale"]
+
+
+def test_recurrent_export_respects_each_sequence_length(runs, tmp_path):
+    """Frames after a sequence's end must not change its logits, in the exported graph too."""
+    deployable = load_deployable(runs["scff-rnn"], sequence_length=10)
+    path = tmp_path / "rnn.onnx"
+    export_float_onnx(deployable, path)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x, lengths = sample_inputs(deployable, 3, seed=5)
+    lengths = torch.tensor([10, 4, 7])
+    noisy = x.clone()
+    for i, n in enumerate(lengths.tolist()):
+        noisy[i, n:] = 5.0
+    clean = session.run(None, {"x": x.numpy(), "lengths": lengths.numpy()})[0]
+    other = session.run(None, {"x": noisy.numpy(), "lengths": lengths.numpy()})[0]
+    assert (abs(clean - other).max()) < 1e-5
+
+
+def test_unfinished_run_is_refused(tmp_path):
+    preset = tmp_path / "tiny.toml"
+    preset.write_text(TINY_PRESET)
+    out = tmp_path / "run"
+    halted = fwdlearn("train", "scff-mlp", "--preset", str(preset), "--out", str(out), "--no-progress",
+                      env={"FWDLEARN_HALT_AFTER_EPOCHS": "1"})
+    assert halted.returncode != 0
+    result = fwdlearn("export", str(out / "checkpoint.pt"))
+    assert_one_line_error(result, "has not finished training")
+    assert not (out / "model.onnx").exists()
+
+
+def test_readout_of_another_run_is_refused(runs, tmp_path):
+    with pytest.raises(CheckpointError, match="read-out"):
+        load_deployable(runs["scff-mlp"], readout=runs["lac-mlp"].parent / "readout.pt")
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_deployable(runs["lac-mlp"], readout=runs["lac-conv"].parent / "readout.pt")
+
+
+def test_missing_readout_and_corrupt_checkpoint_give_one_line_errors(runs, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "checkpoint.pt").write_bytes(runs["scff-mlp"].read_bytes())
+    assert_one_line_error(fwdlearn("export", str(bare / "checkpoint.pt")), "no trained read-out")
+    (bare / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert_one_line_error(fwdlearn("export", str(bare / "checkpoint.pt")), "not a readable checkpoint")
+    assert not list(bare.glob("*.onnx"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into a read-only folder")
+def test_unwritable_destination_leaves_no_file(runs, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        result = fwdlearn("export", str(runs["scff-mlp"]), "--out", str(locked / "m.onnx"))
+        assert_one_line_error(result, "cannot write")
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o700)
+
+
+def test_destination_that_is_a_file_path_fails_and_leaves_nothing(runs, tmp_path):
+    """A parent that is a regular file cannot hold the export (works for root too)."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    result = fwdlearn("export", str(runs["scff-mlp"]), "--out", str(blocker / "m.onnx"))
+    assert_one_line_error(result, "cannot write")
+    assert blocker.read_text() == "x"
+
+
+def test_a_failed_verification_writes_nothing(runs, tmp_path, monkeypatch):
+    """If onnxruntime disagrees with PyTorch, neither the model nor its report appears."""
+    import fwdlearn.export.onnx_export as onnx_export
+
+    def disagree(path, deployable, **_):
+        raise onnx_export.ExportError(f"{path}: onnxruntime output differs from PyTorch by 1 (> 0.0001)")
+
+    monkeypatch.setattr(onnx_export, "compare_onnxruntime", disagree)
+    with pytest.raises(FwdlearnError, match="differs"):
+        export_float_onnx(load_deployable(runs["scff-mlp"]), tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
