@@ -19,7 +19,8 @@ DEFAULT_PRESETS = {("scff-mlp", None): "digits", ("scff-mlp", "mnist"): "mnist-p
                    ("scff-rnn", None): "sequences", ("scff-rnn", "fsdd"): "fsdd-paper",
                    ("lac-mlp", None): "lac-digits", ("lac-mlp", "mnist"): "lac-mnist",
                    ("lac-conv", None): "lac-conv-digits", ("lac-conv", "mnist"): "lac-conv-mnist"}
-SCFF_ONLY_OPTIONS = ("holdout_speakers", "bptt_epochs", "batching", "schedule")
+SCFF_ONLY_OPTIONS = ("holdout_speakers", "bptt_epochs", "batching", "schedule", "weight_bits", "act_bits",
+                     "per_channel")
 LAC_ONLY_OPTIONS = ("finetune_epochs", "bp_epochs", "target")
 
 EPILOG = f"""\
@@ -79,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="lac: reconstruct the input, or its left-right mirror image")
     train.add_argument("--bp-epochs", type=int, help="lac: epochs of the BP autoencoder baseline (0 skips it)")
     train.add_argument("--finetune-epochs", type=int, help="lac: fine-tuning epochs (0 skips fine-tuning)")
+    train.add_argument("--weight-bits", type=int, metavar="BITS",
+                       help="scff-mlp: quantisation-aware training with BITS-bit weights (2-8; 0 = float)")
+    train.add_argument("--act-bits", type=int, metavar="BITS",
+                       help="scff-mlp: each layer's standardised input rounded to BITS bits (2-8; 0 = float)")
+    train.add_argument("--per-channel", action="store_true",
+                       help="scff-mlp: one weight scale per output unit instead of one per layer")
     train.add_argument("--data-dir", help=f"folder holding the data set (default: ${DATA_DIR_ENV})")
     train.add_argument("--out", type=Path, help="run directory (default: runs/<preset name>)")
     train.add_argument("--seed", type=int, help="random seed (overrides the preset)")
@@ -102,16 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     export = commands.add_parser(
-        "export", help="export a trained network and its read-out to ONNX, verified",
+        "export", help="export a trained network and its read-out to ONNX (float, QCDQ, QONNX), verified",
         description="Join a finished run's encoder to its trained linear read-out (readout.pt beside the "
-                    "checkpoint) and write ONNX with a dynamic batch dimension and the preprocessing in its "
-                    "metadata. Before the file is written it must pass onnx.checker (full check) and give "
-                    "the same logits as PyTorch in onnxruntime (max abs difference <= 1e-4). A report "
-                    "(<name>.report.json: operators, parameters, bytes, MACs per inference) goes beside it. "
-                    "Needs the export extras: pip install 'fwdlearn[export]'.")
+                    "checkpoint) and write ONNX with the preprocessing in its metadata: float (dynamic batch) "
+                    "for float models; QCDQ (dynamic batch) or QONNX (batch 1) for quantised ones. Before the "
+                    "file is written it must pass onnx.checker (full check) and give PyTorch's logits in "
+                    "onnxruntime (QONNX: qonnx's executor): max abs difference <= 1e-4 for float models, one "
+                    "step of the 8-bit output grid for quantised ones. A report (<name>.report.json: "
+                    "operators, parameters, bytes, MACs per inference) goes beside it. Needs the export extras "
+                    "(pip install 'fwdlearn[export]'; quantised models: 'fwdlearn[hardware]').")
     export.add_argument("checkpoint", type=Path, help="checkpoint.pt of a finished 'fwdlearn train' run")
     export.add_argument("--out", type=Path, help="the .onnx file (default: model.onnx beside the checkpoint)")
     export.add_argument("--readout", type=Path, help="read-out file (default: readout.pt beside the checkpoint)")
+    export.add_argument("--format", choices=["float", "qcdq", "qonnx"],
+                        help="float ONNX (float models; the default for them), QCDQ (quantised models, run by "
+                             "onnxruntime and most runtimes; their default) or QONNX (quantised, for FINN/hls4ml)")
     export.add_argument("--opset", type=_positive_int, default=None, help="ONNX opset (default: 18)")
     export.add_argument("--sequence-length", type=_positive_int,
                         help="scff-rnn: frames the graph is unrolled for (default: the longest training sequence)")
@@ -173,6 +185,12 @@ def _apply_overrides(config, args):
         config.probe.epochs = args.probe_epochs
     if args.schedule is not None:
         config.schedule = args.schedule
+    if args.weight_bits is not None:
+        config.quant.weight_bits = args.weight_bits
+    if args.act_bits is not None:
+        config.quant.act_bits = args.act_bits
+    if args.per_channel:
+        config.quant.per_channel = True
     return config.validate(f"preset {args.preset}")
 
 
@@ -208,18 +226,18 @@ def run(argv: list[str] | None = None) -> int:
 
 def _export(args) -> int:
     try:
-        from .export import DEFAULT_OPSET, export_float_onnx, load_deployable, report_path
+        from .export import DEFAULT_OPSET, export_onnx, load_deployable, report_path
     except ImportError as exc:
         raise ConfigError(f"export needs the export extras ({exc.name} is missing): "
                           f"pip install 'fwdlearn[export]'") from None
     deployable = load_deployable(args.checkpoint, args.readout, sequence_length=args.sequence_length)
     out = args.out or args.checkpoint.parent / "model.onnx"
-    report = export_float_onnx(deployable, out, args.opset or DEFAULT_OPSET)
-    check = report["verification"]["onnxruntime"]
-    print(f"wrote {out} ({report['model_bytes']:,} bytes, opset {report['opset']}, "
+    report = export_onnx(deployable, out, args.format, args.opset or DEFAULT_OPSET)
+    check = report["verification"].get("onnxruntime") or report["verification"]["qonnx"]
+    print(f"wrote {out} ({report['format']}, {report['model_bytes']:,} bytes, opset {report['opset']}, "
           f"{report['parameters']:,} parameters, {report['macs_per_inference']['total']:,} MACs per inference)")
     print(f"  verified: onnx.checker full check; {check['runtime']} matches PyTorch to "
-          f"{check['max_abs_difference']:.1e} (same class {check['same_class']})")
+          f"{check['max_abs_difference']:.1e} (tolerance {check['tolerance']:.1e}; same class {check['same_class']})")
     print(f"  operators: {', '.join(f'{k} {v}' for k, v in report['operators'].items())}")
     print(f"  report: {report_path(out)}")
     return 0

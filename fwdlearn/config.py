@@ -125,6 +125,36 @@ class ProbeConfig:
 
 
 @dataclass
+class QuantConfig:
+    """Quantisation-aware local learning through Brevitas (``fwdlearn/nn/quant.py``); 0 bits = float.
+
+    ``weight_bits``: every local layer's weights (signed, narrow range, float scale per tensor or,
+    with ``per_channel``, per output unit). ``act_bits``: every local layer's input after its
+    standardisation (signed, float scale per tensor learned by the layer's own loss).
+    """
+
+    weight_bits: int = 0
+    act_bits: int = 0
+    per_channel: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.weight_bits or self.act_bits)
+
+    def validate(self, where: str) -> None:
+        for name in ("weight_bits", "act_bits"):
+            bits = getattr(self, name)
+            _check(bits == 0 or 2 <= bits <= 8, f"{where}.{name} must be 0 (float) or 2..8, got {bits}")
+        _check(not self.per_channel or self.weight_bits > 0, f"{where}.per_channel needs weight_bits > 0")
+
+    def label(self) -> str:
+        if not self.enabled:
+            return "float"
+        weights = f"w{self.weight_bits}{' per channel' if self.per_channel else ''}" if self.weight_bits else "w float"
+        return f"{weights}, a{self.act_bits or ' float'}"
+
+
+@dataclass
 class SCFFConfig:
     """A whole SCFF run: learner, data, layers, schedule, probe (and, for scff-rnn, the BPTT baseline)."""
 
@@ -138,6 +168,7 @@ class SCFFConfig:
     data: DataConfig = field(default_factory=DataConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     bptt: BPTTConfig = field(default_factory=BPTTConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
 
     def validate(self, where: str = "config") -> "SCFFConfig":
         _check(self.learner in LEARNER_NAMES,
@@ -152,6 +183,7 @@ class SCFFConfig:
         self.data.validate(f"{where}.data")
         self.probe.validate(f"{where}.probe")
         self.bptt.validate(f"{where}.bptt")
+        self.quant.validate(f"{where}.quant")
         recurrent = self.learner == "scff-rnn"
         _check(recurrent == self.data.is_sequence,
                f"{where}.data.dataset {self.data.dataset!r} does not suit learner {self.learner!r} "
@@ -159,6 +191,8 @@ class SCFFConfig:
         _check(not recurrent or len(self.layers) == 1,
                f"{where}.layers: scff-rnn trains one bidirectional layer, got {len(self.layers)}")
         _check(recurrent or self.bptt.epochs == 0, f"{where}.bptt applies to scff-rnn only")
+        _check(not (recurrent and self.quant.enabled),
+               f"{where}.quant: quantised training is available for scff-mlp (scff-rnn is not yet quantised)")
         bad = [n for n in self.probe.layers if not 1 <= n <= len(self.layers)]
         _check(not bad, f"{where}.probe.layers must name layers 1..{len(self.layers)}, got {bad}")
         return self

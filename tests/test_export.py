@@ -18,7 +18,7 @@ from test_cli_rnn import TINY_RNN  # noqa: E402
 
 from fwdlearn.config import load_preset  # noqa: E402
 from fwdlearn.errors import CheckpointError, FwdlearnError  # noqa: E402
-from fwdlearn.export import export_float_onnx, load_deployable, report_path  # noqa: E402
+from fwdlearn.export import export_float_onnx, export_onnx, load_deployable, report_path  # noqa: E402
 from fwdlearn.export.verify import sample_inputs  # noqa: E402
 from fwdlearn.lac.run import train_lac_run  # noqa: E402
 from fwdlearn.runs import train_run  # noqa: E402
@@ -26,10 +26,16 @@ from fwdlearn.runs import train_run  # noqa: E402
 LAC_SHAPES = {"lac-mlp": ("[32, 16, 32]", 2), "lac-conv": ("[4, 8, 8]", 3)}
 
 
+QUANT_SECTION = "\n[quant]\nweight_bits = 4\nact_bits = 4\nper_channel = true\n"
+
+
 def _train(kind: str, folder: Path) -> Path:
     """A finished tiny run of ``kind``; returns its checkpoint."""
     preset = folder / f"{kind}.toml"
-    if kind.startswith("lac"):
+    if kind == "scff-mlp-w4a4":
+        preset.write_text(TINY_PRESET + QUANT_SECTION)
+        train_run(load_preset(str(preset)), folder / kind, show_progress=False, log=lambda _: None)
+    elif kind.startswith("lac"):
         hidden, encoder = LAC_SHAPES[kind]
         preset.write_text(TINY_LAC.format(learner=kind, hidden=hidden, encoder=encoder)
                           .replace("bp_epochs = 1", "bp_epochs = 0").replace("finetune_epochs = 1", "finetune_epochs = 0"))
@@ -44,7 +50,7 @@ def _train(kind: str, folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("export-runs")
-    return {kind: _train(kind, folder) for kind in ("scff-mlp", "scff-rnn", "lac-mlp", "lac-conv")}
+    return {kind: _train(kind, folder) for kind in ("scff-mlp", "scff-rnn", "lac-mlp", "lac-conv", "scff-mlp-w4a4")}
 
 
 @pytest.mark.parametrize("kind", ["scff-mlp", "scff-rnn", "lac-mlp", "lac-conv"])
@@ -177,4 +183,39 @@ def test_a_failed_verification_writes_nothing(runs, tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_export, "compare_onnxruntime", disagree)
     with pytest.raises(FwdlearnError, match="differs"):
         export_float_onnx(load_deployable(runs["scff-mlp"]), tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("export_format", ["qcdq", "qonnx"])
+def test_quantised_model_exports_within_one_output_step(runs, tmp_path, export_format):
+    pytest.importorskip("brevitas")
+    if export_format == "qonnx":
+        pytest.importorskip("qonnx")
+    deployable = load_deployable(runs["scff-mlp-w4a4"])
+    step = deployable.model.output_step()
+    assert step > 0
+    path = tmp_path / f"{export_format}.onnx"
+    report = export_onnx(deployable, path, export_format)
+    onnx.checker.check_model(str(path), full_check=True)
+    ops = report["operators"]
+    assert ("QuantizeLinear" in ops and "DequantizeLinear" in ops) if export_format == "qcdq" else ("Quant" in ops)
+    check = report["verification"]["onnxruntime" if export_format == "qcdq" else "qonnx"]
+    assert check["max_abs_difference"] <= step * (1 + 1e-4)
+    if export_format == "qcdq":   # our own run, at a batch size of our choosing
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        (x,) = sample_inputs(deployable, 9, seed=3)
+        (got,) = session.run(["logits"], {"x": x.numpy()})
+        with torch.no_grad():
+            expected = deployable.model(x)
+        assert float((torch.from_numpy(got) - expected).abs().max()) <= step * (1 + 1e-4)
+        grid = torch.from_numpy(got) / step                 # the logits leave the graph on the 8-bit grid
+        assert torch.allclose(grid, grid.round(), atol=1e-3) and grid.abs().max() <= 128
+
+
+def test_format_must_suit_the_model(runs, tmp_path):
+    pytest.importorskip("brevitas")
+    with pytest.raises(FwdlearnError, match="quantised: use qcdq or qonnx"):
+        export_onnx(load_deployable(runs["scff-mlp-w4a4"]), tmp_path / "m.onnx", "float")
+    with pytest.raises(FwdlearnError, match="for quantised models"):
+        export_onnx(load_deployable(runs["scff-mlp"]), tmp_path / "m.onnx", "qcdq")
     assert list(tmp_path.iterdir()) == []

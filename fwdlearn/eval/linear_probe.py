@@ -28,6 +28,7 @@ class ProbeResult:
     num_features: int
     weight: torch.Tensor | None = None    # the trained read-out, [classes, features]
     bias: torch.Tensor | None = None
+    logit_bound: float = 0.0              # largest |logit| on the training set
 
 
 def accuracy(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -58,7 +59,9 @@ def train_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: tor
     with torch.no_grad():
         layer.weight.copy_(torch.from_numpy(runner.weight))
         layer.bias.copy_(torch.from_numpy(runner.bias))
+    with torch.no_grad():
+        bound = float(F.linear(train_x, layer.weight, layer.bias).abs().max()) if train_x.shape[0] else 0.0
     return ProbeResult(accuracy(layer.weight, layer.bias, train_x, train_y),
                        accuracy(layer.weight, layer.bias, test_x, test_y),
                        time.perf_counter() - started, int(train_x.shape[1]),
-                       layer.weight.detach().clone(), layer.bias.detach().clone())
+                       layer.weight.detach().clone(), layer.bias.detach().clone(), bound)

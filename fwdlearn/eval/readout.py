@@ -34,6 +34,7 @@ class Readout:
     sample_shape: tuple[int, ...]   # one sample (images [C, H, W]; sequences [T, F] with T padded)
     test_accuracy: float
     dataset_meta: dict = field(default_factory=dict)
+    logit_bound: float = 0.0        # largest |logit| on the training set (range of quantised logits)
 
     def features(self, per_layer: list[torch.Tensor]) -> torch.Tensor:
         return probe_inputs(per_layer, self.layers, self.standardized)

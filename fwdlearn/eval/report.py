@@ -55,7 +55,7 @@ def evaluate(network: torch.nn.Module, baselines: dict[str, torch.nn.Module], da
     if readout_to is not None:
         best = by_set[tuple(combined)]
         Readout(best.weight, best.bias, combined, config.probe.standardize, dataset.name, dataset.class_names,
-                dataset.sample_shape, round(best.test_accuracy, 5), dataset.meta).save(readout_to)
+                dataset.sample_shape, round(best.test_accuracy, 5), dataset.meta, best.logit_bound).save(readout_to)
     report = {
         "metrics": {**_entry(by_set[tuple(combined)], combined),
                     "per_layer": {f"layer{i}": _entry(by_set[(i,)]) for i in range(1, n_layers + 1)}},

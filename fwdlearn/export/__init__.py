@@ -1,11 +1,12 @@
 """Export a trained run (encoder plus its linear read-out) for deployment, verified in real runtimes.
 
-``fwdlearn export CHECKPOINT`` (``cli.py``) calls ``load_deployable`` then ``export_float_onnx``.
+``fwdlearn export CHECKPOINT`` (``cli.py``) calls ``load_deployable`` then ``export_onnx``.
 """
 
 from .deployable import DeployedClassifier, Deployable, load_deployable
-from .onnx_export import DEFAULT_OPSET, export_float_onnx, report_path
-from .verify import FLOAT_TOLERANCE, check_onnx, compare_onnxruntime
+from .onnx_export import DEFAULT_OPSET, FORMATS, default_format, export_float_onnx, export_onnx, report_path
+from .verify import FLOAT_TOLERANCE, check_onnx, compare_onnxruntime, compare_qonnx
 
-__all__ = ["DeployedClassifier", "Deployable", "load_deployable", "export_float_onnx", "report_path",
-           "DEFAULT_OPSET", "check_onnx", "compare_onnxruntime", "FLOAT_TOLERANCE"]
+__all__ = ["DeployedClassifier", "Deployable", "load_deployable", "export_onnx", "export_float_onnx", "report_path",
+           "DEFAULT_OPSET", "FORMATS", "default_format", "check_onnx", "compare_onnxruntime", "compare_qonnx",
+           "FLOAT_TOLERANCE"]

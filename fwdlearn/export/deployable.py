@@ -26,20 +26,43 @@ from ..eval.features import probe_inputs
 from ..eval.readout import Readout
 
 
-class DeployedClassifier(nn.Module):
-    """``logits = readout(features(encoder(*inputs)))``."""
+HEAD_BITS = 8   # a quantised model's read-out: 8-bit weights (rounded after training) and 8-bit logits
 
-    def __init__(self, encoder: nn.Module, readout: Readout):
+
+class DeployedClassifier(nn.Module):
+    """``logits = readout(features(encoder(x[, lengths])))``.
+
+    For a quantised encoder the read-out is quantised too: its trained weights rounded to
+    ``HEAD_BITS`` bits, and the logits to ``HEAD_BITS`` bits over ``[-bound, bound]`` (the largest
+    logit the read-out gave on its training set), so that every tensor leaving the graph is integer
+    on a fixed grid and a runtime's result can be compared with PyTorch's to one step.
+    """
+
+    def __init__(self, encoder: nn.Module, readout: Readout, quantised: bool = False):
         super().__init__()
         self.encoder = encoder
         self.layers, self.standardized = list(readout.layers), readout.standardized
-        self.head = readout.linear()
+        if quantised:
+            from ..config import QuantConfig
+            from ..nn.quant import output_quantizer, quant_linear
+            self.head = quant_linear(readout.weight.shape[1], readout.weight.shape[0], QuantConfig(weight_bits=HEAD_BITS))
+            self.head.load_state_dict(readout.linear().state_dict())
+            self.output_quant = output_quantizer(HEAD_BITS, readout.logit_bound)
+        else:
+            self.head = readout.linear()
+            self.output_quant = nn.Identity()
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        features = self.encoder(*inputs)
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.encoder(x) if lengths is None else self.encoder(x, lengths)
         if isinstance(features, torch.Tensor):   # a single feature tensor (LAC's encoder)
             features = [features]
-        return self.head(probe_inputs(features, self.layers, self.standardized))
+        return self.output_quant(self.head(probe_inputs(features, self.layers, self.standardized)))
+
+    def output_step(self) -> float:
+        """The spacing of the output grid (0 for a float model)."""
+        if isinstance(self.output_quant, nn.Identity):
+            return 0.0
+        return float(self.output_quant.act_quant.scale())
 
 
 @dataclass
@@ -56,6 +79,11 @@ class Deployable:
     @property
     def is_sequence(self) -> bool:
         return len(self.input_names) == 2
+
+    @property
+    def quantised(self) -> bool:
+        quant = getattr(self.config, "quant", None)
+        return bool(quant and quant.enabled)
 
 
 def _load_weights(module: nn.Module, state: dict, checkpoint: Path) -> None:
@@ -99,7 +127,11 @@ def load_deployable(checkpoint: str | Path, readout: str | Path | None = None, b
         raise CheckpointError(f"{readout_path}: read-out trained on {head.dataset}, but {checkpoint} on "
                               f"{config.data.dataset}")
     encoder = build_encoder(payload, head, checkpoint)
-    model = DeployedClassifier(encoder, head).eval()
+    quant = getattr(config, "quant", None)
+    if quant and quant.enabled and not head.logit_bound > 0:
+        raise CheckpointError(f"{readout_path}: read-out has no logit range for the quantised output "
+                              f"(written by an older fwdlearn); run 'fwdlearn eval' on the checkpoint again")
+    model = DeployedClassifier(encoder, head, quantised=bool(quant and quant.enabled)).eval()
     if config.learner == "scff-rnn":
         steps = sequence_length or head.sample_shape[0]
         if steps < 1:

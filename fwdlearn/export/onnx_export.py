@@ -1,18 +1,28 @@
-"""Float ONNX export of a trained run, verified before it is written.
+"""ONNX export of a trained run (float, QCDQ or QONNX), verified before it is written.
 
-The graph is traced from the PyTorch module (TorchScript exporter) with a dynamic batch
-dimension. Recurrent models are unrolled over a fixed number of frames (the inputs are
-zero-padded to it and the true ``lengths`` passed beside them), which every ONNX runtime and
-edge compiler accepts, unlike a data-dependent loop. The file is written to a temporary name,
-checked (``verify.check_onnx``), run in onnxruntime against PyTorch
-(``verify.compare_onnxruntime``), and only then renamed into place; a report
+- ``float``: traced from the PyTorch module (TorchScript exporter) with a dynamic batch
+  dimension; checked in onnxruntime to ``FLOAT_TOLERANCE``.
+- ``qcdq`` (quantised models): Brevitas' QuantizeLinear / Clip / DequantizeLinear form, which
+  standard runtimes execute; dynamic batch; checked in onnxruntime to one step of the output grid.
+- ``qonnx`` (quantised models): Brevitas' QONNX form (``Quant`` nodes carrying scale, zero point
+  and bit width, the input of FINN and hls4ml); batch 1; checked by qonnx's own executor to one
+  step of the output grid.
+
+Recurrent models are unrolled over a fixed number of frames (inputs zero-padded to it, the true
+``lengths`` beside them), which every ONNX runtime and edge compiler accepts, unlike a
+data-dependent loop. Each file is written to a temporary name, checked with ``onnx.checker``
+(full check), run against PyTorch, and only then renamed into place; a report
 (``<name>.report.json``) goes beside it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -21,24 +31,55 @@ from ..errors import ExportError
 from .deployable import Deployable
 from .metadata import model_metadata
 from .report import export_report
-from .verify import check_onnx, compare_onnxruntime
+from .verify import check_onnx, compare_onnxruntime, compare_qonnx
 
 DEFAULT_OPSET = 18
+FORMATS = ("float", "qcdq", "qonnx")
 
 
-def _trace_to_onnx(deployable: Deployable, path: Path, opset: int) -> None:
+def _dynamic_axes(deployable: Deployable) -> dict:
+    return {name: {0: "batch"} for name in deployable.input_names + ["logits"]}
+
+
+def _trace_float(deployable: Deployable, path: Path, opset: int) -> None:
+    torch.onnx.export(deployable.model, deployable.example_inputs, str(path), dynamo=False,
+                      input_names=deployable.input_names, output_names=["logits"],
+                      dynamic_axes=_dynamic_axes(deployable), opset_version=opset)
+
+
+def _trace_qcdq(deployable: Deployable, path: Path, opset: int) -> None:
+    from brevitas.export import export_onnx_qcdq
+    export_onnx_qcdq(deployable.model, deployable.example_inputs, export_path=str(path), opset_version=opset,
+                     input_names=deployable.input_names, output_names=["logits"],
+                     dynamic_axes=_dynamic_axes(deployable))
+
+
+def _trace_qonnx(deployable: Deployable, path: Path, opset: int) -> None:
+    from brevitas.export import export_qonnx
+    one = tuple(t[:1] for t in deployable.example_inputs)
+    export_qonnx(deployable.model, one, export_path=str(path), input_names=deployable.input_names,
+                 output_names=["logits"])
+
+
+TRACERS: dict[str, Callable[[Deployable, Path, int], None]] = {
+    "float": _trace_float, "qcdq": _trace_qcdq, "qonnx": _trace_qonnx}
+
+
+def _write(deployable: Deployable, path: Path, export_format: str, opset: int) -> None:
     import onnx
 
-    with warnings.catch_warnings():
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)         # "torchvision is not installed" notices of the dynamo exporter
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):   # and its step-by-step log
         warnings.simplefilter("ignore")   # tracer warnings about Python-side shape checks
         try:
-            torch.onnx.export(deployable.model, deployable.example_inputs, str(path), dynamo=False,
-                              input_names=deployable.input_names, output_names=["logits"],
-                              dynamic_axes={name: {0: "batch"} for name in deployable.input_names + ["logits"]},
-                              opset_version=opset)
-        except Exception as exc:  # the exporter raises many types
-            raise ExportError(f"ONNX export of the {deployable.learner} model failed "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+            TRACERS[export_format](deployable, path, opset)
+        except Exception as exc:  # the exporters raise many types
+            raise ExportError(f"{export_format} export of the {deployable.learner} model failed "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        finally:
+            quiet.setLevel(level)
     model = onnx.load(str(path))
     for key, value in model_metadata(deployable).items():
         model.metadata_props.add(key=key, value=value)
@@ -47,23 +88,42 @@ def _trace_to_onnx(deployable: Deployable, path: Path, opset: int) -> None:
 
 
 def report_path(path: Path) -> Path:
-    return path.with_name(path.stem + ".report.json")
+    return Path(path).with_name(Path(path).stem + ".report.json")
 
 
-def export_float_onnx(deployable: Deployable, path: str | Path, opset: int = DEFAULT_OPSET) -> dict:
-    """Write ``path`` (float32 ONNX) and its report; return the report. Nothing is left behind on failure."""
+def default_format(deployable: Deployable) -> str:
+    return "qcdq" if deployable.quantised else "float"
+
+
+def export_onnx(deployable: Deployable, path: str | Path, export_format: str | None = None,
+                opset: int = DEFAULT_OPSET) -> dict:
+    """Write ``path`` and its report; return the report. Nothing is left behind on failure."""
     path = Path(path)
+    export_format = export_format or default_format(deployable)
+    if export_format not in FORMATS:
+        raise ExportError(f"unknown export format {export_format!r} (choose from {', '.join(FORMATS)})")
     if path.suffix != ".onnx":
         raise ExportError(f"{path}: the output file must end in .onnx")
+    if deployable.quantised != (export_format != "float"):
+        raise ExportError(f"{export_format} export is for {'float' if export_format == 'float' else 'quantised'} "
+                          f"models; this one is {'quantised: use qcdq or qonnx' if deployable.quantised else 'float'}")
     verification: dict = {}
 
     def write(tmp: Path) -> None:
-        _trace_to_onnx(deployable, tmp, opset)
+        _write(deployable, tmp, export_format, opset)
         check_onnx(tmp)
         verification["onnx_checker"] = "passed (full_check)"
-        verification["onnxruntime"] = compare_onnxruntime(tmp, deployable)
+        if export_format == "qonnx":
+            verification["qonnx"] = compare_qonnx(tmp, deployable)
+        else:
+            verification["onnxruntime"] = compare_onnxruntime(tmp, deployable)
 
     atomic_write(path, write)
-    report = export_report(path, deployable, "onnx-float32", opset, verification)
+    report = export_report(path, deployable, export_format, verification)
     save_json(report, report_path(path))
     return report
+
+
+def export_float_onnx(deployable: Deployable, path: str | Path, opset: int = DEFAULT_OPSET) -> dict:
+    """``export_onnx`` in the float format."""
+    return export_onnx(deployable, path, "float", opset)

@@ -81,8 +81,10 @@ def linear_evaluation(autoencoder: Autoencoder, dataset: LabelledDataset, config
                       "linear evaluation", show_progress)
     test_accuracy = round(_accuracy(head, test_f, dataset.test.y), 5)
     if readout_to is not None:
+        with torch.no_grad():
+            bound = float(head(train_f).abs().max())
         Readout(head.weight.detach().clone(), head.bias.detach().clone(), [1], False, dataset.name,
-                dataset.class_names, dataset.sample_shape, test_accuracy, dataset.meta).save(readout_to)
+                dataset.class_names, dataset.sample_shape, test_accuracy, dataset.meta, bound).save(readout_to)
     return {"train_accuracy": round(_accuracy(head, train_f, dataset.train.y), 5), "test_accuracy": test_accuracy,
             "num_features": int(train_f.shape[1]), "seconds": round(time.perf_counter() - started, 2)}
 

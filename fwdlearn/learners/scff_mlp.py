@@ -56,7 +56,7 @@ class SCFFMLPLearner:
     def build_network(config: SCFFConfig, input_dim: int) -> SCFFNetwork:
         """The network exactly as a fresh learner initialises it (also the untrained baseline)."""
         torch.manual_seed(config.seed)
-        return SCFFNetwork(input_dim, config.layers)
+        return SCFFNetwork(input_dim, config.layers, config.quant)
 
     @property
     def stages(self) -> list[list[int]]:

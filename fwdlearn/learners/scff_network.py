@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..config import LayerConfig
+from ..config import LayerConfig, QuantConfig
 from ..nn.paired_linear import PairedLinear
 
 
@@ -21,11 +21,11 @@ class SCFFNetwork(nn.Module):
     positive examples it was trained on.
     """
 
-    def __init__(self, input_dim: int, layers: list[LayerConfig]):
+    def __init__(self, input_dim: int, layers: list[LayerConfig], quant: QuantConfig | None = None):
         super().__init__()
         dims = [input_dim] + [layer.width for layer in layers]
         self.layers = nn.ModuleList(
-            PairedLinear(dims[i], dims[i + 1], paired=is_paired(i, cfg), activation=cfg.activation)
+            PairedLinear(dims[i], dims[i + 1], paired=is_paired(i, cfg), activation=cfg.activation, quant=quant)
             for i, cfg in enumerate(layers))
 
     @property

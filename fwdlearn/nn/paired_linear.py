@@ -7,6 +7,9 @@ projections of the two halves: half the multiply-adds of a doubled input, forwar
 
 A layer that is fed the previous layer's positive and negative outputs directly (Algorithm 1)
 is *unpaired*: its input is one vector and its pre-activation ``W x + bias``.
+
+With a ``QuantConfig`` (``nn/quant.py``) the weight is quantised and the standardised input
+rounded to a few bits before the projection: ``W_q q(std(a)) + W_q q(std(b)) + 2 bias``.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import QuantConfig
 from ..data.transforms import standardize
 from .activations import ACTIVATIONS
+from .quant import effective_weight, input_quantizer, quant_linear
 
 
 class PairedLinear(nn.Module):
@@ -27,15 +32,17 @@ class PairedLinear(nn.Module):
     on and read out) turn a pre-activation into activity.
     """
 
-    def __init__(self, in_features: int, out_features: int, paired: bool, activation: str = "triangle"):
+    def __init__(self, in_features: int, out_features: int, paired: bool, activation: str = "triangle",
+                 quant: QuantConfig | None = None):
         super().__init__()
-        self.linear = nn.Linear(in_features, out_features)
+        self.linear = quant_linear(in_features, out_features, quant)
+        self.input_quant = input_quantizer(quant)
         self.paired = paired
         self.activation = activation
 
     def project(self, views: torch.Tensor) -> torch.Tensor:
-        """``W x`` (no bias) of each standardised view, ``[M, in] -> [M, out]``."""
-        return F.linear(standardize(views.flatten(1)), self.linear.weight)
+        """``W x`` (no bias) of each standardised (and, if quantised, rounded) view, ``[M, in] -> [M, out]``."""
+        return F.linear(self.input_quant(standardize(views.flatten(1))), effective_weight(self.linear))
 
     def combine(self, projections: torch.Tensor, left: torch.Tensor, right: torch.Tensor | None) -> torch.Tensor:
         """Pre-activations of examples made of rows ``left`` (and ``right`` if paired) of ``projections``."""
@@ -44,7 +51,7 @@ class PairedLinear(nn.Module):
         return projections.index_select(0, left) + projections.index_select(0, right) + 2.0 * self.linear.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.linear(standardize(x.flatten(1)))
+        z = self.linear(self.input_quant(standardize(x.flatten(1))))
         return 2.0 * z if self.paired else z
 
     @staticmethod

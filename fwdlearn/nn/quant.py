@@ -1,0 +1,81 @@
+"""Quantisation as a constructor argument (Brevitas): the same local layers, low-bit weights and inputs.
+
+A ``QuantConfig`` with 0 bits everywhere gives plain ``nn.Linear`` / ``nn.Identity``, so float
+networks keep their state dicts and do not need Brevitas. Otherwise:
+
+- weights: ``brevitas.nn.QuantLinear`` with a signed narrow-range integer quantiser of
+  ``weight_bits`` and a float scale from the weights' absolute maximum, per tensor or per output
+  unit (``per_channel``);
+- activations: ``brevitas.nn.QuantIdentity`` on each layer's standardised input (the previous
+  layer's passed activity, or the data), signed, ``act_bits``, one float scale per layer that
+  starts from a fixed clipping range (``GAUSSIAN_CLIP``) and is learned by the layer's own loss.
+
+Training is quantisation-aware: the forward pass uses the quantised values, and the straight-
+through estimator carries the local loss's gradient to the float weights a layer keeps. No
+gradient leaves the layer: each quantiser belongs to exactly one layer and only sees that
+layer's detached input.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ..config import QuantConfig
+from ..errors import ConfigError
+
+
+def _brevitas():
+    try:
+        import brevitas.nn as qnn
+        from brevitas import quant
+    except ImportError:
+        raise ConfigError("quantised layers need Brevitas: pip install 'fwdlearn[hardware]'") from None
+    return qnn, quant
+
+
+def quant_linear(in_features: int, out_features: int, quant: QuantConfig | None, bias: bool = True) -> nn.Module:
+    """``nn.Linear``, or a ``QuantLinear`` with ``quant.weight_bits``-bit weights."""
+    if quant is None or not quant.weight_bits:
+        return nn.Linear(in_features, out_features, bias=bias)
+    qnn, q = _brevitas()
+    weight_quant = q.Int8WeightPerChannelFloat if quant.per_channel else q.Int8WeightPerTensorFloat
+    return qnn.QuantLinear(in_features, out_features, bias=bias, weight_quant=weight_quant,
+                           weight_bit_width=quant.weight_bits, return_quant_tensor=False)
+
+
+# Initial clipping range of a standardised input, in standard deviations: the mean-square-error
+# optimal clip of a unit Gaussian for a uniform b-bit quantiser (Banner et al., "ACIQ", 2019),
+# rounded. The range is then a parameter of the layer, learned by its own loss.
+GAUSSIAN_CLIP = {2: 1.7, 3: 2.2, 4: 2.6, 5: 3.0, 6: 3.4, 7: 3.7, 8: 4.0}
+
+
+def input_quantizer(quant: QuantConfig | None) -> nn.Module:
+    """``nn.Identity``, or a ``QuantIdentity`` rounding a standardised input to ``quant.act_bits`` bits.
+
+    Signed, one learned float scale per layer, initialised from ``GAUSSIAN_CLIP`` (a fixed start,
+    so every layer's state dict has the same keys before and after training).
+    """
+    if quant is None or not quant.act_bits:
+        return nn.Identity()
+    qnn, q = _brevitas()
+    from brevitas.core.scaling import ScalingImplType
+    return qnn.QuantIdentity(act_quant=q.Int8ActPerTensorFloat, bit_width=quant.act_bits,
+                             scaling_impl_type=ScalingImplType.PARAMETER, scaling_init=GAUSSIAN_CLIP[quant.act_bits],
+                             return_quant_tensor=False)
+
+
+def effective_weight(linear: nn.Module) -> torch.Tensor:
+    """The weight the layer computes with: fake-quantised (straight-through gradient) or the float one."""
+    if hasattr(linear, "quant_weight"):
+        return linear.quant_weight().value
+    return linear.weight
+
+
+def output_quantizer(bits: int, bound: float) -> nn.Module:
+    """A signed ``bits``-bit quantiser with a fixed range ``[-bound, bound]`` (for deployed logits)."""
+    qnn, _ = _brevitas()
+    from brevitas.core.scaling import ScalingImplType
+    from brevitas.quant import Int8ActPerTensorFloat
+    return qnn.QuantIdentity(act_quant=Int8ActPerTensorFloat, bit_width=bits, scaling_impl_type=ScalingImplType.CONST,
+                             scaling_init=float(bound), return_quant_tensor=False)
