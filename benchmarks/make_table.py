@@ -80,13 +80,36 @@ def lac_table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def quant_table(sweeps: list[dict]) -> str:
+    """One row per bit width: probe accuracy, the untrained twin, and the verified export's size."""
+    lines = ["| experiment | data | bits (weights, inputs) | SCFF (probe) | untrained network | exported file in "
+             "onnxruntime | s / epoch | export | model bytes | MACs / inference | runtime vs PyTorch (max abs diff "
+             "≤ tolerance) | device |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sweeps:
+        for row in r["rows"]:
+            e = row["export"]
+            seconds = ", ".join(f"{v:.1f}" for v in row["seconds_per_epoch"].values())
+            lines.append(f"| {r['experiment']} | {r['dataset']} | {row['quantisation']} | "
+                         f"**{_pct(row['test_accuracy'])}** | {_pct(row['untrained_test_accuracy'])} | "
+                         f"{_pct(row['deployed_test_accuracy'])} | {seconds} | "
+                         f"{e['format']} | {e['model_bytes']:,} | {e['macs_per_inference']:,} | "
+                         f"{e['max_abs_difference']:.1e} ≤ {e['tolerance']:.1e} | {r['device']} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_table(folder: Path) -> Path:
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    sweeps = [r for r in results if r.get("kind") == "quant-sweep"]
+    results = [r for r in results if r.get("kind") != "quant-sweep"]
     scff = [r for r in results if not r["learner"].startswith("lac")]
     lac = [r for r in results if r["learner"].startswith("lac")]
     text = HEADER + "## SCFF\n\n" + table(scff)
     if lac:
         text += "\n## LAC autoencoders (pretraining, then down-stream classification)\n\n" + lac_table(lac)
+    if sweeps:
+        text += ("\n## Quantisation-aware training: accuracy against bit width (weights and layer inputs)\n\n"
+                 + quant_table(sweeps))
     notes = folder / "NOTES.md"
     text += "\n" + notes.read_text() if notes.exists() else ""
     path = folder / "README.md"

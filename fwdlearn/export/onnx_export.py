@@ -3,7 +3,8 @@
 - ``float``: traced from the PyTorch module (TorchScript exporter) with a dynamic batch
   dimension; checked in onnxruntime to ``FLOAT_TOLERANCE``.
 - ``qcdq`` (quantised models): Brevitas' QuantizeLinear / Clip / DequantizeLinear form, which
-  standard runtimes execute; dynamic batch; checked in onnxruntime to one step of the output grid.
+  standard runtimes execute, with the weights folded into int8 initialisers (``fold.py``);
+  dynamic batch; checked in onnxruntime to one step of the output grid.
 - ``qonnx`` (quantised models): Brevitas' QONNX form (``Quant`` nodes carrying scale, zero point
   and bit width, the input of FINN and hls4ml); batch 1; checked by qonnx's own executor to one
   step of the output grid.
@@ -29,6 +30,7 @@ import torch
 from ..atomic import atomic_write, save_json
 from ..errors import ExportError
 from .deployable import Deployable
+from .fold import fold_weight_quantizers
 from .metadata import model_metadata
 from .report import export_report
 from .verify import check_onnx, compare_onnxruntime, compare_qonnx
@@ -81,6 +83,8 @@ def _write(deployable: Deployable, path: Path, export_format: str, opset: int) -
         finally:
             quiet.setLevel(level)
     model = onnx.load(str(path))
+    if export_format == "qcdq":
+        fold_weight_quantizers(model)
     for key, value in model_metadata(deployable).items():
         model.metadata_props.add(key=key, value=value)
     model.producer_name = "fwdlearn"

@@ -1,0 +1,90 @@
+"""Benchmark: test accuracy against bit width for quantisation-aware SCFF, and the size of each export.
+
+    python benchmarks/quant_sweep.py --preset mnist-quant --data-dir ../shared/data --bits 0 8 4 2
+
+For every bit width (0 = float) the preset is trained with weights and standardised layer inputs
+at that width (``--per-channel``: one weight scale per unit), probed beside the same network
+untrained, then exported (float ONNX, or QCDQ for quantised runs), verified against PyTorch, and
+the exported file's own test accuracy measured in onnxruntime (its read-out rounded to 8 bits).
+Runs go to ``benchmarks/runs/<preset>-w<b>a<b>/`` (resumable, not committed); the sweep to
+``benchmarks/results/quant-<preset>.json``, and ``benchmarks/results/README.md`` is regenerated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from make_table import write_table  # noqa: E402
+
+from fwdlearn.atomic import save_json  # noqa: E402
+from fwdlearn.config import load_preset  # noqa: E402
+from fwdlearn.data import load_dataset  # noqa: E402
+from fwdlearn.export import export_onnx, load_deployable  # noqa: E402
+from fwdlearn.runs import train_run  # noqa: E402
+
+
+def onnxruntime_accuracy(path: Path, config, data_dir) -> float:
+    """Test accuracy of the exported file itself (quantised read-out and logits included), in onnxruntime."""
+    import numpy as np
+    import onnxruntime
+
+    test = load_dataset(config.data.dataset, data_dir).test
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    logits = np.concatenate([session.run(["logits"], {"x": test.x[s:s + 2000].numpy()})[0]
+                             for s in range(0, len(test), 2000)])
+    return round(float((logits.argmax(1) == test.y.numpy()).mean()), 5)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="mnist-quant")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--bits", type=int, nargs="+", default=[0, 8, 4, 2])
+    parser.add_argument("--per-channel", action="store_true")
+    parser.add_argument("--results", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    command = " ".join(["python", "benchmarks/quant_sweep.py"] + sys.argv[1:])
+    rows = []
+    for bits in args.bits:
+        config = load_preset(args.preset)
+        config.quant.weight_bits = config.quant.act_bits = bits
+        config.quant.per_channel = bool(bits and args.per_channel)
+        config.validate(f"preset {args.preset}")
+        run_dir = HERE / "runs" / f"{args.preset}-w{bits}a{bits}{'-pc' if config.quant.per_channel else ''}"
+        print(f"== {config.quant.label()}", flush=True)
+        results = train_run(config, run_dir, args.data_dir, show_progress=sys.stderr.isatty(), command=command)
+        deployable = load_deployable(run_dir / "checkpoint.pt")
+        report = export_onnx(deployable, run_dir / "model.onnx")
+        check = report["verification"]["onnxruntime"]
+        deployed = onnxruntime_accuracy(run_dir / "model.onnx", config, args.data_dir)
+        rows.append({
+            "weight_bits": bits, "act_bits": bits, "per_channel": config.quant.per_channel,
+            "quantisation": config.quant.label(),
+            "test_accuracy": results["metrics"]["test_accuracy"],
+            "untrained_test_accuracy": results["baselines"]["untrained"]["test_accuracy"],
+            "deployed_test_accuracy": deployed,
+            "seconds_per_epoch": results["timing"]["seconds_per_epoch"],
+            "export": {"format": report["format"], "model_bytes": report["model_bytes"],
+                       "parameters": report["parameters"], "macs_per_inference": report["macs_per_inference"]["total"],
+                       "max_abs_difference": check["max_abs_difference"], "tolerance": check["tolerance"],
+                       "same_class": check["same_class"]},
+        })
+    first = load_preset(args.preset)
+    sweep = {"kind": "quant-sweep", "experiment": f"quant-{args.preset}", "learner": first.learner,
+             "dataset": first.data.dataset, "command": command, "device": results["device"],
+             "seeds": [first.seed], "date": results["date"], "rows": rows, "config": first.to_dict()}
+    path = save_json(sweep, args.results / f"quant-{args.preset}.json")
+    write_table(args.results)
+    print(f"recorded {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
