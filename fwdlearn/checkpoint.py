@@ -21,17 +21,24 @@ def save_checkpoint(path: str | Path, config: SCFFConfig, input_dim: int, learne
                        "input_dim": input_dim, "finished": finished, "state": learner_state}, path)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read and check a checkpoint; its ``config`` entry comes back as a validated ``SCFFConfig``."""
+def read_torch_dict(path: str | Path, what: str, missing: str, file_format: str) -> dict[str, Any]:
+    """A dict saved by ``torch.save`` whose ``format`` entry is ``file_format``, or a one-line ``CheckpointError``."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+        raise CheckpointError(f"{path}: {missing}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a fwdlearn checkpoint")
+        raise CheckpointError(f"{path}: not a readable {what} ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != file_format:
+        raise CheckpointError(f"{path}: not a fwdlearn {what}")
+    return payload
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and check a checkpoint; its ``config`` entry comes back as a validated ``SCFFConfig``."""
+    path = Path(path)
+    payload = read_torch_dict(path, "checkpoint", "checkpoint not found", FORMAT)
     if payload.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} is not supported "
                               f"(this fwdlearn reads version {VERSION})")

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import save_torch
+from ..checkpoint import read_torch_dict
 from ..errors import CheckpointError
 from .features import probe_inputs
 
@@ -55,14 +56,11 @@ class Readout:
     @classmethod
     def load(cls, path: str | Path) -> "Readout":
         path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: no trained read-out (run 'fwdlearn eval' on the checkpoint to train one)")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for a damaged file
-            raise CheckpointError(f"{path}: not a readable read-out file ({type(exc).__name__})") from None
-        if not isinstance(state, dict) or state.pop("format", None) != FORMAT or state.pop("version", None) != VERSION:
-            raise CheckpointError(f"{path}: not a fwdlearn read-out file")
+        state = read_torch_dict(path, "read-out file",
+                                "no trained read-out (run 'fwdlearn eval' on the checkpoint to train one)", FORMAT)
+        del state["format"]
+        if state.pop("version", None) != VERSION:
+            raise CheckpointError(f"{path}: read-out file version is not supported (this fwdlearn reads {VERSION})")
         state["class_names"] = tuple(state["class_names"])
         state["sample_shape"] = tuple(state["sample_shape"])
         readout = cls(**state)
