@@ -19,8 +19,7 @@ DEFAULT_PRESETS = {("scff-mlp", None): "digits", ("scff-mlp", "mnist"): "mnist-p
                    ("scff-rnn", None): "sequences", ("scff-rnn", "fsdd"): "fsdd-paper",
                    ("lac-mlp", None): "lac-digits", ("lac-mlp", "mnist"): "lac-mnist",
                    ("lac-conv", None): "lac-conv-digits", ("lac-conv", "mnist"): "lac-conv-mnist"}
-SCFF_ONLY_OPTIONS = ("holdout_speakers", "bptt_epochs", "batching", "schedule", "weight_bits", "act_bits",
-                     "per_channel")
+SCFF_ONLY_OPTIONS = ("holdout_speakers", "bptt_epochs", "batching", "schedule")
 LAC_ONLY_OPTIONS = ("finetune_epochs", "bp_epochs", "target")
 
 EPILOG = f"""\
@@ -81,11 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--bp-epochs", type=int, help="lac: epochs of the BP autoencoder baseline (0 skips it)")
     train.add_argument("--finetune-epochs", type=int, help="lac: fine-tuning epochs (0 skips fine-tuning)")
     train.add_argument("--weight-bits", type=int, metavar="BITS",
-                       help="scff-mlp: quantisation-aware training with BITS-bit weights (2-8; 0 = float)")
+                       help="scff-mlp, lac-*: quantisation-aware training with BITS-bit weights (2-8; 0 = float)")
     train.add_argument("--act-bits", type=int, metavar="BITS",
-                       help="scff-mlp: each layer's standardised input rounded to BITS bits (2-8; 0 = float)")
+                       help="scff-mlp, lac-*: each layer's input rounded to BITS bits (2-8; 0 = float)")
     train.add_argument("--per-channel", action="store_true",
-                       help="scff-mlp: one weight scale per output unit instead of one per layer")
+                       help="scff-mlp, lac-*: one weight scale per output unit or channel instead of one per layer")
     train.add_argument("--data-dir", help=f"folder holding the data set (default: ${DATA_DIR_ENV})")
     train.add_argument("--out", type=Path, help="run directory (default: runs/<preset name>)")
     train.add_argument("--seed", type=int, help="random seed (overrides the preset)")
@@ -146,8 +145,18 @@ def _reject_options(args, names: tuple[str, ...], learner: str) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} does not apply to {learner}")
 
 
+def _apply_quant_options(config, args) -> None:
+    if args.weight_bits is not None:
+        config.quant.weight_bits = args.weight_bits
+    if args.act_bits is not None:
+        config.quant.act_bits = args.act_bits
+    if args.per_channel:
+        config.quant.per_channel = True
+
+
 def _apply_lac_overrides(config, args):
     _reject_options(args, SCFF_ONLY_OPTIONS, config.learner)
+    _apply_quant_options(config, args)
     if args.dataset is not None:
         config.data.dataset = args.dataset
     for option, field in (("seed", "seed"), ("epochs", "epochs"), ("target", "target"), ("bp_epochs", "bp_epochs")):
@@ -185,12 +194,7 @@ def _apply_overrides(config, args):
         config.probe.epochs = args.probe_epochs
     if args.schedule is not None:
         config.schedule = args.schedule
-    if args.weight_bits is not None:
-        config.quant.weight_bits = args.weight_bits
-    if args.act_bits is not None:
-        config.quant.act_bits = args.act_bits
-    if args.per_channel:
-        config.quant.per_channel = True
+    _apply_quant_options(config, args)
     return config.validate(f"preset {args.preset}")
 
 

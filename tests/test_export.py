@@ -36,9 +36,11 @@ def _train(kind: str, folder: Path) -> Path:
         preset.write_text(TINY_PRESET + QUANT_SECTION)
         train_run(load_preset(str(preset)), folder / kind, show_progress=False, log=lambda _: None)
     elif kind.startswith("lac"):
-        hidden, encoder = LAC_SHAPES[kind]
-        preset.write_text(TINY_LAC.format(learner=kind, hidden=hidden, encoder=encoder)
-                          .replace("bp_epochs = 1", "bp_epochs = 0").replace("finetune_epochs = 1", "finetune_epochs = 0"))
+        learner = kind.removesuffix("-w4a4")
+        hidden, encoder = LAC_SHAPES[learner]
+        preset.write_text(TINY_LAC.format(learner=learner, hidden=hidden, encoder=encoder)
+                          .replace("bp_epochs = 1", "bp_epochs = 0").replace("finetune_epochs = 1", "finetune_epochs = 0")
+                          + (QUANT_SECTION if kind.endswith("w4a4") else ""))
         train_lac_run(load_preset(str(preset)), folder / kind, show_progress=False, log=lambda _: None)
     else:
         preset.write_text((TINY_PRESET if kind == "scff-mlp" else TINY_RNN).replace("epochs = 1\nbatch_size = 32",
@@ -50,7 +52,8 @@ def _train(kind: str, folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("export-runs")
-    return {kind: _train(kind, folder) for kind in ("scff-mlp", "scff-rnn", "lac-mlp", "lac-conv", "scff-mlp-w4a4")}
+    kinds = ("scff-mlp", "scff-rnn", "lac-mlp", "lac-conv", "scff-mlp-w4a4", "lac-conv-w4a4")
+    return {kind: _train(kind, folder) for kind in kinds}
 
 
 @pytest.mark.parametrize("kind", ["scff-mlp", "scff-rnn", "lac-mlp", "lac-conv"])
@@ -186,12 +189,13 @@ def test_a_failed_verification_writes_nothing(runs, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("kind", ["scff-mlp-w4a4", "lac-conv-w4a4"])
 @pytest.mark.parametrize("export_format", ["qcdq", "qonnx"])
-def test_quantised_model_exports_within_one_output_step(runs, tmp_path, export_format):
+def test_quantised_model_exports_within_one_output_step(runs, tmp_path, export_format, kind):
     pytest.importorskip("brevitas")
     if export_format == "qonnx":
         pytest.importorskip("qonnx")
-    deployable = load_deployable(runs["scff-mlp-w4a4"])
+    deployable = load_deployable(runs[kind])
     step = deployable.model.output_step()
     assert step > 0
     path = tmp_path / f"{export_format}.onnx"
@@ -200,8 +204,8 @@ def test_quantised_model_exports_within_one_output_step(runs, tmp_path, export_f
     ops = report["operators"]
     assert ("QuantizeLinear" in ops and "DequantizeLinear" in ops) if export_format == "qcdq" else ("Quant" in ops)
     if export_format == "qcdq":   # weights stored as integers, not quantised from float at every inference
-        matrices = [i for i in onnx.load(str(path)).graph.initializer if len(i.dims) == 2]
-        assert matrices and all(i.data_type == onnx.TensorProto.INT8 for i in matrices)
+        weights = [i for i in onnx.load(str(path)).graph.initializer if len(i.dims) >= 2]
+        assert weights and all(i.data_type == onnx.TensorProto.INT8 for i in weights)
     check = report["verification"]["onnxruntime" if export_format == "qcdq" else "qonnx"]
     assert check["max_abs_difference"] <= step * (1 + 1e-4)
     if export_format == "qcdq":   # our own run, at a batch size of our choosing

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fwdlearn.config import load_preset
+from fwdlearn.config import QuantConfig, load_preset
 from fwdlearn.data import load_dataset
 from fwdlearn.errors import ConfigError
 from fwdlearn.lac import LACLearner, build_autoencoder
@@ -20,6 +20,16 @@ def _config(learner="lac-mlp", **overrides):
     return config.validate()
 
 
+try:
+    import brevitas  # noqa: F401
+    HAVE_BREVITAS = True
+except ImportError:
+    HAVE_BREVITAS = False
+
+QUANTS = [None, pytest.param(QuantConfig(4, 4, per_channel=True), id="w4a4",
+                             marks=pytest.mark.skipif(not HAVE_BREVITAS, reason="needs brevitas"))]
+
+
 def _images(n=32, seed=0):
     return torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
 
@@ -28,9 +38,10 @@ def _grads(module):
     return [p.grad for p in module.parameters()]
 
 
+@pytest.mark.parametrize("quant", QUANTS)
 @pytest.mark.parametrize("learner", ["lac-mlp", "lac-conv"])
-def test_each_hidden_layer_learns_from_its_own_contrast_only(learner):
-    net = build_autoencoder(_config(learner), (1, 8, 8))
+def test_each_hidden_layer_learns_from_its_own_contrast_only(learner, quant):
+    net = build_autoencoder(_config(learner, **({"quant": quant} if quant else {})), (1, 8, 8))
     x = _images()
     first, out = net.passes(x, local=True)
     second, _ = net.passes(out.detach(), local=True)
@@ -52,9 +63,10 @@ def test_each_hidden_layer_learns_from_its_own_contrast_only(learner):
         offset += len(params)
 
 
+@pytest.mark.parametrize("quant", QUANTS)
 @pytest.mark.parametrize("learner", ["lac-mlp", "lac-conv"])
-def test_reconstruction_loss_changes_only_the_output_layer(learner):
-    learner_ = LACLearner(_config(learner), (1, 8, 8))
+def test_reconstruction_loss_changes_only_the_output_layer(learner, quant):
+    learner_ = LACLearner(_config(learner, **({"quant": quant} if quant else {})), (1, 8, 8))
     x = _images()
     _, output_loss = learner_.losses(x)
     output_loss.backward()
@@ -152,3 +164,19 @@ def test_lac_rejects_sequence_data():
     config.data.dataset = "sequences"
     with pytest.raises(ConfigError, match="LAC autoencoders take images"):
         config.validate()
+
+
+@pytest.mark.skipif(not HAVE_BREVITAS, reason="needs brevitas")
+@pytest.mark.parametrize("learner", ["lac-mlp", "lac-conv"])
+def test_quantised_autoencoder_computes_with_low_bit_weights_and_inputs(learner):
+    from fwdlearn.nn.quant import effective_weight
+
+    net = build_autoencoder(_config(learner, quant=QuantConfig(3, 3)), (1, 8, 8))
+    seen = []
+    for layer in net.hidden:
+        layer.input_quant.register_forward_hook(lambda m, args, out: seen.append(out))
+        assert torch.unique(effective_weight(layer.transform)).numel() <= 2 ** 3 - 1
+    net.passes(_images())
+    assert len(seen) == len(net.hidden)
+    for values in seen:
+        assert (values >= 0).all() and torch.unique(values).numel() <= 2 ** 3   # unsigned, 3 bits

@@ -102,3 +102,11 @@ def test_float_checkpoint_configs_without_a_quant_section_still_load():
     values = small_config().to_dict()
     del values["quant"]
     assert not config_from_dict(values).quant.enabled
+
+
+def test_recurrent_learner_says_it_is_not_quantised_yet(tmp_path):
+    from test_cli import assert_one_line_error, fwdlearn
+
+    result = fwdlearn("train", "scff-rnn", "--weight-bits", "4", "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "scff-rnn is not yet quantised")
+    assert not (tmp_path / "run").exists()

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import DataConfig, _check
+from ..config import DataConfig, QuantConfig, _check
 
 LAC_LEARNERS = ("lac-mlp", "lac-conv")
 TARGETS = ("reconstruct", "flip")
@@ -71,6 +71,7 @@ class LACConfig:
     bp_lr: float = 1e-3            # Adam, the BP autoencoder baseline
     data: DataConfig = field(default_factory=lambda: DataConfig(dataset="digits"))
     downstream: DownstreamConfig = field(default_factory=DownstreamConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)   # every layer's weights and input (nn/quant.py)
 
     def validate(self, where: str = "config") -> "LACConfig":
         _check(self.learner in LAC_LEARNERS, f"{where}.learner must be one of {', '.join(LAC_LEARNERS)}, got {self.learner!r}")
@@ -91,6 +92,7 @@ class LACConfig:
         _check(not self.data.is_sequence, f"{where}.data.dataset: LAC autoencoders take images, "
                                           f"not the sequence data set {self.data.dataset!r}")
         self.downstream.validate(f"{where}.downstream")
+        self.quant.validate(f"{where}.quant")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,17 +19,41 @@ import contextlib
 import torch
 import torch.nn as nn
 
+from ..config import QuantConfig
+from ..nn.quant import input_quantizer, quant_conv2d, quant_conv_transpose2d, quant_linear
+
 
 class HiddenLayer(nn.Module):
-    """``S = BN(W a)``, ``A = ReLU(S)``: one hidden layer and its own batch norm."""
+    """``S = BN(W a)``, ``A = ReLU(S)``: one hidden layer and its own batch norm.
 
-    def __init__(self, transform: nn.Module, norm: nn.Module):
+    ``input_quant`` (quantised networks, ``nn/quant.py``) rounds ``a`` before the weights see it;
+    it belongs to this layer, so only this layer's contrast trains its scale.
+    """
+
+    def __init__(self, transform: nn.Module, norm: nn.Module, input_quant: nn.Module | None = None):
         super().__init__()
         self.transform, self.norm = transform, norm
+        self.input_quant = input_quant or nn.Identity()
 
     def forward(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s = self.norm(self.transform(a))
+        s = self.norm(self.transform(self.input_quant(a)))
         return s, torch.relu(s)
+
+
+# Initial range of the unsigned input quantisers: pixels lie in [0, 1]; a hidden layer's input is
+# ReLU(BN(.)), the positive half of a roughly unit-variance reaction.
+PIXEL_CLIP, REACTION_CLIP = 1.0, 3.0
+
+
+def _input_quant(quant: QuantConfig | None, first: bool) -> nn.Module:
+    return input_quantizer(quant, signed=False, clip=PIXEL_CLIP if first else REACTION_CLIP)
+
+
+def _output(transform: nn.Module, quant: QuantConfig | None) -> nn.Module:
+    """The reconstruction layer; quantised networks round its input too."""
+    if quant is None or not quant.act_bits:
+        return transform
+    return nn.Sequential(_input_quant(quant, first=False), transform)
 
 
 class Autoencoder(nn.Module):
@@ -110,20 +134,25 @@ class Encoder(nn.Module):
         return a.flatten(1)
 
 
-def MLPAutoencoder(sample_shape: tuple[int, ...], hidden: list[int], encoder_layers: int) -> Autoencoder:
+def MLPAutoencoder(sample_shape: tuple[int, ...], hidden: list[int], encoder_layers: int,
+                   quant: QuantConfig | None = None) -> Autoencoder:
     sizes = [int(torch.tensor(sample_shape).prod())] + list(hidden)
-    layers = [HiddenLayer(nn.Linear(a, b), nn.BatchNorm1d(b)) for a, b in zip(sizes, sizes[1:])]
-    return Autoencoder(layers, nn.Linear(sizes[-1], sizes[0]), sample_shape, encoder_layers, flatten=True)
+    layers = [HiddenLayer(quant_linear(a, b, quant), nn.BatchNorm1d(b), _input_quant(quant, first=i == 0))
+              for i, (a, b) in enumerate(zip(sizes, sizes[1:]))]
+    output = _output(quant_linear(sizes[-1], sizes[0], quant), quant)
+    return Autoencoder(layers, output, sample_shape, encoder_layers, flatten=True)
 
 
-def ConvAutoencoder(sample_shape: tuple[int, ...], channels: list[int], encoder_layers: int) -> Autoencoder:
+def ConvAutoencoder(sample_shape: tuple[int, ...], channels: list[int], encoder_layers: int,
+                    quant: QuantConfig | None = None) -> Autoencoder:
     if len(sample_shape) != 3 or sample_shape[1] % 2 or sample_shape[2] % 2:
         raise ValueError(f"lac-conv needs images [C, H, W] with even H and W, got {list(sample_shape)}")
     c = [sample_shape[0]] + list(channels)
     strides = (1, 1, 2)
-    layers = [HiddenLayer(nn.Conv2d(a, b, 3, stride=s, padding=1), nn.BatchNorm2d(b))
-              for a, b, s in zip(c, c[1:], strides)]
-    output = nn.ConvTranspose2d(c[-1], c[0], 3, stride=2, padding=1, output_padding=1)
+    layers = [HiddenLayer(quant_conv2d(a, b, 3, quant, stride=s, padding=1), nn.BatchNorm2d(b),
+                          _input_quant(quant, first=i == 0))
+              for i, (a, b, s) in enumerate(zip(c, c[1:], strides))]
+    output = _output(quant_conv_transpose2d(c[-1], c[0], 3, quant, stride=2, padding=1, output_padding=1), quant)
     return Autoencoder(layers, output, sample_shape, encoder_layers, flatten=False)
 
 
@@ -131,4 +160,4 @@ def build_autoencoder(config, sample_shape: tuple[int, ...]) -> Autoencoder:
     """The autoencoder of a ``LACConfig`` exactly as a fresh learner initialises it (seeded)."""
     torch.manual_seed(config.seed)
     make = MLPAutoencoder if config.learner == "lac-mlp" else ConvAutoencoder
-    return make(tuple(sample_shape), list(config.hidden), config.encoder_layers)
+    return make(tuple(sample_shape), list(config.hidden), config.encoder_layers, config.quant)

@@ -38,10 +38,8 @@ def quant_linear(in_features: int, out_features: int, quant: QuantConfig | None,
     """``nn.Linear``, or a ``QuantLinear`` with ``quant.weight_bits``-bit weights."""
     if quant is None or not quant.weight_bits:
         return nn.Linear(in_features, out_features, bias=bias)
-    qnn, q = _brevitas()
-    weight_quant = q.Int8WeightPerChannelFloat if quant.per_channel else q.Int8WeightPerTensorFloat
-    return qnn.QuantLinear(in_features, out_features, bias=bias, weight_quant=weight_quant,
-                           weight_bit_width=quant.weight_bits, return_quant_tensor=False)
+    qnn, _ = _brevitas()
+    return qnn.QuantLinear(in_features, out_features, bias=bias, **_weight_quant(quant))
 
 
 # Initial clipping range of a standardised input, in standard deviations: the mean-square-error
@@ -50,19 +48,45 @@ def quant_linear(in_features: int, out_features: int, quant: QuantConfig | None,
 GAUSSIAN_CLIP = {2: 1.7, 3: 2.2, 4: 2.6, 5: 3.0, 6: 3.4, 7: 3.7, 8: 4.0}
 
 
-def input_quantizer(quant: QuantConfig | None) -> nn.Module:
-    """``nn.Identity``, or a ``QuantIdentity`` rounding a standardised input to ``quant.act_bits`` bits.
+def input_quantizer(quant: QuantConfig | None, signed: bool = True, clip: float | None = None) -> nn.Module:
+    """``nn.Identity``, or a ``QuantIdentity`` rounding a layer's input to ``quant.act_bits`` bits.
 
-    Signed, one learned float scale per layer, initialised from ``GAUSSIAN_CLIP`` (a fixed start,
-    so every layer's state dict has the same keys before and after training).
+    One learned float scale per layer from a fixed start (so every layer's state dict has the same
+    keys before and after training): ``clip`` if given, else ``GAUSSIAN_CLIP`` for a standardised
+    input. ``signed=False`` for inputs that are never negative (pixels, ReLU outputs).
     """
     if quant is None or not quant.act_bits:
         return nn.Identity()
     qnn, q = _brevitas()
     from brevitas.core.scaling import ScalingImplType
-    return qnn.QuantIdentity(act_quant=q.Int8ActPerTensorFloat, bit_width=quant.act_bits,
-                             scaling_impl_type=ScalingImplType.PARAMETER, scaling_init=GAUSSIAN_CLIP[quant.act_bits],
+    return qnn.QuantIdentity(act_quant=q.Int8ActPerTensorFloat if signed else q.Uint8ActPerTensorFloat,
+                             bit_width=quant.act_bits, scaling_impl_type=ScalingImplType.PARAMETER,
+                             scaling_init=clip if clip is not None else GAUSSIAN_CLIP[quant.act_bits],
                              return_quant_tensor=False)
+
+
+def _weight_quant(quant: QuantConfig) -> dict:
+    _, q = _brevitas()
+    return {"weight_quant": q.Int8WeightPerChannelFloat if quant.per_channel else q.Int8WeightPerTensorFloat,
+            "weight_bit_width": quant.weight_bits, "return_quant_tensor": False}
+
+
+def quant_conv2d(in_channels: int, out_channels: int, kernel_size: int, quant: QuantConfig | None,
+                 **kwargs) -> nn.Module:
+    """``nn.Conv2d``, or a ``QuantConv2d`` with ``quant.weight_bits``-bit weights (per output channel if asked)."""
+    if quant is None or not quant.weight_bits:
+        return nn.Conv2d(in_channels, out_channels, kernel_size, **kwargs)
+    qnn, _ = _brevitas()
+    return qnn.QuantConv2d(in_channels, out_channels, kernel_size, **kwargs, **_weight_quant(quant))
+
+
+def quant_conv_transpose2d(in_channels: int, out_channels: int, kernel_size: int, quant: QuantConfig | None,
+                           **kwargs) -> nn.Module:
+    """``nn.ConvTranspose2d``, or Brevitas' quantised version."""
+    if quant is None or not quant.weight_bits:
+        return nn.ConvTranspose2d(in_channels, out_channels, kernel_size, **kwargs)
+    qnn, _ = _brevitas()
+    return qnn.QuantConvTranspose2d(in_channels, out_channels, kernel_size, **kwargs, **_weight_quant(quant))
 
 
 def effective_weight(linear: nn.Module) -> torch.Tensor:
