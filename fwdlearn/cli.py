@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="float ONNX (float models; the default for them), QCDQ (quantised models, run by "
                              "onnxruntime and most runtimes; their default) or QONNX (quantised, for FINN/hls4ml)")
     export.add_argument("--opset", type=_positive_int, default=None, help="ONNX opset (default: 18)")
+    export.add_argument("--hls4ml", action="store_true",
+                        help="with --format qonnx: also convert with hls4ml, compile its C++ model (g++) and check "
+                             "it against PyTorch (QONNX MLPs: the LAC-MLP encoder)")
     export.add_argument("--sequence-length", type=_positive_int,
                         help="scff-rnn: frames the graph is unrolled for (default: the longest training sequence)")
 
@@ -236,12 +239,16 @@ def _export(args) -> int:
                           f"pip install 'fwdlearn[export]'") from None
     deployable = load_deployable(args.checkpoint, args.readout, sequence_length=args.sequence_length)
     out = args.out or args.checkpoint.parent / "model.onnx"
-    report = export_onnx(deployable, out, args.format, args.opset or DEFAULT_OPSET)
+    report = export_onnx(deployable, out, args.format, args.opset or DEFAULT_OPSET, hls4ml=args.hls4ml)
     check = report["verification"].get("onnxruntime") or report["verification"]["qonnx"]
     print(f"wrote {out} ({report['format']}, {report['model_bytes']:,} bytes, opset {report['opset']}, "
           f"{report['parameters']:,} parameters, {report['macs_per_inference']['total']:,} MACs per inference)")
     print(f"  verified: onnx.checker full check; {check['runtime']} matches PyTorch to "
           f"{check['max_abs_difference']:.1e} (tolerance {check['tolerance']:.1e}; same class {check['same_class']})")
+    if "hls4ml" in report["verification"]:
+        hls = report["verification"]["hls4ml"]
+        print(f"  {hls['runtime']}: matches PyTorch to {hls['max_abs_difference']:.1e} on {hls['samples']} samples "
+              f"(one output step {hls['tolerance']:.1e}; same class {hls['same_class']})")
     print(f"  operators: {', '.join(f'{k} {v}' for k, v in report['operators'].items())}")
     print(f"  report: {report_path(out)}")
     return 0

@@ -40,7 +40,8 @@ def _train(kind: str, folder: Path) -> Path:
         hidden, encoder = LAC_SHAPES[learner]
         preset.write_text(TINY_LAC.format(learner=learner, hidden=hidden, encoder=encoder)
                           .replace("bp_epochs = 1", "bp_epochs = 0").replace("finetune_epochs = 1", "finetune_epochs = 0")
-                          + (QUANT_SECTION if kind.endswith("w4a4") else ""))
+                          + (QUANT_SECTION if kind.endswith("w4a4") else "")
+                          .replace("per_channel = true", "per_channel = false" if learner == "lac-mlp" else "per_channel = true"))
         train_lac_run(load_preset(str(preset)), folder / kind, show_progress=False, log=lambda _: None)
     else:
         preset.write_text((TINY_PRESET if kind == "scff-mlp" else TINY_RNN).replace("epochs = 1\nbatch_size = 32",
@@ -52,7 +53,7 @@ def _train(kind: str, folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("export-runs")
-    kinds = ("scff-mlp", "scff-rnn", "lac-mlp", "lac-conv", "scff-mlp-w4a4", "lac-conv-w4a4")
+    kinds = ("scff-mlp", "scff-rnn", "lac-mlp", "lac-conv", "scff-mlp-w4a4", "lac-conv-w4a4", "lac-mlp-w4a4")
     return {kind: _train(kind, folder) for kind in kinds}
 
 
@@ -225,4 +226,38 @@ def test_format_must_suit_the_model(runs, tmp_path):
         export_onnx(load_deployable(runs["scff-mlp-w4a4"]), tmp_path / "m.onnx", "float")
     with pytest.raises(FwdlearnError, match="for quantised models"):
         export_onnx(load_deployable(runs["scff-mlp"]), tmp_path / "m.onnx", "qcdq")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def hls4ml_ready():
+    pytest.importorskip("hls4ml")
+    pytest.importorskip("qonnx")
+    import shutil
+    if shutil.which("g++") is None:
+        pytest.skip("the hls4ml check compiles with g++")
+
+
+def test_hls4ml_cpp_model_predicts_the_classes_pytorch_does(runs, tmp_path, hls4ml_ready):
+    """The edge-accelerator check: the compiled C++ model on a held-out batch of real test images."""
+    from fwdlearn.data import load_dataset
+    from fwdlearn.export.hls4ml_check import check_hls4ml
+
+    deployable = load_deployable(runs["lac-mlp-w4a4"])
+    path = tmp_path / "lac.onnx"
+    report = export_onnx(deployable, path, "qonnx", hls4ml=True)
+    assert report["verification"]["hls4ml"]["max_abs_difference"] <= deployable.model.output_step() * (1 + 1e-4)
+    held_out = load_dataset("digits").test.x[:64]
+    result = check_hls4ml(path, deployable, held_out, workdir=tmp_path / "hls")
+    assert result["same_class"] == "64/64"
+    assert (tmp_path / "hls" / "hls4ml_prj").is_dir()
+
+
+def test_hls4ml_check_names_what_it_cannot_convert(runs, tmp_path, hls4ml_ready):
+    scff = load_deployable(runs["scff-mlp-w4a4"])            # trained with per-channel weight scales
+    with pytest.raises(FwdlearnError, match="per-tensor"):
+        export_onnx(scff, tmp_path / "scff.onnx", "qonnx", hls4ml=True)
+    scff.config.quant.per_channel = False                       # past that: the graph itself is refused
+    with pytest.raises(FwdlearnError, match="ReduceMean"):
+        export_onnx(scff, tmp_path / "scff.onnx", "qonnx", hls4ml=True)
     assert list(tmp_path.iterdir()) == []

@@ -33,7 +33,7 @@ from .deployable import Deployable
 from .fold import fold_weight_quantizers
 from .metadata import model_metadata
 from .report import export_report
-from .verify import check_onnx, compare_onnxruntime, compare_qonnx
+from .verify import check_onnx, compare_onnxruntime, compare_qonnx, sample_inputs
 
 DEFAULT_OPSET = 18
 FORMATS = ("float", "qcdq", "qonnx")
@@ -100,8 +100,12 @@ def default_format(deployable: Deployable) -> str:
 
 
 def export_onnx(deployable: Deployable, path: str | Path, export_format: str | None = None,
-                opset: int = DEFAULT_OPSET) -> dict:
-    """Write ``path`` and its report; return the report. Nothing is left behind on failure."""
+                opset: int = DEFAULT_OPSET, hls4ml: bool = False) -> dict:
+    """Write ``path`` and its report; return the report. Nothing is left behind on failure.
+
+    ``hls4ml`` (QONNX only): also convert the file with hls4ml, compile its C++ model and compare
+    it with PyTorch (``hls4ml_check.py``) before the file is kept.
+    """
     path = Path(path)
     export_format = export_format or default_format(deployable)
     if export_format not in FORMATS:
@@ -111,14 +115,25 @@ def export_onnx(deployable: Deployable, path: str | Path, export_format: str | N
     if deployable.quantised != (export_format != "float"):
         raise ExportError(f"{export_format} export is for {'float' if export_format == 'float' else 'quantised'} "
                           f"models; this one is {'quantised: use qcdq or qonnx' if deployable.quantised else 'float'}")
+    if hls4ml and export_format != "qonnx":
+        raise ExportError("the hls4ml check reads QONNX: use --format qonnx with --hls4ml")
     verification: dict = {}
 
     def write(tmp: Path) -> None:
+        try:
+            checked(tmp)
+        except ExportError as exc:   # name the file the user asked for, not the temporary one
+            raise ExportError(str(exc).replace(str(tmp), str(path))) from None
+
+    def checked(tmp: Path) -> None:
         _write(deployable, tmp, export_format, opset)
         check_onnx(tmp)
         verification["onnx_checker"] = "passed (full_check)"
         if export_format == "qonnx":
             verification["qonnx"] = compare_qonnx(tmp, deployable)
+            if hls4ml:
+                from .hls4ml_check import check_hls4ml
+                verification["hls4ml"] = check_hls4ml(tmp, deployable, sample_inputs(deployable, 32, seed=5)[0])
         else:
             verification["onnxruntime"] = compare_onnxruntime(tmp, deployable)
 
