@@ -208,6 +208,7 @@ def test_quantised_model_exports_within_one_output_step(runs, tmp_path, export_f
         weights = [i for i in onnx.load(str(path)).graph.initializer if len(i.dims) >= 2]
         assert weights and all(i.data_type == onnx.TensorProto.INT8 for i in weights)
     check = report["verification"]["onnxruntime" if export_format == "qcdq" else "qonnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, report_path(path).name])
     assert check["max_abs_difference"] <= step * (1 + 1e-4)
     if export_format == "qcdq":   # our own run, at a batch size of our choosing
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

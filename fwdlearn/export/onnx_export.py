@@ -68,6 +68,15 @@ TRACERS: dict[str, Callable[[Deployable, Path, int], None]] = {
 
 
 def _write(deployable: Deployable, path: Path, export_format: str, opset: int) -> None:
+    """Trace to ``path``; then fold, add metadata and save it as one self-contained file."""
+    side_file = path.with_name(path.name + ".data")   # the dynamo exporter (Brevitas) puts weights here
+    try:
+        _trace_and_finish(deployable, path, export_format, opset)
+    finally:
+        side_file.unlink(missing_ok=True)
+
+
+def _trace_and_finish(deployable: Deployable, path: Path, export_format: str, opset: int) -> None:
     import onnx
 
     quiet = logging.getLogger("torch.onnx")
