@@ -25,8 +25,9 @@ results = train_run(config.validate(), out / "run", show_progress=False)   # pri
 
 network = load_deployable(out / "run" / "checkpoint.pt").model
 weight = effective_weight(network.encoder.layers[0].linear)
-print(f"layer 1 computes with {weight.unique().numel()} distinct weight values "
-      f"(4 bits per output unit, {weight.shape[0]} units)")
+levels = max(row.unique().numel() for row in weight)
+print(f"layer 1 computes with at most {levels} distinct weights per output unit (4 bits, signed, narrow "
+      f"range: 15 levels), each unit on its own scale")
 
 report = export_onnx(load_deployable(out / "run" / "checkpoint.pt"), out / "digits-w4a4.onnx")   # QCDQ
 check = report["verification"]["onnxruntime"]
