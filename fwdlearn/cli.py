@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(pip install 'fwdlearn[export]'; quantised models: 'fwdlearn[hardware]').")
     export.add_argument("checkpoint", type=Path, help="checkpoint.pt of a finished 'fwdlearn train' run")
     export.add_argument("--out", type=Path, help="the .onnx file (default: model.onnx beside the checkpoint)")
-    export.add_argument("--readout", type=Path, help="read-out file (default: readout.pt beside the checkpoint)")
+    export.add_argument("--readout", type=Path,
+                        help="read-out file (default: readout.pt beside the checkpoint, else eval/readout.pt)")
     export.add_argument("--format", choices=["float", "qcdq", "qonnx"],
                         help="float ONNX (float models; the default for them), QCDQ (quantised models, run by "
                              "onnxruntime and most runtimes; their default) or QONNX (quantised, for FINN/hls4ml)")

@@ -150,6 +150,9 @@ def test_missing_readout_and_corrupt_checkpoint_give_one_line_errors(runs, tmp_p
     bare.mkdir()
     (bare / "checkpoint.pt").write_bytes(runs["scff-mlp"].read_bytes())
     assert_one_line_error(fwdlearn("export", str(bare / "checkpoint.pt")), "no trained read-out")
+    (bare / "eval").mkdir()                        # where 'fwdlearn eval' leaves its read-out
+    (bare / "eval" / "readout.pt").write_bytes((runs["scff-mlp"].parent / "readout.pt").read_bytes())
+    assert load_deployable(bare / "checkpoint.pt").readout.dataset == "digits"
     (bare / "checkpoint.pt").write_bytes(b"not a checkpoint")
     assert_one_line_error(fwdlearn("export", str(bare / "checkpoint.pt")), "not a readable checkpoint")
     assert not list(bare.glob("*.onnx"))

@@ -107,9 +107,16 @@ def build_encoder(payload: dict, readout: Readout, checkpoint: Path) -> nn.Modul
     return network.eval()
 
 
+def default_readout(checkpoint: Path) -> Path:
+    """``readout.pt`` beside the checkpoint (written by ``train``), else in ``eval/`` (written by ``eval``)."""
+    beside = checkpoint.parent / "readout.pt"
+    evaluated = checkpoint.parent / "eval" / "readout.pt"
+    return evaluated if not beside.exists() and evaluated.exists() else beside
+
+
 def load_deployable(checkpoint: str | Path, readout: str | Path | None = None, batch: int = 2,
                     sequence_length: int | None = None) -> Deployable:
-    """Encoder of ``checkpoint`` plus the read-out (default: ``readout.pt`` beside the checkpoint).
+    """Encoder of ``checkpoint`` plus the read-out (default: ``default_readout``).
 
     Refuses an unfinished run and a read-out trained for another network or data set.
     ``sequence_length`` (recurrent models): frames of the example input; default the longest
@@ -120,7 +127,7 @@ def load_deployable(checkpoint: str | Path, readout: str | Path | None = None, b
     if not payload["finished"]:
         raise CheckpointError(f"{checkpoint}: the run has not finished training; finish it (run the same "
                               f"'fwdlearn train' command again) before exporting")
-    readout_path = Path(readout) if readout else checkpoint.parent / "readout.pt"
+    readout_path = Path(readout) if readout else default_readout(checkpoint)
     head = Readout.load(readout_path)
     config = payload["config"]
     if head.dataset != config.data.dataset:
