@@ -82,8 +82,12 @@ class Deployable:
 
     @property
     def quantised(self) -> bool:
-        quant = getattr(self.config, "quant", None)
-        return bool(quant and quant.enabled)
+        return is_quantised(self.config)
+
+
+def is_quantised(config) -> bool:
+    """Whether a run's config (SCFF or LAC) trained quantised layers."""
+    return config.quant.enabled
 
 
 def _load_weights(module: nn.Module, state: dict, checkpoint: Path) -> None:
@@ -134,11 +138,10 @@ def load_deployable(checkpoint: str | Path, readout: str | Path | None = None, b
         raise CheckpointError(f"{readout_path}: read-out trained on {head.dataset}, but {checkpoint} on "
                               f"{config.data.dataset}")
     encoder = build_encoder(payload, head, checkpoint)
-    quant = getattr(config, "quant", None)
-    if quant and quant.enabled and not head.logit_bound > 0:
+    if is_quantised(config) and not head.logit_bound > 0:
         raise CheckpointError(f"{readout_path}: read-out has no logit range for the quantised output "
                               f"(written by an older fwdlearn); run 'fwdlearn eval' on the checkpoint again")
-    model = DeployedClassifier(encoder, head, quantised=bool(quant and quant.enabled)).eval()
+    model = DeployedClassifier(encoder, head, quantised=is_quantised(config)).eval()
     if config.learner == "scff-rnn":
         steps = sequence_length or head.sample_shape[0]
         if steps < 1:

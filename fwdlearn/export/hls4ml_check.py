@@ -66,7 +66,7 @@ def check_hls4ml(path: str | Path, deployable: Deployable, inputs: torch.Tensor,
         raise ExportError("the hls4ml check needs hls4ml: pip install hls4ml") from None
     if deployable.learner == "lac-conv":
         raise ExportError("the hls4ml check covers fully connected models (QONNX MLPs); lac-conv is not checked")
-    if getattr(deployable.config.quant, "per_channel", False):
+    if deployable.config.quant.per_channel:
         raise ExportError("the hls4ml check needs per-tensor weight scales (hls4ml 1.3's QONNX reader fails on "
                           "per-channel ones); train without --per-channel")
     if shutil.which("g++") is None:

@@ -28,7 +28,7 @@ def export_report(path: str | Path, deployable: Deployable, export_format: str, 
     return {
         "file": str(Path(path).name),
         "format": export_format,
-        "quantisation": deployable.config.quant.label() if hasattr(deployable.config, "quant") else "float",
+        "quantisation": deployable.config.quant.label(),
         "opset": opset,
         "learner": deployable.learner,
         "dataset": deployable.readout.dataset,
