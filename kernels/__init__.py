@@ -4,6 +4,8 @@
   gradient) in a single cache-resident pass (Numba, CPU).
 - ``ProbeEpochRunner``: whole probe epochs (those gradients plus Adam) in one compiled call.
 - ``dropout_mask``: the exact mask the kernels apply, for tests and reference.
+- ``FakeQuantWeight`` (``fake_quant.py``): Brevitas' weight fake quantisation (per tensor or per
+  row) with its exact gradient, in three passes instead of a chain of element-wise operations.
 """
 
 from .probe import ProbeEpochRunner, dropout_mask, probe_gradients

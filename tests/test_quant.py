@@ -110,3 +110,22 @@ def test_recurrent_learner_says_it_is_not_quantised_yet(tmp_path):
     result = fwdlearn("train", "scff-rnn", "--weight-bits", "4", "--out", str(tmp_path / "run"))
     assert_one_line_error(result, "scff-rnn is not yet quantised")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_fused_weight_quantisation_matches_brevitas_values_and_gradients(bits, per_channel):
+    from fwdlearn.kernels.fake_quant import FakeQuantWeight
+    from fwdlearn.nn.quant import quant_linear
+
+    layer = quant_linear(40, 24, QuantConfig(bits, 0, per_channel))
+    reference = layer.quant_weight().value               # Brevitas' own fake quantisation
+    upstream = torch.randn_like(reference)
+    (reference * upstream).sum().backward()
+    expected = layer.weight.grad.clone()
+    layer.weight.grad = None
+    fused = FakeQuantWeight.apply(layer.weight, bits, per_channel)
+    (fused * upstream).sum().backward()
+    assert torch.equal(fused, reference.detach())
+    torch.testing.assert_close(layer.weight.grad, expected, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(expected, upstream)           # the scale's term is there, and checked
