@@ -91,7 +91,7 @@ def test_save_torch_failure_midway_keeps_old_file(tmp_path):
 def test_callback_fails_after_partial_write(tmp_path):
     """The write callback writes half a file, then fails: the target keeps its old bytes, the temp is gone.
 
-    (Uses the private ``atomic_write`` so that the partial write is certain, not up to ``torch.save``.)
+    (Uses ``atomic_write`` directly so that the partial write is certain, not up to ``torch.save``.)
     """
     from fwdlearn.atomic import atomic_write
 

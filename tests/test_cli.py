@@ -60,6 +60,22 @@ def tiny_preset(tmp_path: Path) -> Path:
     return path
 
 
+def assert_resumed_run_equals_whole_run(args: tuple[str, ...], tmp_path: Path) -> Path:
+    """Run ``args`` whole, and again killed after one epoch then resumed; the networks must be equal.
+
+    Returns the uninterrupted run's directory.
+    """
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    assert fwdlearn(*args, "--out", str(whole)).returncode == 0
+    assert fwdlearn(*args, "--out", str(resumed), env={"FWDLEARN_HALT_AFTER_EPOCHS": "1"}).returncode == 137
+    result = fwdlearn(*args, "--out", str(resumed))
+    assert result.returncode == 0 and "resuming" in result.stdout, result.stderr
+    a = torch.load(whole / "checkpoint.pt", weights_only=True)["state"]["network"]
+    b = torch.load(resumed / "checkpoint.pt", weights_only=True)["state"]["network"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    return whole
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()

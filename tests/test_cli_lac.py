@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from test_cli import assert_one_line_error, fwdlearn
+from test_cli import assert_one_line_error, assert_resumed_run_equals_whole_run, fwdlearn
 
 TINY_LAC = """
 name = "tiny-lac"
@@ -64,14 +63,7 @@ def test_lac_run_reports_both_protocols_beside_both_baselines(tmp_path, learner)
 def test_killed_lac_run_resumes_to_the_uninterrupted_result(tmp_path):
     args = ("train", "lac-mlp", "--preset", str(_preset(tmp_path)), "--no-progress", "--threads", "1",
             "--bp-epochs", "0", "--finetune-epochs", "0")
-    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    assert fwdlearn(*args, "--out", str(whole)).returncode == 0
-    assert fwdlearn(*args, "--out", str(resumed), env={"FWDLEARN_HALT_AFTER_EPOCHS": "1"}).returncode == 137
-    result = fwdlearn(*args, "--out", str(resumed))
-    assert result.returncode == 0 and "resuming" in result.stdout, result.stderr
-    a = torch.load(whole / "checkpoint.pt", weights_only=True)["state"]["network"]
-    b = torch.load(resumed / "checkpoint.pt", weights_only=True)["state"]["network"]
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    whole = assert_resumed_run_equals_whole_run(args, tmp_path)
     again = fwdlearn("eval", str(whole / "checkpoint.pt"), "--out", str(tmp_path / "eval"), "--no-progress")
     assert again.returncode == 0, again.stderr
     first = json.loads((whole / "results.json").read_text())["metrics"]["linear_evaluation"]["test_accuracy"]

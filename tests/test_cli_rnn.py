@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from test_cli import assert_one_line_error, fwdlearn
+from test_cli import assert_one_line_error, assert_resumed_run_equals_whole_run, fwdlearn
 
 TINY_RNN = """
 name = "tiny-rnn"
@@ -67,14 +66,7 @@ def test_rnn_run_reports_scff_beside_untrained_and_bptt(tmp_path, tiny_rnn):
 def test_killed_rnn_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_rnn):
     args = ("train", "scff-rnn", "--preset", str(tiny_rnn), "--no-progress", "--threads", "1", "--bptt-epochs", "0",
             "--batching", "by-length")
-    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    assert fwdlearn(*args, "--out", str(whole)).returncode == 0
-    assert fwdlearn(*args, "--out", str(resumed), env={"FWDLEARN_HALT_AFTER_EPOCHS": "1"}).returncode == 137
-    result = fwdlearn(*args, "--out", str(resumed))
-    assert result.returncode == 0 and "resuming" in result.stdout, result.stderr
-    a = torch.load(whole / "checkpoint.pt", weights_only=True)["state"]["network"]
-    b = torch.load(resumed / "checkpoint.pt", weights_only=True)["state"]["network"]
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    whole = assert_resumed_run_equals_whole_run(args, tmp_path)
     assert json.loads((whole / "results.json").read_text())["config"]["data"]["batching"] == "by-length"
 
 
