@@ -18,7 +18,7 @@ from test_cli_rnn import TINY_RNN  # noqa: E402
 
 from fwdlearn.config import load_preset  # noqa: E402
 from fwdlearn.errors import CheckpointError, FwdlearnError  # noqa: E402
-from fwdlearn.export import export_float_onnx, export_onnx, load_deployable, report_path  # noqa: E402
+from fwdlearn.export import export_onnx, load_deployable, report_path  # noqa: E402
 from fwdlearn.export.verify import sample_inputs  # noqa: E402
 from fwdlearn.lac.run import train_lac_run  # noqa: E402
 from fwdlearn.runs import train_run  # noqa: E402
@@ -61,7 +61,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 def test_every_model_type_exports_and_matches_pytorch_in_onnxruntime(runs, tmp_path, kind):
     deployable = load_deployable(runs[kind])
     path = tmp_path / "model.onnx"
-    report = export_float_onnx(deployable, path)
+    report = export_onnx(deployable, path, "float")
     onnx.checker.check_model(str(path), full_check=True)
     # Our own comparison, independent of the exporter's: a batch size it was not traced with.
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -85,7 +85,7 @@ def test_exported_logits_are_those_of_the_trained_encoder_and_readout(runs, tmp_
 
     deployable = load_deployable(runs["scff-mlp"])
     path = tmp_path / "digits.onnx"
-    export_float_onnx(deployable, path)
+    export_onnx(deployable, path, "float")
     test = load_dataset("digits").test
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (logits,) = session.run(None, {"x": test.x.numpy()})
@@ -95,7 +95,7 @@ def test_exported_logits_are_those_of_the_trained_encoder_and_readout(runs, tmp_
 
 def test_metadata_carries_the_preprocessing_a_deployer_needs(runs, tmp_path):
     path = tmp_path / "rnn.onnx"
-    export_float_onnx(load_deployable(runs["scff-rnn"], sequence_length=12), path)
+    export_onnx(load_deployable(runs["scff-rnn"], sequence_length=12), path, "float")
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert json.loads(meta["fwdlearn.class_names"]) == [str(d) for d in range(10)]
     assert meta["fwdlearn.learner"] == "scff-rnn" and meta["fwdlearn.dataset"] == "sequences"
@@ -105,7 +105,7 @@ def test_metadata_carries_the_preprocessing_a_deployer_needs(runs, tmp_path):
               for i in onnx.load(str(path)).graph.input}
     assert inputs == {"x": ["batch", 12, 39], "lengths": ["batch"]}
     mlp = tmp_path / "mlp.onnx"
-    export_float_onnx(load_deployable(runs["scff-mlp"]), mlp)
+    export_onnx(load_deployable(runs["scff-mlp"]), mlp, "float")
     meta = {p.key: p.value for p in onnx.load(str(mlp)).metadata_props}
     assert "16" in json.loads(meta["fwdlearn.preprocessing"])["scale"]
 
@@ -114,7 +114,7 @@ def test_recurrent_export_respects_each_sequence_length(runs, tmp_path):
     """Frames after a sequence's end must not change its logits, in the exported graph too."""
     deployable = load_deployable(runs["scff-rnn"], sequence_length=10)
     path = tmp_path / "rnn.onnx"
-    export_float_onnx(deployable, path)
+    export_onnx(deployable, path, "float")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x, lengths = sample_inputs(deployable, 3, seed=5)
     lengths = torch.tensor([10, 4, 7])
@@ -189,7 +189,7 @@ def test_a_failed_verification_writes_nothing(runs, tmp_path, monkeypatch):
 
     monkeypatch.setattr(onnx_export, "compare_onnxruntime", disagree)
     with pytest.raises(FwdlearnError, match="differs"):
-        export_float_onnx(load_deployable(runs["scff-mlp"]), tmp_path / "m.onnx")
+        export_onnx(load_deployable(runs["scff-mlp"]), tmp_path / "m.onnx", "float")
     assert list(tmp_path.iterdir()) == []
 
 

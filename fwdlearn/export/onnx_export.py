@@ -150,8 +150,3 @@ def export_onnx(deployable: Deployable, path: str | Path, export_format: str | N
     report = export_report(path, deployable, export_format, verification)
     save_json(report, report_path(path))
     return report
-
-
-def export_float_onnx(deployable: Deployable, path: str | Path, opset: int = DEFAULT_OPSET) -> dict:
-    """``export_onnx`` in the float format."""
-    return export_onnx(deployable, path, "float", opset)
