@@ -98,10 +98,38 @@ def quant_table(sweeps: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def update_table(documents: list[dict]) -> str:
+    """One row per rule, depth and width: time, memory, MACs by role, modelled and measured energy."""
+    lines = ["| device | rule | depth | width | batch | ms / update, median (IQR) | update allocates MB | "
+             "peak MB (with resident) | MMAC forward / weight grad / input grad | modelled µJ fp32 / int8 "
+             "(+ DRAM) | measured µJ |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for d in documents:
+        seen = set()
+        for row in d["depth_sweep"] + d["width_sweep"]:
+            key = (row["rule"], row["depth"], row["width"])
+            if key in seen:
+                continue
+            seen.add(key)
+            s, m, macs = row["seconds"], row["memory"], row["macs"]
+            e = row["energy_modelled"]
+            measured = row["energy_measured"]
+            measured_text = f"{measured['joules_per_update'] * 1e6:,.0f}" if measured.get("available") else "n/a"
+            lines.append(
+                f"| {d['device']} | {row['rule']} | {row['depth']} | {row['width']} | {row['batch']} "
+                f"| {s['median'] * 1e3:.1f} ({s['q1'] * 1e3:.1f}–{s['q3'] * 1e3:.1f}) "
+                f"| {m['peak_above_resident_bytes'] / 1e6:.1f} | {m['peak_bytes'] / 1e6:.1f} "
+                f"| {' / '.join(f'{macs[k] / 1e6:,.0f}' for k in ('forward', 'weight_gradient', 'input_gradient'))} "
+                f"| {e['arithmetic_joules']['fp32'] * 1e6:,.0f} / {e['arithmetic_joules']['int8'] * 1e6:,.0f} "
+                f"(+ {e['dram_joules']['low'] * 1e6:,.0f}–{e['dram_joules']['high'] * 1e6:,.0f}) | {measured_text} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_table(folder: Path) -> Path:
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     sweeps = [r for r in results if r.get("kind") == "quant-sweep"]
-    results = [r for r in results if r.get("kind") != "quant-sweep"]
+    costs = [r for r in results if r.get("kind") == "update-cost"]
+    results = [r for r in results if r.get("kind") not in ("quant-sweep", "update-cost")]
     scff = [r for r in results if not r["learner"].startswith("lac")]
     lac = [r for r in results if r["learner"].startswith("lac")]
     text = HEADER + "## SCFF\n\n" + table(scff)
@@ -110,6 +138,12 @@ def write_table(folder: Path) -> Path:
     if sweeps:
         text += ("\n## Quantisation-aware training: accuracy against bit width (weights and layer inputs)\n\n"
                  + quant_table(sweeps))
+    if costs:
+        text += ("\n## Cost of one update: SCFF and LAC (local) against back-propagation\n\n"
+                 "Time and memory measured; MACs counted from the operations each update runs; energy modelled "
+                 "from `hardware/energy.py` (Horowitz 2014) unless a counter was readable. \"Update allocates\": "
+                 "the peak of tensors allocated during the update; \"peak\": that plus the parameters, optimiser "
+                 "state and batch that persist between updates.\n\n" + update_table(costs))
     notes = folder / "NOTES.md"
     text += "\n" + notes.read_text() if notes.exists() else ""
     path = folder / "README.md"

@@ -1,10 +1,12 @@
 """Benchmark: test accuracy against bit width for quantisation-aware SCFF, and the size of each export.
 
     python benchmarks/quant_sweep.py --preset mnist-quant --data-dir ../shared/data --bits 0 8 4 2
+    python benchmarks/quant_sweep.py --preset fsdd-paper --data-dir ../shared/data --bits 0 8 4 2
 
 For every bit width (0 = float) the preset is trained with weights and standardised layer inputs
 at that width (``--per-channel``: one weight scale per unit), probed beside the same network
-untrained, then exported (float ONNX, or QCDQ for quantised runs), verified against PyTorch, and
+untrained (a recurrent preset's BPTT baseline is skipped), then exported (float ONNX, or QCDQ
+for quantised runs), verified against PyTorch, and
 the exported file's own test accuracy measured in onnxruntime (its read-out rounded to 8 bits).
 Runs go to ``benchmarks/runs/<preset>-w<b>a<b>/`` (resumable, not committed); the sweep to
 ``benchmarks/results/quant-<preset>.json``, and ``benchmarks/results/README.md`` is regenerated.
@@ -29,7 +31,11 @@ from fwdlearn.runs import train_run  # noqa: E402
 
 
 def onnxruntime_accuracy(path: Path, config, data_dir) -> float:
-    """Test accuracy of the exported file itself (quantised read-out and logits included), in onnxruntime."""
+    """Test accuracy of the exported file itself (quantised read-out and logits included), in onnxruntime.
+
+    Recurrent graphs are unrolled over a fixed frame count: test sequences are zero-padded to it
+    (none is longer than the longest training sequence the graph was exported with).
+    """
     import numpy as np
     import onnxruntime
 
@@ -37,7 +43,14 @@ def onnxruntime_accuracy(path: Path, config, data_dir) -> float:
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    logits = np.concatenate([session.run(["logits"], {"x": test.x[s:s + 2000].numpy()})[0]
+    x = test.x.numpy()
+    feeds = {"x": x}
+    if test.lengths is not None:
+        steps = session.get_inputs()[0].shape[1]
+        if x.shape[1] > steps:
+            raise SystemExit(f"{path}: test sequences of {x.shape[1]} frames exceed the graph's {steps}")
+        feeds = {"x": np.pad(x, ((0, 0), (0, steps - x.shape[1]), (0, 0))), "lengths": test.lengths.numpy()}
+    logits = np.concatenate([session.run(["logits"], {k: v[s:s + 2000] for k, v in feeds.items()})[0]
                              for s in range(0, len(test), 2000)])
     return round(float((logits.argmax(1) == test.y.numpy()).mean()), 5)
 
@@ -56,6 +69,7 @@ def main() -> int:
         config = load_preset(args.preset)
         config.quant.weight_bits = config.quant.act_bits = bits
         config.quant.per_channel = bool(bits and args.per_channel)
+        config.bptt.epochs = 0   # the sweep compares each bit width with the same network untrained
         config.validate(f"preset {args.preset}")
         run_dir = HERE / "runs" / f"{args.preset}-w{bits}a{bits}{'-pc' if config.quant.per_channel else ''}"
         print(f"== {config.quant.label()}", flush=True)

@@ -1,4 +1,4 @@
-"""The ``fwdlearn`` command: train, evaluate, export and list presets.
+"""The ``fwdlearn`` command: train, evaluate, export, benchmark an update, and list presets.
 
 Every user error (missing data, corrupt file, invalid preset value) ends with one line,
 ``fwdlearn: error: ...``, and exit status 2.
@@ -32,6 +32,7 @@ examples:
   fwdlearn train lac-mlp --dataset mnist --data-dir ../shared/data   # LAC paper, Table 1
   fwdlearn eval runs/digits/checkpoint.pt          # probe a saved network again
   fwdlearn export runs/digits/checkpoint.pt        # ONNX of network + read-out, checked in onnxruntime
+  fwdlearn bench --depth 2 4 8                     # time, memory, MACs, energy of one update: SCFF, LAC, BP
   fwdlearn presets                                 # what each preset runs
 
 Data sets that are not embedded are read from --data-dir or ${DATA_DIR_ENV}.
@@ -80,11 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--bp-epochs", type=int, help="lac: epochs of the BP autoencoder baseline (0 skips it)")
     train.add_argument("--finetune-epochs", type=int, help="lac: fine-tuning epochs (0 skips fine-tuning)")
     train.add_argument("--weight-bits", type=int, metavar="BITS",
-                       help="scff-mlp, lac-*: quantisation-aware training with BITS-bit weights (2-8; 0 = float)")
+                       help="quantisation-aware training with BITS-bit weights (2-8; 0 = float)")
     train.add_argument("--act-bits", type=int, metavar="BITS",
-                       help="scff-mlp, lac-*: each layer's input rounded to BITS bits (2-8; 0 = float)")
+                       help="each layer's input rounded to BITS bits (2-8; 0 = float)")
     train.add_argument("--per-channel", action="store_true",
-                       help="scff-mlp, lac-*: one weight scale per output unit or channel instead of one per layer")
+                       help="one weight scale per output unit or channel instead of one per layer")
     train.add_argument("--data-dir", help=f"folder holding the data set (default: ${DATA_DIR_ENV})")
     train.add_argument("--out", type=Path, help="run directory (default: runs/<preset name>)")
     train.add_argument("--seed", type=int, help="random seed (overrides the preset)")
@@ -130,6 +131,27 @@ def build_parser() -> argparse.ArgumentParser:
                              "it against PyTorch (QONNX MLPs: the LAC-MLP encoder)")
     export.add_argument("--sequence-length", type=_positive_int,
                         help="scff-rnn: frames the graph is unrolled for (default: the longest training sequence)")
+
+    bench = commands.add_parser(
+        "bench", help="measure what one learning update costs: time, memory, MACs, energy (SCFF, LAC, BP)",
+        description="Build the same fully connected encoder (DEPTH hidden layers of WIDTH units on INPUT_DIM "
+                    "inputs) for each rule and measure one training update on a fixed batch: wall time "
+                    "(median and quartiles over --repeats), peak tensor memory (CUDA allocator peak; on the "
+                    "CPU the allocator's own events, recorded by the torch profiler), MACs counted from the "
+                    "operations the update runs (forward, weight gradients, input gradients), energy modelled "
+                    "from hardware/energy.py (Horowitz 2014, fp32 and int8) and measured where a counter exists "
+                    "(NVML on NVIDIA GPUs, RAPL on Linux CPUs). Rules: scff (every layer on its own loss), lac "
+                    "(autoencoder, two passes), bp (end-to-end back-propagation with a 10-class head).")
+    bench.add_argument("--rules", nargs="+", default=["scff", "lac", "bp"], metavar="RULE",
+                       help="scff, lac and/or bp (default: all three)")
+    bench.add_argument("--depth", nargs="+", type=_positive_int, default=[2, 4, 8], help="hidden layers (default: 2 4 8)")
+    bench.add_argument("--width", nargs="+", type=_positive_int, default=[512], help="units per layer (default: 512)")
+    bench.add_argument("--batch", type=_positive_int, default=100, help="samples per update (default: 100)")
+    bench.add_argument("--input-dim", type=_positive_int, default=784, help="input features (default: 784)")
+    bench.add_argument("--repeats", type=_positive_int, default=20, help="timed updates (default: 20)")
+    bench.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    bench.add_argument("--out", type=Path, help="write the results as JSON to this file")
+    bench.add_argument("--threads", type=_positive_int, help="CPU threads for PyTorch")
 
     commands.add_parser("presets", help="list the shipped presets")
     return parser
@@ -226,6 +248,8 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "export":
         return _export(args)
+    if args.command == "bench":
+        return _bench(args)
     from .runs import evaluate_checkpoint
     evaluate_checkpoint(args.checkpoint, args.data_dir, args.out, show_progress=not args.no_progress,
                         baselines=not args.no_baselines)
@@ -252,6 +276,17 @@ def _export(args) -> int:
               f"(one output step {hls['tolerance']:.1e}; same class {hls['same_class']})")
     print(f"  operators: {', '.join(f'{k} {v}' for k, v in report['operators'].items())}")
     print(f"  report: {report_path(out)}")
+    return 0
+
+
+def _bench(args) -> int:
+    from .bench.sweep import run_sweep, save
+
+    if args.batch < 2:
+        raise ConfigError(f"--batch must be >= 2, got {args.batch}")
+    document = run_sweep(args.rules, args.depth, args.width, args.batch, args.input_dim, args.repeats, args.device)
+    if args.out:
+        print(f"results: {save(document, args.out)}")
     return 0
 
 

@@ -191,8 +191,6 @@ class SCFFConfig:
         _check(not recurrent or len(self.layers) == 1,
                f"{where}.layers: scff-rnn trains one bidirectional layer, got {len(self.layers)}")
         _check(recurrent or self.bptt.epochs == 0, f"{where}.bptt applies to scff-rnn only")
-        _check(not (recurrent and self.quant.enabled),
-               f"{where}.quant: quantised training is available for scff-mlp (scff-rnn is not yet quantised)")
         bad = [n for n in self.probe.layers if not 1 <= n <= len(self.layers)]
         _check(not bad, f"{where}.probe.layers must name layers 1..{len(self.layers)}, got {bad}")
         return self

@@ -23,3 +23,24 @@ def small_config(schedule: str = "sequential", algorithm: int = 1, epochs: int =
 def images() -> torch.Tensor:
     """A batch of 16 random 1x8x8 images in [0, 1]."""
     return torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+
+
+class GradientArrivals:
+    """Counts the gradients computed for each of ``params`` while alive (a tensor hook fires when
+    autograd computes a parameter's gradient, even if the learner releases ``.grad`` after its step)."""
+
+    def __init__(self, params):
+        self.params = [p for p in params if p.requires_grad]
+        self.counts = [0] * len(self.params)
+        self.handles = [p.register_hook(self._counter(i)) for i, p in enumerate(self.params)]
+
+    def _counter(self, i):
+        def hook(grad):
+            self.counts[i] += 1
+        return hook
+
+    def none(self) -> bool:
+        return len(self.params) > 0 and not any(self.counts)
+
+    def all(self) -> bool:
+        return len(self.params) > 0 and all(self.counts)

@@ -43,6 +43,9 @@ def _train(kind: str, folder: Path) -> Path:
                           + (QUANT_SECTION if kind.endswith("w4a4") else "")
                           .replace("per_channel = true", "per_channel = false" if learner == "lac-mlp" else "per_channel = true"))
         train_lac_run(load_preset(str(preset)), folder / kind, show_progress=False, log=lambda _: None)
+    elif kind == "scff-rnn-w4a4":
+        preset.write_text(TINY_RNN.replace("epochs = 1\nbatch_size = 32", "epochs = 0\nbatch_size = 32") + QUANT_SECTION)
+        train_run(load_preset(str(preset)), folder / kind, show_progress=False, log=lambda _: None)
     else:
         preset.write_text((TINY_PRESET if kind == "scff-mlp" else TINY_RNN).replace("epochs = 1\nbatch_size = 32",
                                                                                    "epochs = 0\nbatch_size = 32"))
@@ -53,7 +56,8 @@ def _train(kind: str, folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("export-runs")
-    kinds = ("scff-mlp", "scff-rnn", "lac-mlp", "lac-conv", "scff-mlp-w4a4", "lac-conv-w4a4", "lac-mlp-w4a4")
+    kinds = ("scff-mlp", "scff-rnn", "lac-mlp", "lac-conv", "scff-mlp-w4a4", "lac-conv-w4a4", "lac-mlp-w4a4",
+             "scff-rnn-w4a4")
     return {kind: _train(kind, folder) for kind in kinds}
 
 
@@ -222,6 +226,30 @@ def test_quantised_model_exports_within_one_output_step(runs, tmp_path, export_f
         assert float((torch.from_numpy(got) - expected).abs().max()) <= step * (1 + 1e-4)
         grid = torch.from_numpy(got) / step                 # the logits leave the graph on the 8-bit grid
         assert torch.allclose(grid, grid.round(), atol=1e-3) and grid.abs().max() <= 128
+
+
+def test_quantised_recurrent_model_exports_to_qcdq_within_one_output_step(runs, tmp_path):
+    """The Bi-RNN unrolled over 6 frames: integer weights, rounded inputs and states at every step."""
+    pytest.importorskip("brevitas")
+    deployable = load_deployable(runs["scff-rnn-w4a4"], sequence_length=6)
+    step = deployable.model.output_step()
+    path = tmp_path / "rnn.onnx"
+    report = export_onnx(deployable, path, "qcdq")
+    onnx.checker.check_model(str(path), full_check=True)
+    matrices = [i for i in onnx.load(str(path)).graph.initializer if len(i.dims) >= 2]
+    integer = [i for i in matrices if i.data_type == onnx.TensorProto.INT8]
+    assert len(integer) == 5                                    # 2 x (W_ih, W_hh) and the read-out
+    assert not [i for i in matrices if i.data_type == onnx.TensorProto.FLOAT]
+    # the state of each of 6 steps in both directions, each direction's frames (all steps at once), the logits
+    assert report["operators"]["QuantizeLinear"] >= 2 * 6 + 2 + 1
+    assert report["verification"]["onnxruntime"]["max_abs_difference"] <= step * (1 + 1e-4)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x, lengths = sample_inputs(deployable, 9, seed=5)
+    (got,) = session.run(["logits"], {"x": x.numpy(), "lengths": lengths.numpy()})
+    with torch.no_grad():
+        expected = deployable.model(x, lengths)
+    assert float((torch.from_numpy(got) - expected).abs().max()) <= step * (1 + 1e-4)
+    assert (torch.from_numpy(got).argmax(1) == expected.argmax(1)).float().mean() >= 8 / 9
 
 
 def test_format_must_suit_the_model(runs, tmp_path):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import GradientArrivals
 
-from fwdlearn.config import BPTTConfig, DataConfig, LayerConfig, ProbeConfig, SCFFConfig
+from fwdlearn.config import BPTTConfig, DataConfig, LayerConfig, ProbeConfig, QuantConfig, SCFFConfig
 from fwdlearn.data.transforms import standardize
 from fwdlearn.learners import SCFFRNNLearner
 from fwdlearn.learners.scff_rnn import pair_examples
@@ -15,12 +16,18 @@ from fwdlearn.objectives import scff_loss
 F_IN, HIDDEN = 6, 8
 
 
-def rnn_config(epochs: int = 1) -> SCFFConfig:
+# float, and quantisation-aware (4-bit weights and inputs, Brevitas): the same locality must hold
+PRECISIONS = [pytest.param(QuantConfig(), id="float"), pytest.param(QuantConfig(4, 4), id="w4a4")]
+
+
+def rnn_config(epochs: int = 1, quant: QuantConfig | None = None) -> SCFFConfig:
+    if quant is not None and quant.enabled:
+        pytest.importorskip("brevitas", reason="quantised layers need the hardware extras")
     layer = LayerConfig(width=HIDDEN, lr=1e-2, theta_pos=0.0, theta_neg=1.0, penalty=7.5e-3, lr_decay=0.7,
                         epochs=epochs, activation="relu")
     return SCFFConfig(name="rnn", learner="scff-rnn", layers=[layer], batch_size=4,
                       data=DataConfig(dataset="sequences"), probe=ProbeConfig(epochs=1, layers=[1]),
-                      bptt=BPTTConfig(epochs=0)).validate()
+                      bptt=BPTTConfig(epochs=0), quant=quant or QuantConfig()).validate()
 
 
 def sequences(n: int = 4, steps: int = 7, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,9 +77,10 @@ def test_step_goodness_matches_the_step_by_step_definition():
             assert valid[e].sum() == n and not g[e, n:].any()
 
 
-def test_no_gradient_flows_through_time():
+@pytest.mark.parametrize("quant", PRECISIONS)
+def test_no_gradient_flows_through_time(quant):
     """The goodness at step t depends on the input at step t only; BPTT (same network) would differ."""
-    learner = SCFFRNNLearner(rnn_config(), F_IN)
+    learner = SCFFRNNLearner(rnn_config(quant=quant), F_IN)
     x, lengths = sequences(n=3, steps=6)
     lengths[:] = 6
     x = x.clone().requires_grad_(True)
@@ -92,8 +100,9 @@ def test_no_gradient_flows_through_time():
     assert torch.count_nonzero(bptt_grad[:, :t]) > 0
 
 
-def test_state_fed_to_a_step_must_be_detached():
-    learner = SCFFRNNLearner(rnn_config(), F_IN)
+@pytest.mark.parametrize("quant", PRECISIONS)
+def test_state_fed_to_a_step_must_be_detached(quant):
+    learner = SCFFRNNLearner(rnn_config(quant=quant), F_IN)
     x, lengths = sequences()
     k = torch.arange(x.shape[0])
     trainer = learner.trainers[0]
@@ -103,16 +112,15 @@ def test_state_fed_to_a_step_must_be_detached():
         trainer.step_goodness(drive, lengths, attached)
 
 
-def test_each_direction_learns_from_its_own_loss_only():
-    learner = SCFFRNNLearner(rnn_config(), F_IN)
+@pytest.mark.parametrize("quant", PRECISIONS)
+def test_each_direction_learns_from_its_own_loss_only(quant):
+    learner = SCFFRNNLearner(rnn_config(quant=quant), F_IN)
     x, lengths = sequences()
     left, right, pair_lengths = pair_examples(lengths, torch.Generator().manual_seed(0))
     forward, backward = learner.network.directions
-    for p in learner.network.parameters():
-        p.grad = None
+    to_forward, to_backward = GradientArrivals(forward.parameters()), GradientArrivals(backward.parameters())
     learner.trainers[0].update(x, lengths, left, right, pair_lengths, x.shape[0])
-    assert all(p.grad is not None for p in forward.parameters())
-    assert all(p.grad is None for p in backward.parameters())
+    assert to_forward.all() and to_backward.none()
     before = [p.detach().clone() for p in forward.parameters()]
     learner.trainers[1].update(x, lengths, left, right, pair_lengths, x.shape[0])
     assert all(torch.equal(a, p) for a, p in zip(before, forward.parameters()))

@@ -94,10 +94,22 @@ def _trace_and_finish(deployable: Deployable, path: Path, export_format: str, op
     model = onnx.load(str(path))
     if export_format == "qcdq":
         fold_weight_quantizers(model)
+    strip_trace_annotations(model)
     for key, value in model_metadata(deployable).items():
         model.metadata_props.add(key=key, value=value)
     model.producer_name = "fwdlearn"
     onnx.save(model, str(path))
+
+
+def strip_trace_annotations(model) -> None:
+    """Drop the exporter's per-node annotations (Python stack traces with local paths, FX names).
+
+    They describe how the file was traced, not what it computes, and on an unrolled recurrent
+    graph they outweigh the weights: 1.75 of a 1.88 MB file for a 46 k-parameter Bi-RNN.
+    """
+    for graph in [model.graph, *(f for f in model.functions)]:
+        for node in graph.node:
+            del node.metadata_props[:]
 
 
 def report_path(path: Path) -> Path:

@@ -42,6 +42,7 @@ class SCFFLayerTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)   # applied: no layer keeps a gradient while the next one learns
         return z_pos.detach(), z_neg.detach(), terms
 
     def end_epoch(self) -> None:

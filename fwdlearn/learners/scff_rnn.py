@@ -75,6 +75,7 @@ class SCFFDirectionTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)   # applied: the gradient buffers do not outlive the step
         return SCFFLossTerms(terms.loss.detach(), terms.goodness_pos, terms.goodness_neg)
 
     def state_dict(self) -> dict:
@@ -111,7 +112,7 @@ class SCFFRNNLearner(EpochCounter):
     def build_network(config: SCFFConfig, input_dim: int) -> LocalBiRNN:
         """The network exactly as a fresh learner initialises it (also the untrained baseline)."""
         torch.manual_seed(config.seed)
-        return LocalBiRNN(input_dim, config.layers[0].width)
+        return LocalBiRNN(input_dim, config.layers[0].width, config.quant)
 
     @property
     def total_epochs(self) -> int:

@@ -16,6 +16,11 @@ At inference a sample is its own positive pair ``[x, x]``. The backward directio
 pair sequence reversed within its own length; the read-out is the final state of both
 directions (``H_T`` and ``H*_0``), concatenated.
 
+With a ``QuantConfig`` (``nn/quant.py``) both weights are quantised and so are both standardised
+inputs of every step: each half of the standardised pair frame and the standardised previous
+state are rounded to ``act_bits`` (one learned scale each), so the analytic form above gives way
+to the explicit one, ``W_ih,q (q(std_a) + q(std_b)) + W_hh,q q(std(h_(t-1))) + bias``.
+
 This module is the network only. Which gradients flow is the learner's business: SCFF
 (``learners/scff_rnn.py``) detaches the state between steps; the BPTT baseline does not.
 """
@@ -23,18 +28,23 @@ This module is the network only. Which gradients flow is the learner's business:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
+from ..config import QuantConfig
 from ..data.transforms import EPS, standardize
+from .quant import effective_weight, input_quantizer, quant_linear
 
 
 @dataclass(frozen=True)
 class FrameStats:
-    """Per-frame projections ``W_ih x_t`` and sums of ``x_t`` and ``x_t^2``, for ``[V, T, ...]`` views."""
+    """Per-frame projections ``W_ih x_t`` (float layers) or the frames themselves (quantised ones), and
+    the sums of ``x_t`` and ``x_t^2``, for ``[V, T, ...]`` views."""
 
-    projection: torch.Tensor   # [V, T, hidden]
+    projection: torch.Tensor   # [V, T, hidden], or the frames [V, T, F] when quantised
     total: torch.Tensor        # [V, T]
     total_sq: torch.Tensor     # [V, T]
     features: int
@@ -64,12 +74,16 @@ def _gather_steps(values: torch.Tensor, views: torch.Tensor, index: torch.Tensor
 
 
 class RecurrentDirection(nn.Module):
-    """One direction of the layer: tied input weight, recurrent weight, one bias."""
+    """One direction of the layer: tied input weight, recurrent weight, one bias (and, if quantised,
+    the rounding of its two standardised inputs)."""
 
-    def __init__(self, input_size: int, hidden_size: int):
+    def __init__(self, input_size: int, hidden_size: int, quant: QuantConfig | None = None):
         super().__init__()
-        self.input = nn.Linear(input_size, hidden_size, bias=False)   # W_ih, shared by both halves
-        self.recurrent = nn.Linear(hidden_size, hidden_size)           # W_hh and the bias
+        self.input = quant_linear(input_size, hidden_size, quant, bias=False)   # W_ih, shared by both halves
+        self.recurrent = quant_linear(hidden_size, hidden_size, quant)           # W_hh and the bias
+        self.input_quant = input_quantizer(quant)    # each standardised half of the pair frame
+        self.state_quant = input_quantizer(quant)    # the standardised previous state
+        self.quantised = quant is not None and quant.enabled
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -80,16 +94,25 @@ class RecurrentDirection(nn.Module):
         input weights 3.6x larger and the network forget within a few steps.
         """
         bound = self.hidden_size ** -0.5
-        for parameter in self.parameters():
+        for parameter in (self.input.weight, self.recurrent.weight, self.recurrent.bias):
             nn.init.uniform_(parameter, -bound, bound)
 
     @property
     def hidden_size(self) -> int:
         return self.recurrent.out_features
 
+    def _linear(self, layer: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``layer`` as a function. Training a quantised layer computes its weight once per call
+        (``effective_weight``: the same values as Brevitas); evaluation and ONNX export call the module
+        itself, so that Brevitas writes its quantisers and operation counters see every step."""
+        if not (self.quantised and self.training) or torch.onnx.is_in_onnx_export():
+            return layer
+        weight = effective_weight(layer)
+        return lambda v: F.linear(v, weight, layer.bias)
+
     def frame_stats(self, x: torch.Tensor) -> FrameStats:
-        """Project every frame of ``x`` (``[V, T, F]``) once."""
-        return FrameStats(self.input(x), x.sum(-1), x.square().sum(-1), x.shape[-1])
+        """Project every frame of ``x`` (``[V, T, F]``) once (float), or keep the frames (quantised)."""
+        return FrameStats(x if self.quantised else self.input(x), x.sum(-1), x.square().sum(-1), x.shape[-1])
 
     def pair_input(self, stats: FrameStats, left: torch.Tensor, right: torch.Tensor,
                    left_steps: torch.Tensor, right_steps: torch.Tensor) -> torch.Tensor:
@@ -97,18 +120,28 @@ class RecurrentDirection(nn.Module):
 
         ``left``, ``right``: ``[E]`` view indices; ``*_steps``: ``[E, T]`` time indices. Returns ``[E, T, hidden]``.
         """
-        proj = _gather_steps(stats.projection, left, left_steps) + _gather_steps(stats.projection, right, right_steps)
+        a = _gather_steps(stats.projection, left, left_steps)
+        b = _gather_steps(stats.projection, right, right_steps)
         total = _gather_steps(stats.total, left, left_steps) + _gather_steps(stats.total, right, right_steps)
         total_sq = _gather_steps(stats.total_sq, left, left_steps) + _gather_steps(stats.total_sq, right, right_steps)
         n = 2 * stats.features
-        mean = total / n
-        var = (total_sq / n - mean.square()).clamp_min(0.0)
+        mean = (total / n)[..., None]
+        inv_std = torch.rsqrt((total_sq / n - mean[..., 0].square()).clamp_min(0.0) + EPS)[..., None]
+        if self.quantised:          # a, b are frames: standardise each half, round it, one tied projection
+            halves = self.input_quant((a - mean) * inv_std) + self.input_quant((b - mean) * inv_std)
+            return self._linear(self.input)(halves)
         row_sum = self.input.weight.sum(dim=1)                               # W_ih 1
-        return (proj - 2.0 * mean[..., None] * row_sum) * torch.rsqrt(var + EPS)[..., None]
+        return (a + b - 2.0 * mean * row_sum) * inv_std
 
-    def step(self, drive: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    def recurrent_map(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``s -> W_hh q(s) + bias`` for standardised states ``s`` (``q`` the identity when float)."""
+        linear = self._linear(self.recurrent)
+        return lambda state: linear(self.state_quant(state))
+
+    def step(self, drive: torch.Tensor, state: torch.Tensor,
+             recurrent: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """Pre-activation ``z_t`` from the input drive and the (already standardised) previous state."""
-        return drive + self.recurrent(state)
+        return drive + (recurrent or self.recurrent_map())(state)
 
     def run(self, drive: torch.Tensor, lengths: torch.Tensor, keep_states: bool = False
             ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -120,12 +153,13 @@ class RecurrentDirection(nn.Module):
         """
         e, steps, _ = drive.shape
         h = drive.new_zeros(e, self.hidden_size)
+        recurrent = self.recurrent_map()
         inputs = []
         for t in range(steps):
             s = standardize(h)
             if keep_states:
                 inputs.append(s)
-            h_new = torch.relu(self.step(drive[:, t], s))
+            h_new = torch.relu(self.step(drive[:, t], s, recurrent))
             h = torch.where((t < lengths)[:, None], h_new, h)
         return h, (torch.stack(inputs, dim=1) if keep_states else None)
 
@@ -139,10 +173,10 @@ class LocalBiRNN(nn.Module):
     would be before being fed to a next step (what the authors' release reads out).
     """
 
-    def __init__(self, input_size: int, hidden_size: int):
+    def __init__(self, input_size: int, hidden_size: int, quant: QuantConfig | None = None):
         super().__init__()
-        self.directions = nn.ModuleList([RecurrentDirection(input_size, hidden_size),
-                                         RecurrentDirection(input_size, hidden_size)])
+        self.directions = nn.ModuleList([RecurrentDirection(input_size, hidden_size, quant),
+                                         RecurrentDirection(input_size, hidden_size, quant)])
 
     @property
     def input_dim(self) -> int:
