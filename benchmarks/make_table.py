@@ -20,7 +20,7 @@ def _pct(value: float, std: float | None = None) -> str:
     return text + (f" ± {100 * std:.2f}" if std else "")
 
 
-BASELINE_NAMES = {"raw_inputs": "raw inputs", "bptt": "BPTT"}
+BASELINE_NAMES = {"raw_inputs": "raw inputs", "bptt": "BPTT", "bp": "supervised BP"}
 
 
 def _baselines(b: dict) -> str:

@@ -8,13 +8,15 @@ at that width (``--per-channel``: one weight scale per unit), probed beside the 
 untrained (a recurrent preset's BPTT baseline is skipped), then exported (float ONNX, or QCDQ
 for quantised runs), verified against PyTorch, and
 the exported file's own test accuracy measured in onnxruntime (its read-out rounded to 8 bits).
-Runs go to ``benchmarks/runs/<preset>-w<b>a<b>/`` (resumable, not committed); the sweep to
+Runs go to ``benchmarks/runs/<preset>-w<b>a<b>/`` (resumable, not committed: a finished run's
+results and a current export are reused, so deleting one run's folder redoes only that run); the sweep to
 ``benchmarks/results/quant-<preset>.json``, and ``benchmarks/results/README.md`` is regenerated.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from make_table import write_table  # noqa: E402
 from fwdlearn.atomic import save_json  # noqa: E402
 from fwdlearn.config import load_preset  # noqa: E402
 from fwdlearn.data import load_dataset  # noqa: E402
-from fwdlearn.export import export_onnx, load_deployable  # noqa: E402
+from fwdlearn.export import export_onnx, load_deployable, report_path  # noqa: E402
 from fwdlearn.runs import train_run  # noqa: E402
 
 
@@ -55,6 +57,14 @@ def onnxruntime_accuracy(path: Path, config, data_dir) -> float:
     return round(float((logits.argmax(1) == test.y.numpy()).mean()), 5)
 
 
+def reuse(product: Path, source: Path) -> dict | None:
+    """``product`` (JSON) if it was written after ``source``: a finished run is not probed again, a
+    current export not traced again (a quantised Bi-RNN's QCDQ trace takes minutes)."""
+    if product.exists() and source.exists() and product.stat().st_mtime > source.stat().st_mtime:
+        return json.loads(product.read_text())
+    return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="mnist-quant")
@@ -73,9 +83,10 @@ def main() -> int:
         config.validate(f"preset {args.preset}")
         run_dir = HERE / "runs" / f"{args.preset}-w{bits}a{bits}{'-pc' if config.quant.per_channel else ''}"
         print(f"== {config.quant.label()}", flush=True)
-        results = train_run(config, run_dir, args.data_dir, show_progress=sys.stderr.isatty(), command=command)
-        deployable = load_deployable(run_dir / "checkpoint.pt")
-        report = export_onnx(deployable, run_dir / "model.onnx")
+        results = reuse(run_dir / "results.json", run_dir / "checkpoint.pt") or train_run(
+            config, run_dir, args.data_dir, show_progress=sys.stderr.isatty(), command=command)
+        report = reuse(report_path(run_dir / "model.onnx"), run_dir / "readout.pt") or export_onnx(
+            load_deployable(run_dir / "checkpoint.pt"), run_dir / "model.onnx")
         check = report["verification"]["onnxruntime"]
         deployed = onnxruntime_accuracy(run_dir / "model.onnx", config, args.data_dir)
         rows.append({

@@ -48,8 +48,8 @@ def aggregate(preset: str, runs: list[dict], command: str) -> dict:
     for name in first["baselines"]:
         stats = mean_and_std([r["baselines"][name]["test_accuracy"] for r in runs])
         baselines[name] = {"test_accuracy": stats["mean"], "test_accuracy_std": stats["std"]}
-        if name == "bptt":
-            baselines[name]["train_seconds"] = [r["timing"]["bptt_train_seconds"] for r in runs]
+        if f"{name}_train_seconds" in first["timing"]:      # end-to-end baselines: bptt, bp
+            baselines[name]["train_seconds"] = [r["timing"][f"{name}_train_seconds"] for r in runs]
     seconds = {name: round(statistics.fmean(r["timing"]["seconds_per_epoch"][name] for r in runs), 2)
                for name in first["timing"]["seconds_per_epoch"]}
     probe_seconds = {"combined": round(statistics.fmean(r["metrics"]["probe_seconds"] for r in runs), 1)}
@@ -66,7 +66,7 @@ def aggregate(preset: str, runs: list[dict], command: str) -> dict:
                    "train_seconds": [r["timing"]["train_seconds_this_process"] for r in runs]},
         "config": first["config"],
         "runs": [{"seed": r["seeds"][0], "metrics": r["metrics"], "baselines": r["baselines"], "timing": r["timing"],
-                  "history": r["history"], **({"bptt_history": r["bptt_history"]} if "bptt_history" in r else {})}
+                  "history": r["history"], **{k: r[k] for k in ("bptt_history", "bp_history") if k in r}}
                  for r in runs],
     }
 

@@ -20,7 +20,7 @@ DEFAULT_PRESETS = {("scff-mlp", None): "digits", ("scff-mlp", "mnist"): "mnist-p
                    ("lac-mlp", None): "lac-digits", ("lac-mlp", "mnist"): "lac-mnist",
                    ("lac-conv", None): "lac-conv-digits", ("lac-conv", "mnist"): "lac-conv-mnist"}
 SCFF_ONLY_OPTIONS = ("holdout_speakers", "bptt_epochs", "batching", "schedule")
-LAC_ONLY_OPTIONS = ("finetune_epochs", "bp_epochs", "target")
+LAC_ONLY_OPTIONS = ("finetune_epochs", "target")
 
 EPILOG = f"""\
 examples:
@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="scff-rnn: random batches, or batches of similar-length sequences (less padding)")
     train.add_argument("--target", choices=["reconstruct", "flip"],
                        help="lac: reconstruct the input, or its left-right mirror image")
-    train.add_argument("--bp-epochs", type=int, help="lac: epochs of the BP autoencoder baseline (0 skips it)")
+    train.add_argument("--bp-epochs", type=int,
+                       help="lac: epochs of the BP autoencoder baseline; scff-mlp: epochs of the supervised BP "
+                            "baseline, the same network trained end to end (0 skips either)")
     train.add_argument("--finetune-epochs", type=int, help="lac: fine-tuning epochs (0 skips fine-tuning)")
     train.add_argument("--weight-bits", type=int, metavar="BITS",
                        help="quantisation-aware training with BITS-bit weights (2-8; 0 = float)")
@@ -207,6 +209,8 @@ def _apply_overrides(config, args):
         config.data.holdout_speakers = list(args.holdout_speakers)
     if args.bptt_epochs is not None:
         config.bptt.epochs = args.bptt_epochs
+    if args.bp_epochs is not None:
+        config.bp.epochs = args.bp_epochs
     if args.batching is not None:
         config.data.batching = args.batching
     if args.seed is not None:

@@ -67,6 +67,7 @@ class DataConfig:
     translate: int = 0             # each half of a pair is shifted by up to this many pixels
     holdout_speakers: list[str] = field(default_factory=list)   # fsdd: test on these speakers instead
     batching: str = "random"       # sequences: "random" or "by-length" batches (data/batching.py)
+    negatives: int = 1             # sequences: negative pairs per positive, each with its own shift
 
     @property
     def is_sequence(self) -> bool:
@@ -77,6 +78,8 @@ class DataConfig:
         from .data.batching import BATCHING
         _check(self.dataset in DATASETS, f"{where}.dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
         _check(self.translate >= 0, f"{where}.translate must be >= 0, got {self.translate}")
+        _check(self.negatives >= 1, f"{where}.negatives must be >= 1, got {self.negatives}")
+        _check(self.negatives == 1 or self.is_sequence, f"{where}.negatives applies to sequence data sets (scff-rnn)")
         _check(not self.holdout_speakers or self.dataset == "fsdd",
                f"{where}.holdout_speakers applies to the fsdd data set only")
         _check(self.batching in BATCHING, f"{where}.batching must be one of {', '.join(BATCHING)}, got {self.batching!r}")
@@ -156,7 +159,8 @@ class QuantConfig:
 
 @dataclass
 class SCFFConfig:
-    """A whole SCFF run: learner, data, layers, schedule, probe (and, for scff-rnn, the BPTT baseline)."""
+    """A whole SCFF run: learner, data, layers, schedule, probe, and the end-to-end back-propagation
+    baseline on the same network: ``bptt`` for scff-rnn, ``bp`` (supervised) for scff-mlp."""
 
     name: str
     layers: list[LayerConfig]
@@ -168,6 +172,7 @@ class SCFFConfig:
     data: DataConfig = field(default_factory=DataConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     bptt: BPTTConfig = field(default_factory=BPTTConfig)
+    bp: BPTTConfig = field(default_factory=lambda: BPTTConfig(batch_size=100, grad_clip=0.0))   # scff-mlp
     quant: QuantConfig = field(default_factory=QuantConfig)
 
     def validate(self, where: str = "config") -> "SCFFConfig":
@@ -183,6 +188,7 @@ class SCFFConfig:
         self.data.validate(f"{where}.data")
         self.probe.validate(f"{where}.probe")
         self.bptt.validate(f"{where}.bptt")
+        self.bp.validate(f"{where}.bp")
         self.quant.validate(f"{where}.quant")
         recurrent = self.learner == "scff-rnn"
         _check(recurrent == self.data.is_sequence,
@@ -191,6 +197,8 @@ class SCFFConfig:
         _check(not recurrent or len(self.layers) == 1,
                f"{where}.layers: scff-rnn trains one bidirectional layer, got {len(self.layers)}")
         _check(recurrent or self.bptt.epochs == 0, f"{where}.bptt applies to scff-rnn only")
+        _check(not recurrent or self.bp.epochs == 0,
+               f"{where}.bp applies to scff-mlp only (scff-rnn's end-to-end baseline is [bptt])")
         bad = [n for n in self.probe.layers if not 1 <= n <= len(self.layers)]
         _check(not bad, f"{where}.probe.layers must name layers 1..{len(self.layers)}, got {bad}")
         return self

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from .atomic import save_json
-from .baselines import train_bptt
+from .baselines import train_bptt, train_supervised
 from .checkpoint import load_checkpoint, resume_from_checkpoint, save_checkpoint
 from .config import SCFFConfig
 from .data import LabelledDataset, load_dataset
@@ -77,23 +77,39 @@ def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | No
         save_checkpoint(checkpoint_path, config, dataset.num_features, learner.state_dict(), True)
     log(f"training done in {train_seconds:.1f} s")
     baselines = {"untrained": untrained_network(config, dataset.num_features)}
-    bptt_seconds = None
-    if config.bptt.epochs:
-        log(f"BPTT baseline: the same network trained end to end for {config.bptt.epochs} epochs")
-        baselines["bptt"] = untrained_network(config, dataset.num_features)
-        bptt_seconds, bptt_history = train_bptt(baselines["bptt"], dataset.train.x, dataset.train.lengths, dataset.train.y,
-                                  dataset.num_classes, config.bptt, config.seed, show_progress,
-                                  config.data.batching)
+    end_to_end = train_end_to_end_baseline(config, dataset, baselines, show_progress, log)
     log(f"probing (linear read-out, {config.probe.epochs} epochs) the trained network and its baselines")
     results = evaluate_run(learner.network, baselines, dataset, config, show_progress, command, out_dir / "readout.pt")
-    if bptt_seconds is not None:
-        results["timing"]["bptt_train_seconds"] = round(bptt_seconds, 2)
-        results["bptt_history"] = bptt_history
+    if end_to_end is not None:
+        key, seconds, history = end_to_end
+        results["timing"][f"{key}_train_seconds"] = round(seconds, 2)
+        results[f"{key}_history"] = history
     results["timing"]["seconds_per_epoch"] = learner.seconds_per_epoch()
     results["timing"]["train_seconds_this_process"] = round(train_seconds, 2)
     results["history"] = [vars(r) for r in learner.history]
     write_results(results, out_dir, log)
     return results
+
+
+def train_end_to_end_baseline(config: SCFFConfig, dataset: LabelledDataset, baselines: dict[str, torch.nn.Module],
+                              show_progress: bool, log: Callable[[str], None]) -> tuple[str, float, list] | None:
+    """The same network trained end to end by back-propagation (BPTT for scff-rnn, supervised BP for
+    scff-mlp), added to ``baselines``; returns its key, wall time and history, or None if skipped."""
+    recurrent = config.learner == "scff-rnn"
+    section = config.bptt if recurrent else config.bp
+    if not section.epochs:
+        return None
+    key = "bptt" if recurrent else "bp"
+    network = baselines[key] = untrained_network(config, dataset.num_features)
+    log(f"{key.upper()} baseline: the same network trained end to end for {section.epochs} epochs")
+    train = dataset.train
+    if recurrent:
+        seconds, history = train_bptt(network, train.x, train.lengths, train.y, dataset.num_classes, section,
+                                      config.seed, show_progress, config.data.batching)
+    else:
+        seconds, history = train_supervised(network, train.x, train.y, dataset.num_classes, section,
+                                            config.probe.layers, config.probe.standardize, config.seed, show_progress)
+    return key, seconds, history
 
 
 def evaluate_run(network: torch.nn.Module, baselines: dict[str, torch.nn.Module], dataset: LabelledDataset,

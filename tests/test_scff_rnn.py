@@ -179,3 +179,17 @@ def test_wrong_feature_count_is_a_clear_error():
         learner.train(x[..., :5], lengths, show_progress=False)
     with pytest.raises(ValueError, match="lengths must be int64"):
         learner.network(x, lengths.to(torch.int32))
+
+
+def test_several_negatives_pair_each_sequence_with_distinct_partners():
+    lengths = torch.tensor([5, 3, 7, 4, 6])
+    left, right, pair_lengths = pair_examples(lengths, torch.Generator().manual_seed(0), negatives=3)
+    n = lengths.shape[0]
+    assert left.shape == (4 * n,) and torch.equal(left, torch.arange(n).repeat(4))
+    assert torch.equal(right[:n], torch.arange(n))                       # the positives
+    blocks = right[n:].view(3, n)
+    shifts = {int((b[0] - 0) % n) for b in blocks}
+    assert len(shifts) == 3 and 0 not in shifts                          # three distinct, none the sample itself
+    for block in blocks:
+        assert (block != torch.arange(n)).all()
+    torch.testing.assert_close(pair_lengths, torch.maximum(lengths[left], lengths[right]))

@@ -13,7 +13,8 @@ from .linear_probe import ProbeResult, train_linear_probe
 from .readout import Readout
 
 
-BASELINE_LABELS = {"untrained": "untrained network", "bptt": "BPTT, end to end", "raw_inputs": "raw inputs"}
+BASELINE_LABELS = {"untrained": "untrained network", "bptt": "BPTT, end to end", "bp": "BP, end to end",
+                   "raw_inputs": "raw inputs"}
 
 
 def _entry(result: ProbeResult, layers: list[int] | None = None) -> dict:

@@ -2,7 +2,8 @@
 
 For every batch of sequences:
   1. pairs along the feature axis at every step: positives ``[x_k, x_k]``, negatives
-     ``[x_k, x_n]``, ``n = (k + s) mod N`` (section 3.1); a pair lasts as long as its longer half;
+     ``[x_k, x_n]``, ``n = (k + s) mod N`` (section 3.1; ``data.negatives`` > 1 adds blocks with
+     other shifts); a pair lasts as long as its longer half;
   2. each direction runs over the pairs once *without gradients*, collecting the standardised
      previous state ``std(h_(t-1))`` fed to every step;
   3. each direction takes one AdamW step on Eq. 4: per-step goodness
@@ -86,12 +87,20 @@ class SCFFDirectionTrainer:
         self.scheduler.load_state_dict(state["scheduler"])
 
 
-def pair_examples(lengths: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-    """Views ``left``/``right`` of the ``N`` positives then ``N`` negatives, and each pair's length."""
+def pair_examples(lengths: torch.Tensor, generator: torch.Generator, negatives: int = 1) -> tuple[torch.Tensor, ...]:
+    """Views ``left``/``right`` of the ``N`` positives then ``negatives * N`` negatives, and each pair's length.
+
+    One negative per positive is the paper's (section 3.1): ``[x_k, x_(k+s) mod N]``. With more,
+    each block of ``N`` negatives has its own shift, all distinct (at most ``N - 1`` of them).
+    """
     n = lengths.shape[0]
     k = torch.arange(n)
-    partner = (k + random_shift(n, generator)) % n
-    left, right = torch.cat([k, k]), torch.cat([k, partner])
+    if negatives == 1:
+        shifts = [random_shift(n, generator)]
+    else:
+        shifts = (torch.randperm(n - 1, generator=generator)[:negatives] + 1).tolist()
+    left = torch.cat([k] * (1 + len(shifts)))
+    right = torch.cat([k] + [(k + s) % n for s in shifts])
     return left, right, torch.maximum(lengths[left], lengths[right])
 
 
@@ -122,7 +131,7 @@ class SCFFRNNLearner(EpochCounter):
         """One batch of sequences: each direction takes its own local step."""
         steps = int(lengths.max())
         x = x[:, :steps]
-        left, right, pair_lengths = pair_examples(lengths, self.generator)
+        left, right, pair_lengths = pair_examples(lengths, self.generator, self.config.data.negatives)
         return [trainer.update(x, lengths, left, right, pair_lengths, lengths.shape[0]) for trainer in self.trainers]
 
     def train(self, x: torch.Tensor, lengths: torch.Tensor | None = None,
