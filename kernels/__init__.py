@@ -6,8 +6,11 @@
 - ``dropout_mask``: the exact mask the kernels apply, for tests and reference.
 - ``FakeQuantWeight`` (``fake_quant.py``): Brevitas' weight fake quantisation (per tensor or per
   row) with its exact gradient, in three passes instead of a chain of element-wise operations.
+- ``relu_goodness`` (``goodness.py``): SCFF's goodness of ReLU activity as one autograd node that
+  saves only the pre-activations.
 """
 
+from .goodness import relu_goodness
 from .probe import ProbeEpochRunner, dropout_mask, probe_gradients
 
-__all__ = ["ProbeEpochRunner", "probe_gradients", "dropout_mask"]
+__all__ = ["ProbeEpochRunner", "probe_gradients", "dropout_mask", "relu_goodness"]

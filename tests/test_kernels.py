@@ -174,3 +174,29 @@ def test_invalid_drop_rejected(drop):
         probe_gradients(features, rows, labels, weight, bias, drop, 0)
     with pytest.raises(ValueError):
         dropout_mask(4, 4, drop, 0)
+
+
+@pytest.mark.parametrize("shape, dim", [((6, 9), 1), ((3, 5, 4, 4), 1), ((7, 11), -1)])
+def test_relu_goodness_equals_the_composed_form_in_value_and_gradient(shape, dim):
+    from fwdlearn.kernels import relu_goodness
+    from fwdlearn.objectives import goodness
+
+    z = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    torch.testing.assert_close(relu_goodness(z, dim), goodness(torch.relu(z), dim))
+    assert torch.autograd.gradcheck(lambda t: relu_goodness(t, dim), (z,))
+
+
+def test_relu_goodness_keeps_only_the_preactivations_for_backward():
+    from fwdlearn.kernels import relu_goodness
+    from fwdlearn.objectives import goodness
+
+    def saved_bytes(fn):
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel() * t.element_size()) or t,
+                                                      lambda t: t):
+            fn(torch.randn(64, 128, requires_grad=True))
+        return sum(saved)
+
+    one_tensor = 64 * 128 * 4
+    assert saved_bytes(lambda z: relu_goodness(z)) == one_tensor
+    assert saved_bytes(lambda z: goodness(torch.relu(z))) >= 2 * one_tensor

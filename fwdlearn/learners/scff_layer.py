@@ -12,7 +12,7 @@ import torch
 
 from ..config import LayerConfig
 from ..nn.paired_linear import PairedLinear
-from ..objectives import SCFFLossTerms, goodness, scff_loss
+from ..objectives import SCFFLossTerms, scff_loss
 from .pairs import PairBatch
 
 
@@ -37,7 +37,7 @@ class SCFFLayerTrainer:
         if batch.views.requires_grad:
             raise RuntimeError("a local layer's input must be detached from the layers before it")
         z_pos, z_neg = self.preactivations(batch)
-        terms = scff_loss(goodness(self.layer.plastic(z_pos)), goodness(self.layer.plastic(z_neg)),
+        terms = scff_loss(self.layer.goodness(z_pos), self.layer.goodness(z_neg),
                           self.config.theta_pos, self.config.theta_neg, self.config.penalty)
         self.optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()

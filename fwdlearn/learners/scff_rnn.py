@@ -26,8 +26,9 @@ import torch
 from ..config import LayerConfig, SCFFConfig
 from ..data.batching import epoch_batches
 from ..errors import ConfigError, DataError
+from ..kernels.goodness import relu_goodness
 from ..nn.local_birnn import LocalBiRNN, RecurrentDirection, check_sequences
-from ..objectives import SCFFLossTerms, goodness, scff_loss
+from ..objectives import SCFFLossTerms, scff_loss
 from ..progress import progress_bar
 from .epochs import EpochCounter
 from .pairs import random_shift
@@ -60,7 +61,7 @@ class SCFFDirectionTrainer:
             raise RuntimeError("the recurrent state fed to a step must be detached (no gradient through time)")
         valid = torch.arange(drive.shape[1])[None, :] < pair_lengths[:, None]
         z = self.direction.step(drive[valid], states[valid])          # only real steps: [n_valid, hidden]
-        g = torch.zeros(valid.shape, dtype=z.dtype).masked_scatter(valid, goodness(torch.relu(z)))
+        g = torch.zeros(valid.shape, dtype=z.dtype).masked_scatter(valid, relu_goodness(z))
         return g, valid
 
     def update(self, x, lengths, left, right, pair_lengths, n_pos: int) -> SCFFLossTerms:

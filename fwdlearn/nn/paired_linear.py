@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from ..config import QuantConfig
 from ..data.transforms import standardize
+from ..kernels.goodness import relu_goodness
 from .activations import ACTIVATIONS
 from .quant import effective_weight, input_quantizer, quant_linear
 
@@ -58,6 +59,11 @@ class PairedLinear(nn.Module):
     def plastic(z: torch.Tensor) -> torch.Tensor:
         """The activity whose goodness is trained: ReLU (Appendix D)."""
         return torch.relu(z)
+
+    @staticmethod
+    def goodness(z: torch.Tensor) -> torch.Tensor:
+        """``goodness(plastic(z))`` (Eq. 1) as one autograd node that keeps only ``z`` for backward."""
+        return relu_goodness(z)
 
     def passed(self, z: torch.Tensor) -> torch.Tensor:
         """The activity sent to the next layer and to the read-out."""
