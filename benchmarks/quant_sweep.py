@@ -57,12 +57,16 @@ def onnxruntime_accuracy(path: Path, config, data_dir) -> float:
     return round(float((logits.argmax(1) == test.y.numpy()).mean()), 5)
 
 
-def reuse(product: Path, source: Path) -> dict | None:
-    """``product`` (JSON) if it was written after ``source``: a finished run is not probed again, a
-    current export not traced again (a quantised Bi-RNN's QCDQ trace takes minutes)."""
-    if product.exists() and source.exists() and product.stat().st_mtime > source.stat().st_mtime:
-        return json.loads(product.read_text())
-    return None
+def reuse(product: Path, source: Path, config=None) -> dict | None:
+    """``product`` (JSON) if it was written after ``source`` (and, given ``config``, by that very
+    configuration): a finished run is not probed again, a current export not traced again (a
+    quantised Bi-RNN's QCDQ trace takes minutes)."""
+    if not (product.exists() and source.exists() and product.stat().st_mtime > source.stat().st_mtime):
+        return None
+    document = json.loads(product.read_text())
+    if config is not None and document.get("config") != config.to_dict():
+        return None
+    return document
 
 
 def main() -> int:
@@ -83,7 +87,7 @@ def main() -> int:
         config.validate(f"preset {args.preset}")
         run_dir = HERE / "runs" / f"{args.preset}-w{bits}a{bits}{'-pc' if config.quant.per_channel else ''}"
         print(f"== {config.quant.label()}", flush=True)
-        results = reuse(run_dir / "results.json", run_dir / "checkpoint.pt") or train_run(
+        results = reuse(run_dir / "results.json", run_dir / "checkpoint.pt", config) or train_run(
             config, run_dir, args.data_dir, show_progress=sys.stderr.isatty(), command=command)
         report = reuse(report_path(run_dir / "model.onnx"), run_dir / "readout.pt") or export_onnx(
             load_deployable(run_dir / "checkpoint.pt"), run_dir / "model.onnx")
