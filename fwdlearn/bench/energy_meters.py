@@ -26,7 +26,7 @@ def _nvml_meter(device: torch.device) -> tuple[EnergyMeter | None, str]:
     try:
         import pynvml
     except ImportError:
-        return None, "NVML not available (pip install nvidia-ml-py)"
+        return None, "NVML not available (pip install 'fwdlearn[gpu]')"
     try:
         pynvml.nvmlInit()
         handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
