@@ -284,13 +284,14 @@ def _export(args) -> int:
 
 
 def _bench(args) -> int:
-    from .bench.sweep import run_sweep, save
+    from .atomic import save_json
+    from .bench.sweep import run_sweep
 
     if args.batch < 2:
         raise ConfigError(f"--batch must be >= 2, got {args.batch}")
     document = run_sweep(args.rules, args.depth, args.width, args.batch, args.input_dim, args.repeats, args.device)
     if args.out:
-        print(f"results: {save(document, args.out)}")
+        print(f"results: {save_json(document, args.out)}")
     return 0
 
 

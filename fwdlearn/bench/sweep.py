@@ -1,15 +1,13 @@
-"""Run ``measure_update`` over rules, depths and widths; print a table; save JSON a script can read."""
+"""Run ``measure_update`` over rules, depths and widths and print a table; the document is JSON-ready."""
 
 from __future__ import annotations
 
 import platform
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable
 
 import torch
 
-from ..atomic import save_json
 from ..errors import ConfigError
 from .measure import measure_update
 from .updates import RULES
@@ -65,7 +63,3 @@ def table_row(cost: dict) -> str:
     energy = (f"{measured['joules_per_update'] * 1e6:.0f} uJ" if measured.get("available") else "n/a")
     return (f"{cost['rule']:5s} {cost['depth']:5d} {cost['width']:6d} {timing:>18s} {m['peak_bytes'] / 1e6:8.2f} "
             f"{m['resident_bytes'] / 1e6:11.2f} {mac_text:>28s} {e['fp32'] * 1e6:11.1f} / {e['int8'] * 1e6:10.1f}  {energy}")
-
-
-def save(document: dict, path: Path) -> Path:
-    return save_json(document, path)

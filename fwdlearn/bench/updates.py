@@ -35,7 +35,6 @@ NUM_CLASSES = 10
 
 @dataclass
 class Update:
-    rule: str
     step: Callable[[], object]
     parameters: list[torch.Tensor]
     resident: Callable[[], list[torch.Tensor]]
@@ -53,7 +52,7 @@ def _scff(widths: list[int], x: torch.Tensor) -> Update:
     active = list(range(len(widths)))
     params = list(learner.network.parameters())
     optimizers = [t.optimizer for t in learner.trainers]
-    return Update("scff", lambda: learner.train_batch(x, active), params,
+    return Update(lambda: learner.train_batch(x, active), params,
                   lambda: params + optimizer_tensors(optimizers) + [x])
 
 
@@ -68,7 +67,7 @@ def _lac(widths: list[int], x: torch.Tensor) -> Update:
     params = list(learner.network.parameters())
     optimizers = [learner.hidden_optimizer, learner.output_optimizer]
     buffers = list(learner.network.buffers())
-    return Update("lac", lambda: learner.train_batch(x), params,
+    return Update(lambda: learner.train_batch(x), params,
                   lambda: params + buffers + optimizer_tensors(optimizers) + [x])
 
 
@@ -87,7 +86,7 @@ def _bp(widths: list[int], x: torch.Tensor) -> Update:
         optimizer.step()
 
     params = list(network.parameters())
-    return Update("bp", step, params, lambda: params + optimizer_tensors([optimizer]) + [x, labels])
+    return Update(step, params, lambda: params + optimizer_tensors([optimizer]) + [x, labels])
 
 
 BUILDERS = {"scff": _scff, "lac": _lac, "bp": _bp}

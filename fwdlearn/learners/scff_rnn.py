@@ -96,7 +96,7 @@ def pair_examples(lengths: torch.Tensor, generator: torch.Generator, negatives: 
     """
     n = lengths.shape[0]
     k = torch.arange(n)
-    if negatives == 1:
+    if negatives == 1:               # the same random draw as before the option existed: recorded runs repeat
         shifts = [random_shift(n, generator)]
     else:
         shifts = (torch.randperm(n - 1, generator=generator)[:negatives] + 1).tolist()
