@@ -125,11 +125,27 @@ def update_table(documents: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def throughput_table(documents: list[dict]) -> str:
+    """One row per preset, device and layer: images per second and peak tensor memory of one update."""
+    lines = ["| preset | device | input | batch | width scale | layer | channels | images / s | s / batch (median) "
+             "| peak MB (rise during the update) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for d in documents:
+        for row in d["layers"]:
+            m = row["memory"]
+            lines.append(f"| {d['experiment']} | {d['device']} | {'x'.join(map(str, d['input_shape']))} | "
+                         f"{d['batch_size']} | {d['width_scale']} | {row['layer']} | {row['channels']} | "
+                         f"{row['images_per_second']:,.1f} | {row['seconds_per_batch_median']:.3f} | "
+                         f"{m['peak_allocated_bytes'] / 1e6:,.1f} ({m['peak_above_start_bytes'] / 1e6:,.1f}) |")
+    return "\n".join(lines) + "\n"
+
+
 def write_table(folder: Path) -> Path:
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     sweeps = [r for r in results if r.get("kind") == "quant-sweep"]
     costs = [r for r in results if r.get("kind") == "update-cost"]
-    results = [r for r in results if r.get("kind") not in ("quant-sweep", "update-cost")]
+    throughput = [r for r in results if r.get("kind") == "conv-throughput"]
+    results = [r for r in results if r.get("kind") not in ("quant-sweep", "update-cost", "conv-throughput")]
     scff = [r for r in results if not r["learner"].startswith("lac")]
     lac = [r for r in results if r["learner"].startswith("lac")]
     text = HEADER + "## SCFF\n\n" + table(scff)
@@ -144,6 +160,9 @@ def write_table(folder: Path) -> Path:
                  "from `hardware/energy.py` (Horowitz 2014) unless a counter was readable. \"Update allocates\": "
                  "the peak of tensors allocated during the update; \"peak\": that plus the parameters, optimiser "
                  "state and batch that persist between updates.\n\n" + update_table(costs))
+    if throughput:
+        text += ("\n## Convolutional SCFF: training throughput and memory per layer (synthetic images)\n\n"
+                 + throughput_table(throughput))
     notes = folder / "NOTES.md"
     text += "\n" + notes.read_text() if notes.exists() else ""
     path = folder / "README.md"

@@ -17,6 +17,8 @@ from .errors import ConfigError, FwdlearnError
 
 DEFAULT_PRESETS = {("scff-mlp", None): "digits", ("scff-mlp", "mnist"): "mnist-paper",
                    ("scff-rnn", None): "sequences", ("scff-rnn", "fsdd"): "fsdd-paper",
+                   ("scff-cnn", None): "digits-conv", ("scff-cnn", "mnist"): "mnist-conv",
+                   ("scff-cnn", "cifar10"): "cifar10-paper", ("scff-cnn", "stl10"): "stl10-paper",
                    ("lac-mlp", None): "lac-digits", ("lac-mlp", "mnist"): "lac-mnist",
                    ("lac-conv", None): "lac-conv-digits", ("lac-conv", "mnist"): "lac-conv-mnist"}
 SCFF_ONLY_OPTIONS = ("holdout_speakers", "bptt_epochs", "batching", "schedule")
@@ -26,6 +28,8 @@ EPILOG = f"""\
 examples:
   fwdlearn train scff-mlp                          # embedded 8x8 digits, under a minute on 2 cores
   fwdlearn train scff-mlp --preset mnist-paper --data-dir ../shared/data
+  fwdlearn train scff-cnn                          # convolutional SCFF on the embedded digits
+  fwdlearn train scff-cnn --preset cifar10-paper --data-dir ../shared/data --device cuda   # Table D.1
   fwdlearn train scff-rnn                          # embedded synthetic sequences, Bi-RNN
   fwdlearn train scff-rnn --dataset fsdd --data-dir ../shared/data   # spoken digits (Table F.4)
   fwdlearn train lac-mlp                           # LAC autoencoder on the embedded digits
@@ -62,14 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
                                 description="Train with a local rule, evaluate with a linear probe beside an "
                                             "untrained network and the raw inputs, write results.json and plots.")
-    train.add_argument("learner", choices=["scff-mlp", "scff-rnn", "lac-mlp", "lac-conv"],
+    train.add_argument("learner", choices=["scff-mlp", "scff-cnn", "scff-rnn", "lac-mlp", "lac-conv"],
                        help="scff-mlp: Self-Contrastive Forward-Forward on a fully connected network; "
+                            "scff-cnn: the same rule on a convolutional network (Table D.1); "
                             "scff-rnn: the same rule on a bidirectional recurrent layer (no BPTT); "
                             "lac-mlp / lac-conv: Local Activity Contrast autoencoders (fully connected / convolutional)")
     train.add_argument("--preset",
                        help=f"shipped preset ({', '.join(preset_names())}) or a TOML file (default: digits for "
-                            f"scff-mlp, sequences for scff-rnn; mnist-paper / fsdd-paper with --dataset)")
-    train.add_argument("--dataset", choices=["digits", "mnist", "sequences", "fsdd"],
+                            f"scff-mlp, digits-conv for scff-cnn, sequences for scff-rnn; the data set's paper "
+                            f"preset with --dataset)")
+    train.add_argument("--dataset", choices=["digits", "mnist", "sequences", "fsdd", "cifar10", "stl10"],
                        help="data set (default: the preset's); alone, picks that data set's paper preset")
     train.add_argument("--holdout-speakers", nargs="+", metavar="NAME",
                        help="fsdd: test on all recordings of these speakers instead of the official split")
@@ -97,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--schedule", choices=["sequential", "simultaneous"],
                        help="sequential: each layer trained then frozen; simultaneous: all layers at once")
     train.add_argument("--threads", type=_positive_int, help="CPU threads for PyTorch (default: all cores)")
+    train.add_argument("--device", help="cpu (default) or cuda: where scff-mlp / scff-cnn train and compute "
+                                        "the probe's features (the probe itself runs on the CPU)")
     train.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -184,6 +192,8 @@ def _apply_quant_options(config, args) -> None:
 
 def _apply_lac_overrides(config, args):
     _reject_options(args, SCFF_ONLY_OPTIONS, config.learner)
+    if args.device not in (None, "cpu"):
+        raise ConfigError(f"--device {args.device}: {config.learner} trains on the CPU only")
     _apply_quant_options(config, args)
     if args.dataset is not None:
         config.data.dataset = args.dataset
@@ -247,8 +257,11 @@ def run(argv: list[str] | None = None) -> int:
         args.preset = _choose_preset(args)
         config = _apply_overrides(load_preset(args.preset), args)
         out = args.out or Path("runs") / config.name
-        train = train_lac_run if config.learner.startswith("lac") else train_run
-        train(config, out, args.data_dir, fresh=args.fresh, show_progress=not args.no_progress)
+        if config.learner.startswith("lac"):
+            train_lac_run(config, out, args.data_dir, fresh=args.fresh, show_progress=not args.no_progress)
+        else:
+            train_run(config, out, args.data_dir, fresh=args.fresh, show_progress=not args.no_progress,
+                      device=args.device or "cpu")
         return 0
     if args.command == "export":
         return _export(args)

@@ -17,13 +17,51 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
 
-LEARNER_NAMES = ("scff-mlp", "scff-rnn")
+LEARNER_NAMES = ("scff-mlp", "scff-rnn", "scff-cnn")
 SEQUENCE_DATASETS = ("fsdd", "sequences")
+POOLS = ("max", "avg")
 
 
 def _check(cond: bool, message: str) -> None:
     if not cond:
         raise ConfigError(message)
+
+
+@dataclass
+class ConvConfig:
+    """The convolutional part of an SCFF layer (Table D.1); ``kernel = 0`` means a fully connected layer.
+
+    A ``kernel`` x ``kernel`` convolution (stride 1, ``padding`` pixels of reflect padding, as in the
+    authors' release), then the passed-on activation, then ``pool`` (``max``, ``avg`` or ``none``;
+    ``pool_size``, ``pool_stride``, ``pool_padding``: Table D.1's footnotes 3 and 4). The read-out
+    tap pools the pooled map once more (``readout_pool`` over ``readout_size`` squares, stride equal
+    to the size, no padding: footnote 5) and flattens it for the linear probe.
+    """
+
+    kernel: int = 0
+    padding: int = 0
+    pool: str = "max"
+    pool_size: int = 2
+    pool_stride: int = 2
+    pool_padding: int = 0
+    readout_pool: str = "avg"
+    readout_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.kernel > 0
+
+    def validate(self, where: str) -> None:
+        _check(self.kernel >= 0, f"{where}.kernel must be >= 0 (0: fully connected), got {self.kernel}")
+        _check(0 <= self.padding < max(self.kernel, 1),
+               f"{where}.padding must lie in 0..kernel-1, got {self.padding} for kernel {self.kernel}")
+        _check(self.pool in POOLS + ("none",), f"{where}.pool must be one of {', '.join(POOLS)}, none, got {self.pool!r}")
+        _check(self.pool_size >= 1, f"{where}.pool_size must be >= 1, got {self.pool_size}")
+        _check(self.pool_stride >= 1, f"{where}.pool_stride must be >= 1, got {self.pool_stride}")
+        _check(0 <= self.pool_padding <= self.pool_size // 2,
+               f"{where}.pool_padding must lie in 0..pool_size/2, got {self.pool_padding} for pool_size {self.pool_size}")
+        _check(self.readout_pool in POOLS, f"{where}.readout_pool must be one of {', '.join(POOLS)}, got {self.readout_pool!r}")
+        _check(self.readout_size >= 1, f"{where}.readout_size must be >= 1, got {self.readout_size}")
 
 
 @dataclass
@@ -46,9 +84,11 @@ class LayerConfig:
     epochs: int = 1
     algorithm: int = 1
     activation: str = "triangle"   # what is passed on and read out: "triangle" or "relu"
+    conv: ConvConfig = field(default_factory=ConvConfig)   # scff-cnn: [layers.conv]; width = channels
 
     def validate(self, where: str) -> None:
         _check(self.width >= 1, f"{where}.width must be a positive integer, got {self.width}")
+        self.conv.validate(f"{where}.conv")
         _check(self.lr > 0, f"{where}.lr must be > 0, got {self.lr}")
         _check(self.penalty >= 0, f"{where}.penalty must be >= 0, got {self.penalty}")
         _check(self.weight_decay >= 0, f"{where}.weight_decay must be >= 0, got {self.weight_decay}")
@@ -68,6 +108,8 @@ class DataConfig:
     holdout_speakers: list[str] = field(default_factory=list)   # fsdd: test on these speakers instead
     batching: str = "random"       # sequences: "random" or "by-length" batches (data/batching.py)
     negatives: int = 1             # sequences: negative pairs per positive, each with its own shift
+    flip: bool = False             # images: mirror each training image left-right with probability 1/2 (Appendix F)
+    crop_pad: int = 0              # images: pad by this many pixels, then crop a random window (Appendix F)
 
     @property
     def is_sequence(self) -> bool:
@@ -79,6 +121,9 @@ class DataConfig:
         _check(self.dataset in DATASETS, f"{where}.dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
         _check(self.translate >= 0, f"{where}.translate must be >= 0, got {self.translate}")
         _check(self.negatives >= 1, f"{where}.negatives must be >= 1, got {self.negatives}")
+        _check(self.crop_pad >= 0, f"{where}.crop_pad must be >= 0, got {self.crop_pad}")
+        _check(not (self.flip or self.crop_pad) or not self.is_sequence,
+               f"{where}.flip and crop_pad apply to image data sets only")
         _check(self.negatives == 1 or self.is_sequence, f"{where}.negatives applies to sequence data sets (scff-rnn)")
         _check(not self.holdout_speakers or self.dataset == "fsdd",
                f"{where}.holdout_speakers applies to the fsdd data set only")
@@ -199,6 +244,14 @@ class SCFFConfig:
         _check(recurrent or self.bptt.epochs == 0, f"{where}.bptt applies to scff-rnn only")
         _check(not recurrent or self.bp.epochs == 0,
                f"{where}.bp applies to scff-mlp only (scff-rnn's end-to-end baseline is [bptt])")
+        convolutional = self.learner == "scff-cnn"
+        for i, layer in enumerate(self.layers):
+            _check(layer.conv.enabled == convolutional,
+                   f"{where}.layers[{i}].conv.kernel must be >= 1 for scff-cnn" if convolutional else
+                   f"{where}.layers[{i}].conv applies to scff-cnn only")
+        _check(not convolutional or self.bp.epochs == 0, f"{where}.bp applies to scff-mlp only")
+        _check(not convolutional or not self.quant.enabled,
+               f"{where}.quant: scff-cnn has no quantised convolution yet (use scff-mlp or scff-rnn)")
         bad = [n for n in self.probe.layers if not 1 <= n <= len(self.layers)]
         _check(not bad, f"{where}.probe.layers must name layers 1..{len(self.layers)}, got {bad}")
         return self

@@ -23,7 +23,7 @@ from .baselines import train_bptt, train_supervised
 from .checkpoint import load_checkpoint, resume_from_checkpoint, save_checkpoint
 from .config import SCFFConfig
 from .data import LabelledDataset, load_dataset
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .eval.report import evaluate, summary_lines
 from .learners import LEARNERS
 from .progress import bars_visible
@@ -31,11 +31,32 @@ from .progress import bars_visible
 HALT_ENV = "FWDLEARN_HALT_AFTER_EPOCHS"   # test hook: hard-exit after N epochs, as a kill would
 
 
-def device_description() -> str:
+DEVICE_LEARNERS = ("scff-mlp", "scff-cnn")   # learners that train on --device cuda
+
+
+def device_description(device: str = "cpu") -> str:
+    if torch.device(device).type == "cuda":
+        from .bench.sweep import describe_device
+        return f"cuda ({describe_device(device)})"
     return f"cpu ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
 
 
-def untrained_network(config: SCFFConfig, input_dim: int) -> torch.nn.Module:
+def network_input(config: SCFFConfig, dataset: LabelledDataset) -> int | tuple[int, ...]:
+    """What the learner's network is built for: the image shape ``[C, H, W]`` (scff-cnn), else the
+    number of features per sample or per step."""
+    return dataset.sample_shape if config.learner == "scff-cnn" else dataset.num_features
+
+
+def check_train_device(config: SCFFConfig, device: str) -> None:
+    """A one-line ``ConfigError`` for a device that does not exist here or that the learner cannot use."""
+    from .bench.sweep import check_device
+    check_device(device)
+    if torch.device(device).type != "cpu" and config.learner not in DEVICE_LEARNERS:
+        raise ConfigError(f"--device {device}: {config.learner} trains on the CPU only "
+                          f"(cuda: {', '.join(DEVICE_LEARNERS)})")
+
+
+def untrained_network(config: SCFFConfig, input_dim: int | tuple[int, ...]) -> torch.nn.Module:
     """The network exactly as the learner initialises it, before any update (a baseline)."""
     return LEARNERS[config.learner].build_network(config, input_dim)
 
@@ -45,11 +66,19 @@ def load_run_dataset(config: SCFFConfig, data_dir: str | Path | None) -> Labelle
 
 
 def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | None = None, fresh: bool = False,
-              show_progress: bool = True, command: str = "", log: Callable[[str], None] = print) -> dict:
-    """Train (or resume), evaluate with baselines, and write the run's files. Returns the results dict."""
+              show_progress: bool = True, command: str = "", log: Callable[[str], None] = print,
+              device: str = "cpu") -> dict:
+    """Train (or resume), evaluate with baselines, and write the run's files. Returns the results dict.
+
+    ``device``: where scff-mlp / scff-cnn train and compute probe features (the probe itself runs on
+    the CPU). A data set with an ``unlabelled`` split (STL-10) trains SCFF on it; the probe reads train/test.
+    """
     out_dir = Path(out_dir)
+    check_train_device(config, device)
     dataset = load_run_dataset(config, data_dir)
-    learner = LEARNERS[config.learner](config, dataset.num_features)
+    input_dim = network_input(config, dataset)
+    learner = (LEARNERS[config.learner](config, input_dim) if device == "cpu" else
+               LEARNERS[config.learner](config, input_dim, device=device))
     checkpoint_path = out_dir / "checkpoint.pt"
     if checkpoint_path.exists() and not fresh:
         resume_from_checkpoint(learner, checkpoint_path, config, log)
@@ -58,7 +87,7 @@ def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | No
 
     def on_epoch_end(current) -> None:
         nonlocal epochs_this_process
-        save_checkpoint(checkpoint_path, config, dataset.num_features, current.state_dict(), current.finished)
+        save_checkpoint(checkpoint_path, config, input_dim, current.state_dict(), current.finished)
         if not bars_visible(show_progress):   # one line per epoch where no bar shows it
             record = current.history[-1]
             log(f"  layer {record.layer} epoch {record.epoch}: loss {record.loss:.4f}, goodness positive "
@@ -67,19 +96,24 @@ def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | No
         if halt_after and epochs_this_process >= halt_after and not current.finished:
             os._exit(137)
 
-    widths = "-".join(str(w) for w in [dataset.num_features] + [layer.width for layer in config.layers])
-    log(f"{config.learner.upper()} {widths} on {dataset.name}: {len(dataset.train)} training, {len(dataset.test)} test samples "
-        f"({dataset.source}); {config.schedule} schedule, {learner.total_epochs} epochs")
+    first = "x".join(map(str, input_dim)) if isinstance(input_dim, tuple) else str(input_dim)
+    widths = "-".join([first] + [str(layer.width) for layer in config.layers])
+    unlabelled = getattr(dataset, "unlabelled", None)
+    train_x, train_lengths = (dataset.train.x, dataset.train.lengths) if unlabelled is None else (unlabelled, None)
+    log(f"{config.learner.upper()} {widths} on {dataset.name}: {len(train_x)} training"
+        f"{' (unlabelled)' if unlabelled is not None else ''}, {len(dataset.test)} test samples "
+        f"({dataset.source}); {config.schedule} schedule, {learner.total_epochs} epochs, {device}")
     started = time.perf_counter()
-    learner.train(dataset.train.x, dataset.train.lengths, on_epoch_end=on_epoch_end, show_progress=show_progress)
+    learner.train(train_x, train_lengths, on_epoch_end=on_epoch_end, show_progress=show_progress)
     train_seconds = time.perf_counter() - started
     if not checkpoint_path.exists():   # nothing was left to train: still leave a checkpoint to evaluate
-        save_checkpoint(checkpoint_path, config, dataset.num_features, learner.state_dict(), True)
+        save_checkpoint(checkpoint_path, config, input_dim, learner.state_dict(), True)
     log(f"training done in {train_seconds:.1f} s")
-    baselines = {"untrained": untrained_network(config, dataset.num_features)}
+    baselines = {"untrained": untrained_network(config, input_dim).to(device)}
     end_to_end = train_end_to_end_baseline(config, dataset, baselines, show_progress, log)
     log(f"probing (linear read-out, {config.probe.epochs} epochs) the trained network and its baselines")
-    results = evaluate_run(learner.network, baselines, dataset, config, show_progress, command, out_dir / "readout.pt")
+    results = evaluate_run(learner.network, baselines, dataset, config, show_progress, command, out_dir / "readout.pt",
+                           device)
     if end_to_end is not None:
         key, seconds, history = end_to_end
         results["timing"][f"{key}_train_seconds"] = round(seconds, 2)
@@ -113,13 +147,14 @@ def train_end_to_end_baseline(config: SCFFConfig, dataset: LabelledDataset, base
 
 
 def evaluate_run(network: torch.nn.Module, baselines: dict[str, torch.nn.Module], dataset: LabelledDataset,
-                 config: SCFFConfig, show_progress: bool, command: str, readout_to: Path | None = None) -> dict:
+                 config: SCFFConfig, show_progress: bool, command: str, readout_to: Path | None = None,
+                 device: str = "cpu") -> dict:
     """The results dict for a trained network beside its baselines (architecture.md's results format)."""
     started = time.perf_counter()
     report = evaluate(network, baselines, dataset, config, show_progress, readout_to=readout_to)
     return {
         "experiment": config.name, "learner": config.learner, "dataset": dataset.name,
-        "command": command or " ".join(["fwdlearn"] + sys.argv[1:]), "device": device_description(),
+        "command": command or " ".join(["fwdlearn"] + sys.argv[1:]), "device": device_description(device),
         "seeds": [config.seed], "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **report,
         "timing": {"probe_seconds_total": round(time.perf_counter() - started, 2)},
@@ -153,16 +188,17 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path | None, out
     if not payload["finished"]:
         log(f"note: {checkpoint} is from an unfinished run; evaluating the network as it stands")
     dataset = load_run_dataset(config, data_dir)
-    if dataset.num_features != payload["input_dim"]:
-        raise CheckpointError(f"{checkpoint}: network expects {payload['input_dim']} inputs but {dataset.name} "
-                              f"has {dataset.num_features}")
-    network = untrained_network(config, payload["input_dim"])
+    expected, saved = network_input(config, dataset), payload["input_dim"]
+    if (list(expected) if isinstance(expected, tuple) else expected) != (
+            list(saved) if isinstance(saved, (tuple, list)) else saved):
+        raise CheckpointError(f"{checkpoint}: network expects {saved} inputs but {dataset.name} has {expected}")
+    network = untrained_network(config, saved)
     try:
         network.load_state_dict(payload["state"]["network"])
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{checkpoint}: weights do not match its configuration ({str(exc).splitlines()[0]})") from None
     out_dir = Path(out) if out else Path(checkpoint).parent / "eval"
-    report = evaluate(network, {"untrained": untrained_network(config, dataset.num_features)} if baselines else {},
+    report = evaluate(network, {"untrained": untrained_network(config, saved)} if baselines else {},
                       dataset, config, show_progress, raw_inputs=baselines, readout_to=out_dir / "readout.pt")
     results = {"experiment": config.name, "learner": config.learner, "dataset": dataset.name,
                "checkpoint": str(checkpoint), "device": device_description(), "seeds": [config.seed], **report}

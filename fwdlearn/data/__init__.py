@@ -1,6 +1,7 @@
 """Data sources. ``load_dataset(name, data_dir)`` is the one entry point the learners use.
 
-Images: ``digits`` (embedded), ``mnist`` (IDX files). Sequences: ``sequences`` (embedded, synthetic),
+Images: ``digits`` (embedded), ``mnist`` (IDX files), ``cifar10`` (official python batches),
+``stl10`` (official binaries, with optional unlabelled images). Sequences: ``sequences`` (embedded, synthetic),
 ``fsdd`` (Free Spoken Digit Dataset WAVs, as 39 MFCC features per frame).
 """
 
@@ -15,7 +16,7 @@ from .dataset import LabelledDataset, Split, validate_split
 from .transforms import standardize
 
 DATA_DIR_ENV = "FWDLEARN_DATA_DIR"
-DATASETS = ("digits", "mnist", "fsdd", "sequences")
+DATASETS = ("digits", "mnist", "fsdd", "sequences", "cifar10", "stl10")
 
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
@@ -25,11 +26,14 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, *,
-                 holdout_speakers: Sequence[str] = ()) -> LabelledDataset:
+                 holdout_speakers: Sequence[str] = (), unlabelled: bool = True,
+                 max_unlabelled: int | None = None) -> LabelledDataset:
     """Load a data set by name and check it (non-empty, finite, labels in range).
 
     ``holdout_speakers`` (FSDD only, ignored otherwise): test on every recording of these speakers
     and train on the others, instead of the official split.
+    ``unlabelled``, ``max_unlabelled`` (STL-10 only, ignored otherwise): also load the unlabelled
+    images (11 GB as float32 for all 100,000), at most ``max_unlabelled`` of them.
     """
     if name == "digits":
         from .digits import load_digits_dataset
@@ -46,6 +50,18 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *,
             raise DataError(f"FSDD needs a data directory: pass --data-dir or set {DATA_DIR_ENV}")
         from .fsdd import load_fsdd
         dataset = load_fsdd(folder, holdout_speakers=holdout_speakers)
+    elif name == "cifar10":
+        folder = resolve_data_dir(data_dir)
+        if folder is None:
+            raise DataError(f"CIFAR-10 needs a data directory: pass --data-dir or set {DATA_DIR_ENV}")
+        from .cifar10 import load_cifar10
+        dataset = load_cifar10(folder)
+    elif name == "stl10":
+        folder = resolve_data_dir(data_dir)
+        if folder is None:
+            raise DataError(f"STL-10 needs a data directory: pass --data-dir or set {DATA_DIR_ENV}")
+        from .stl10 import load_stl10
+        dataset = load_stl10(folder, unlabelled=unlabelled, max_unlabelled=max_unlabelled)
     elif name == "sequences":
         from .sequences import load_synthetic_sequences
         dataset = load_synthetic_sequences()

@@ -34,6 +34,8 @@ class LabelledDataset:
     """A named data set with a train and a test split.
 
     ``source`` says where it was read from, so that errors and result files can name it.
+    ``unlabelled``: extra samples without labels for unsupervised training (STL-10's 100,000
+    images), preprocessed like ``train.x``; ``None`` where the data set has none or they were not loaded.
     """
 
     name: str
@@ -42,6 +44,7 @@ class LabelledDataset:
     class_names: tuple[str, ...]
     source: str
     meta: dict = field(default_factory=dict)
+    unlabelled: torch.Tensor | None = None
 
     @property
     def sample_shape(self) -> tuple[int, ...]:

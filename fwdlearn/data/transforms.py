@@ -30,14 +30,15 @@ def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator
     """Shift each ``[N, C, H, W]`` image by its own random offset in ``-max_shift..max_shift`` pixels.
 
     Pixels shifted in are zero (pad, then crop), as in the authors' MNIST release where the
-    two halves of a positive pair are two independent translations of the same image.
+    two halves of a positive pair are two independent translations of the same image. Offsets are
+    drawn from the CPU ``generator`` and moved to ``x``'s device.
     """
     if max_shift <= 0:
         return x
     n, c, h, w = x.shape
     padded = torch.nn.functional.pad(x, (max_shift,) * 4)
-    offsets = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator)
-    rows = (offsets[0, :, None] + torch.arange(h))[:, None, :, None].expand(n, c, h, w + 2 * max_shift)
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator).to(x.device)
+    rows = (offsets[0, :, None] + torch.arange(h, device=x.device))[:, None, :, None].expand(n, c, h, w + 2 * max_shift)
     picked = padded.gather(2, rows)
-    cols = (offsets[1, :, None] + torch.arange(w))[:, None, None, :].expand(n, c, h, w)
+    cols = (offsets[1, :, None] + torch.arange(w, device=x.device))[:, None, None, :].expand(n, c, h, w)
     return picked.gather(3, cols)

@@ -29,6 +29,11 @@ def preprocessing(dataset: str, meta: dict) -> dict:
         return {"raw": "MNIST IDX, uint8 grey levels", "scale": "divide by 255 (values in [0, 1])"}
     if dataset == "digits":
         return {"raw": "scikit-learn 8x8 digits, grey levels 0..16", "scale": "divide by 16 (values in [0, 1])"}
+    if dataset in ("cifar10", "stl10"):
+        return {"raw": meta.get("raw", ""), "source_layout": meta.get("source_layout", ""),
+                "channels": meta.get("channels", []),
+                "scale": "divide by 255, then per channel c: (x - mean[c]) / std[c]",
+                "mean": meta.get("mean", []), "std": meta.get("std", [])}
     if dataset == "fsdd":
         return {"raw": "mono WAV at 8 kHz (Free Spoken Digit Dataset)",
                 "mfcc": meta.get("mfcc", {}),

@@ -2,7 +2,9 @@
 
 A ``PairBatch`` holds the distinct *views* a layer must project and, for each example, which
 views it is made of. Positives are ``[x_k, x_k]``; negatives ``[x_k, x_n]`` with
-``n = (k + s) mod N`` for one random shift ``s`` in ``1..N-1`` per batch.
+``n = (k + s) mod N`` for one random shift ``s`` in ``1..N-1`` per batch. Views may be vectors
+``[N, D]`` (MLP) or maps ``[N, C, H, W]`` (CNN: a pair is concatenated along channels); the row
+indices live on the views' device, the random draws on the CPU generator.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def random_shift(n: int, generator: torch.Generator) -> int:
 def _paired(views: torch.Tensor, second: torch.Tensor, generator: torch.Generator) -> PairBatch:
     """Positives ``[v_k, w_k]``, negatives ``[v_k, w_(k+s)]``; ``second`` indexes the partner views."""
     n = second.shape[0]
-    k = torch.arange(n)
+    k = torch.arange(n, device=second.device)
     shifted = second[(k + random_shift(n, generator)) % n]
     return PairBatch(views, k, second, k, shifted)
 
@@ -56,17 +58,18 @@ def data_pairs(x: torch.Tensor, generator: torch.Generator, translate: int = 0) 
     """
     n = x.shape[0]
     if translate == 0:
-        return _paired(x, torch.arange(n), generator)
+        return _paired(x, torch.arange(n, device=x.device), generator)
     first, second = random_translate(x, translate, generator), random_translate(x, translate, generator)
-    return _paired(torch.cat([first, second]), torch.arange(n, 2 * n), generator)
+    return _paired(torch.cat([first, second]), torch.arange(n, 2 * n, device=x.device), generator)
 
 
 def carry_pairs(y_pos: torch.Tensor, y_neg: torch.Tensor) -> PairBatch:
     """Algorithm 1: the previous layer's positive and negative outputs are the next layer's examples."""
-    n = y_pos.shape[0]
-    return PairBatch(torch.cat([y_pos, y_neg]), torch.arange(n), None, torch.arange(n, 2 * n), None)
+    n, device = y_pos.shape[0], y_pos.device
+    return PairBatch(torch.cat([y_pos, y_neg]), torch.arange(n, device=device), None,
+                     torch.arange(n, 2 * n, device=device), None)
 
 
 def repair(y_pos: torch.Tensor, generator: torch.Generator) -> PairBatch:
     """Algorithm 2: the previous layer's positive outputs are re-paired like a new data set."""
-    return _paired(y_pos, torch.arange(y_pos.shape[0]), generator)
+    return _paired(y_pos, torch.arange(y_pos.shape[0], device=y_pos.device), generator)

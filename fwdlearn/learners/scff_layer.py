@@ -1,8 +1,8 @@
 """Everything that can change one SCFF layer's weights: its loss, optimiser and schedule.
 
 The layer sees a ``PairBatch`` of detached inputs, computes its positive and negative
-pre-activations, the goodness of their ReLU (Eq. 1), the thresholded loss with the penalty
-(``scff_loss``) and takes one AdamW step. The learning rate decays by ``lr_decay`` per epoch
+pre-activations, the goodness of their ReLU (Eq. 1; a map over positions for a conv layer), the
+thresholded loss with the penalty (``scff_loss``) and takes one AdamW step. The learning rate decays by ``lr_decay`` per epoch
 (exponential schedule, Tables F.2-F.5).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..config import LayerConfig
+from ..nn.paired_conv import PairedConv2d
 from ..nn.paired_linear import PairedLinear
 from ..objectives import SCFFLossTerms, scff_loss
 from .pairs import PairBatch
@@ -19,7 +20,7 @@ from .pairs import PairBatch
 class SCFFLayerTrainer:
     """One layer with its own optimiser; it never sees another layer's parameters."""
 
-    def __init__(self, layer: PairedLinear, config: LayerConfig):
+    def __init__(self, layer: PairedLinear | PairedConv2d, config: LayerConfig):
         self.layer = layer
         self.config = config
         self.optimizer = torch.optim.AdamW(layer.parameters(), lr=config.lr, weight_decay=config.weight_decay,

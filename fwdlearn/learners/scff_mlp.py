@@ -1,4 +1,8 @@
-"""SCFF for multilayer perceptrons: the training schedule, read against Algorithms 1 and 2.
+"""SCFF for multilayer perceptrons and convolutional networks: the schedule, read against Algorithms 1 and 2.
+
+One learner for both: ``scff-mlp`` builds an ``SCFFNetwork`` (``PairedLinear`` layers),
+``scff-cnn`` an ``SCFFConvNetwork`` (``PairedConv2d`` layers, pairs concatenated along channels,
+goodness maps per position); the layers offer the same interface, so the schedule below is shared.
 
 For every batch (Algorithm 1/2, inner loop):
   1. build the first layer's pairs from the data (``data_pairs``);
@@ -10,7 +14,11 @@ For every batch (Algorithm 1/2, inner loop):
 Schedules: ``sequential`` trains each layer for its epochs and freezes it before the next
 (section 3.2); ``simultaneous`` trains every layer on every batch, each on the detached output
 of the layer below. All randomness (shuffling, shifts, translations) comes from one generator
-whose state is checkpointed, so a resumed run repeats an uninterrupted one exactly.
+whose state is checkpointed, so a resumed run repeats an uninterrupted one exactly. Training
+images are augmented first when the preset asks (``data.flip``, ``data.crop_pad``: Appendix F).
+
+``device``: where the network, its optimisers and every batch live (the data stay on the CPU and
+are moved batch by batch; random numbers are drawn on the CPU either way).
 """
 
 from __future__ import annotations
@@ -22,9 +30,11 @@ from typing import Callable
 import torch
 
 from ..config import SCFFConfig
+from ..data.augment import augment
 from ..errors import DataError
 from ..progress import progress_bar
 from .pairs import PairBatch, carry_pairs, data_pairs, repair
+from .scff_conv_network import SCFFConvNetwork
 from .scff_layer import SCFFLayerTrainer
 from .scff_network import SCFFNetwork
 
@@ -42,20 +52,24 @@ class EpochRecord:
 
 
 class SCFFMLPLearner:
-    """Trains an ``SCFFNetwork`` layer-locally. ``state_dict`` captures everything needed to resume."""
+    """Trains an ``SCFFNetwork`` or ``SCFFConvNetwork`` layer-locally. ``state_dict`` captures everything
+    needed to resume. ``input_dim``: features per sample (scff-mlp) or the image shape ``[C, H, W]`` (scff-cnn)."""
 
-    def __init__(self, config: SCFFConfig, input_dim: int):
+    def __init__(self, config: SCFFConfig, input_dim: int | tuple[int, ...], device: str | torch.device = "cpu"):
         self.config = config
-        self.network = self.build_network(config, input_dim)
+        self.device = torch.device(device)
+        self.network = self.build_network(config, input_dim).to(self.device)
         self.trainers = [SCFFLayerTrainer(layer, cfg) for layer, cfg in zip(self.network.layers, config.layers)]
         self.generator = torch.Generator().manual_seed(config.seed)
         self.history: list[EpochRecord] = []
         self.next_stage, self.next_epoch = 0, 0
 
     @staticmethod
-    def build_network(config: SCFFConfig, input_dim: int) -> SCFFNetwork:
-        """The network exactly as a fresh learner initialises it (also the untrained baseline)."""
+    def build_network(config: SCFFConfig, input_dim: int | tuple[int, ...]) -> SCFFNetwork | SCFFConvNetwork:
+        """The network exactly as a fresh learner initialises it (also the untrained baseline), on the CPU."""
         torch.manual_seed(config.seed)
+        if config.learner == "scff-cnn":
+            return SCFFConvNetwork(input_dim, config.layers)
         return SCFFNetwork(input_dim, config.layers, config.quant)
 
     @property
@@ -87,6 +101,7 @@ class SCFFMLPLearner:
 
     def train_batch(self, x: torch.Tensor, active: list[int]) -> dict[int, tuple[float, float, float]]:
         """One batch: frozen layers run forward only; each active layer takes its own step."""
+        x = augment(x, self.config.data, self.generator)
         batch = data_pairs(x, self.generator, self.config.data.translate)
         stats = {}
         for index in range(max(active) + 1):
@@ -124,7 +139,7 @@ class SCFFMLPLearner:
             bar = progress_bar(starts, desc=f"layer {names} epoch {self.next_epoch + 1}/{epochs}",
                                enabled=show_progress)
             for start in bar:
-                stats = self.train_batch(x[order[start:start + batch_size]], active)
+                stats = self.train_batch(x[order[start:start + batch_size]].to(self.device), active)
                 for i, values in stats.items():
                     sums[i] = [a + b for a, b in zip(sums[i], values)]
                 bar.set_postfix(loss=f"{stats[active[0]][0]:.4f}", refresh=False)

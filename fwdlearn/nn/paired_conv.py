@@ -1,0 +1,154 @@
+"""A convolutional SCFF layer whose two input halves share one kernel (SCFF Appendix A, D; Table D.1).
+
+A pair ``[a, b]`` is concatenated along channels and met by the kernel ``[W_1, W_2]`` with
+``W_1 = W_2 = W``: convolution is linear in its input channels, so the pre-activation is
+``W * a + W * b + 2 bias`` (``*``: convolution). The layer convolves every *distinct* view once and
+adds the maps of the two halves, as ``PairedLinear`` does for dense layers; half the multiply-adds
+of convolving the doubled input, forward and backward. Padding is "reflect" (the authors' release),
+applied to each half separately, which is what padding the concatenated pair does channel by channel.
+
+Per-sample standardisation (``std`` in Algorithms 1-2) runs over the whole ``C x H x W`` sample,
+as in the authors' release (mean and deviation over dims 1, 2, 3). Chosen over per-channel or
+per-position statistics because it keeps the tied-weight form exact: two halves each standardised
+over their ``C x H x W`` values, concatenated along channels, are already standardised as a whole
+(population deviation), so ``std([a, b]) = [std(a), std(b)]`` and one kernel applied to each
+standardised half gives the pair's pre-activation. It also matches ``PairedLinear``, which
+standardises a flattened image over the same values.
+
+After the convolution: ReLU for plasticity (goodness per position over channels, Algorithms 1-2:
+``G[h, w] = mean_c ReLU(z)[c, h, w]^2``), the ``passed`` activation (triangle or ReLU) followed by
+the layer's pooling for the next layer, and a read-out tap that pools the pooled map once more and
+flattens it for the linear probe (Table D.1, "Layer's output").
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import ConvConfig
+from ..data.transforms import standardize
+from ..errors import DataError
+from ..kernels.goodness import relu_goodness
+from .activations import ACTIVATIONS
+
+
+def make_pool(kind: str, size: int, stride: int, padding: int = 0) -> nn.Module:
+    """``max``/``avg`` pooling (average counts padded zeros, PyTorch's default), or the identity for ``none``."""
+    if kind == "none":
+        return nn.Identity()
+    return nn.MaxPool2d(size, stride, padding) if kind == "max" else nn.AvgPool2d(size, stride, padding)
+
+
+def select_rows(maps: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``maps[rows]`` for the row patterns a ``PairBatch`` holds, without a scatter in the backward pass.
+
+    A contiguous range (``arange(a, a + n)``: the views themselves, Algorithm 1's positive or negative
+    block) is a view of ``maps``; a rolled range (``(arange(n) + s) mod n``: the negative partners) is
+    ``torch.roll`` of it, whose gradient is the opposite roll. Anything else falls back to
+    ``index_select``, whose backward (a scatter-add over maps of ``C x H x W`` values) costs as much as
+    the rest of a first-layer update on the CPU.
+    """
+    n = rows.shape[0]
+    start = int(rows.min()) if n else 0
+    block = torch.arange(start, start + n, device=rows.device)
+    if start + n <= maps.shape[0]:
+        if torch.equal(rows, block):
+            return maps.narrow(0, start, n)
+        shift = int(rows[0]) - start
+        if torch.equal(rows, start + (block - start + shift) % n):
+            return torch.roll(maps.narrow(0, start, n), -shift, 0)
+    return maps.index_select(0, rows)
+
+
+def _pooled(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+class PairedConv2d(nn.Module):
+    """One local convolutional layer: input standardisation, tied-weight conv, activations, pooling, tap.
+
+    ``forward`` is the inference path (the positive pair ``[x, x]`` if ``paired``) returning the
+    pre-activation map ``[N, out_channels, H, W]``; ``plastic``/``goodness`` are what the loss sees,
+    ``passed`` (activation, then pooling) what the next layer sees, ``tap`` what the probe reads.
+    ``name`` labels the layer in error messages.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, conv: ConvConfig, paired: bool,
+                 activation: str = "triangle", name: str = "conv layer"):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, conv.kernel)
+        self.spec = conv
+        self.paired = paired
+        self.activation = activation
+        self.name = name
+        self.pool = make_pool(conv.pool, conv.pool_size, conv.pool_stride, conv.pool_padding)
+        self.readout_pool = make_pool(conv.readout_pool, conv.readout_size, conv.readout_size)
+
+    @property
+    def in_channels(self) -> int:
+        return self.conv.in_channels
+
+    def output_size(self, size: int) -> tuple[int, int, int]:
+        """Side of the conv map, the pooled map and the read-out tap for an input of side ``size``."""
+        spec = self.spec
+        conv = size + 2 * spec.padding - spec.kernel + 1
+        pooled = conv if spec.pool == "none" else _pooled(conv, spec.pool_size, spec.pool_stride, spec.pool_padding)
+        return conv, pooled, pooled // spec.readout_size
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """A one-line ``DataError`` for an input this layer cannot take (dtype, layout, channels, size)."""
+        if not torch.is_floating_point(x):
+            raise DataError(f"{self.name}: input must be a floating-point tensor, got {x.dtype}")
+        if x.dim() != 4:
+            raise DataError(f"{self.name}: input must be images [N, C, H, W], got shape {list(x.shape)}")
+        if x.shape[1] != self.in_channels:
+            raise DataError(f"{self.name}: input has {x.shape[1]} channels, the layer expects {self.in_channels}")
+        for side in x.shape[2:]:
+            if side <= self.spec.padding or min(self.output_size(side)) < 1:
+                raise DataError(f"{self.name}: a {x.shape[2]}x{x.shape[3]} input is too small for a "
+                                f"{self.spec.kernel}x{self.spec.kernel} conv (padding {self.spec.padding}), "
+                                f"{self.spec.pool_size}x{self.spec.pool_size} pool and "
+                                f"{self.spec.readout_size}x{self.spec.readout_size} read-out pool")
+
+    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
+        """``W * pad(std(x))`` without bias."""
+        self.check_input(x)
+        x = standardize(x)
+        if self.spec.padding:
+            x = F.pad(x, (self.spec.padding,) * 4, mode="reflect")
+        return F.conv2d(x, self.conv.weight)
+
+    def project(self, views: torch.Tensor) -> torch.Tensor:
+        """``W * x`` (no bias) of each standardised view, ``[M, C_in, H, W] -> [M, C_out, H', W']``."""
+        return self._convolve(views)
+
+    def combine(self, projections: torch.Tensor, left: torch.Tensor, right: torch.Tensor | None) -> torch.Tensor:
+        """Pre-activation maps of examples made of rows ``left`` (and ``right`` if paired) of ``projections``."""
+        bias = self.conv.bias.view(1, -1, 1, 1)
+        if right is None:
+            return select_rows(projections, left) + bias
+        return select_rows(projections, left) + select_rows(projections, right) + 2.0 * bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self._convolve(x) + self.conv.bias.view(1, -1, 1, 1)
+        return 2.0 * z if self.paired else z
+
+    @staticmethod
+    def plastic(z: torch.Tensor) -> torch.Tensor:
+        """The activity whose goodness is trained: ReLU (Appendix D)."""
+        return torch.relu(z)
+
+    @staticmethod
+    def goodness(z: torch.Tensor) -> torch.Tensor:
+        """``G[n, h, w] = mean_c ReLU(z)[n, c, h, w]^2`` (Algorithms 1-2), one autograd node keeping only ``z``."""
+        return relu_goodness(z, 1)
+
+    def passed(self, z: torch.Tensor) -> torch.Tensor:
+        """The map sent to the next layer: the passed-on activation (triangle over channels, or ReLU), then the pool."""
+        return self.pool(ACTIVATIONS[self.activation](z))
+
+    def tap(self, passed: torch.Tensor) -> torch.Tensor:
+        """The read-out features of a passed-on map: one more pooling, flattened (Table D.1, "Layer's output")."""
+        return self.readout_pool(passed).flatten(1)
