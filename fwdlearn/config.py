@@ -108,6 +108,7 @@ class DataConfig:
     holdout_speakers: list[str] = field(default_factory=list)   # fsdd: test on these speakers instead
     batching: str = "random"       # sequences: "random" or "by-length" batches (data/batching.py)
     negatives: int = 1             # sequences: negative pairs per positive, each with its own shift
+    max_unlabelled: int = 0        # stl10: unlabelled images SCFF trains on (0: all 100,000, 11 GB as float32)
     flip: bool = False             # images: mirror each training image left-right with probability 1/2 (Appendix F)
     crop_pad: int = 0              # images: pad by this many pixels, then crop a random window (Appendix F)
 
@@ -125,6 +126,8 @@ class DataConfig:
         _check(not (self.flip or self.crop_pad) or not self.is_sequence,
                f"{where}.flip and crop_pad apply to image data sets only")
         _check(self.negatives == 1 or self.is_sequence, f"{where}.negatives applies to sequence data sets (scff-rnn)")
+        _check(self.max_unlabelled >= 0, f"{where}.max_unlabelled must be >= 0 (0: all), got {self.max_unlabelled}")
+        _check(not self.max_unlabelled or self.dataset == "stl10", f"{where}.max_unlabelled applies to the stl10 data set only")
         _check(not self.holdout_speakers or self.dataset == "fsdd",
                f"{where}.holdout_speakers applies to the fsdd data set only")
         _check(self.batching in BATCHING, f"{where}.batching must be one of {', '.join(BATCHING)}, got {self.batching!r}")

@@ -62,7 +62,8 @@ def untrained_network(config: SCFFConfig, input_dim: int | tuple[int, ...]) -> t
 
 
 def load_run_dataset(config: SCFFConfig, data_dir: str | Path | None) -> LabelledDataset:
-    return load_dataset(config.data.dataset, data_dir, holdout_speakers=config.data.holdout_speakers)
+    return load_dataset(config.data.dataset, data_dir, holdout_speakers=config.data.holdout_speakers,
+                        max_unlabelled=config.data.max_unlabelled or None)
 
 
 def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | None = None, fresh: bool = False,

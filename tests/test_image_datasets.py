@@ -272,14 +272,15 @@ def test_cifar10_needs_a_data_dir(monkeypatch):
     assert_one_line_error(excinfo, "CIFAR-10", "--data-dir", DATA_DIR_ENV)
 
 
-def test_cifar10_missing_or_empty_directory(tmp_path):
+@pytest.mark.parametrize("load, marker", [(load_cifar10, "data_batch_1"), (load_stl10, "train_X.bin")])
+def test_missing_or_empty_directory(tmp_path, load, marker):
     missing = tmp_path / "nowhere"
     with pytest.raises(DataError) as excinfo:
-        load_cifar10(missing)
+        load(missing)
     assert_one_line_error(excinfo, str(missing), "does not exist")
     with pytest.raises(DataError) as excinfo:
-        load_cifar10(tmp_path)
-    assert_one_line_error(excinfo, "data_batch_1", str(tmp_path))
+        load(tmp_path)
+    assert_one_line_error(excinfo, marker, str(tmp_path))
 
 
 @pytest.mark.parametrize("name", ["data_batch_3", "data_batch_5", "test_batch", "batches.meta"])
@@ -532,16 +533,6 @@ def test_stl10_via_load_dataset(tmp_path, monkeypatch):
     assert_one_line_error(excinfo, "STL-10", "--data-dir", DATA_DIR_ENV)
 
 
-def test_stl10_missing_or_empty_directory(tmp_path):
-    missing = tmp_path / "nowhere"
-    with pytest.raises(DataError) as excinfo:
-        load_stl10(missing)
-    assert_one_line_error(excinfo, str(missing), "does not exist")
-    with pytest.raises(DataError) as excinfo:
-        load_stl10(tmp_path)
-    assert_one_line_error(excinfo, "train_X.bin", str(tmp_path))
-
-
 @pytest.mark.parametrize("name", ["train_y.bin", "test_X.bin", "test_y.bin", "class_names.txt", "unlabeled_X.bin"])
 def test_stl10_missing_file(tmp_path, name):
     write_stl(tmp_path)
@@ -659,3 +650,27 @@ def test_cli_accepts_the_datasets(tmp_path, capsys, name, label):
     err = capsys.readouterr().err.strip()
     assert err.startswith("fwdlearn: error:") and "\n" not in err
     assert label in err and str(missing) in err
+
+
+def test_a_run_loads_only_the_unlabelled_images_its_preset_asks_for(tmp_path, monkeypatch):
+    """``data.max_unlabelled`` reaches the STL-10 loader through the run; other data sets refuse it."""
+    from fwdlearn.config import load_preset
+    from fwdlearn.errors import ConfigError
+    from fwdlearn.runs import load_run_dataset
+
+    config = load_preset("stl10-paper")
+    config.data.max_unlabelled = 3
+    seen = {}
+
+    def fake_loader(folder, *, unlabelled=True, max_unlabelled=None):
+        seen["max_unlabelled"] = max_unlabelled
+        raise DataError("stop here")
+
+    monkeypatch.setattr("fwdlearn.data.stl10.load_stl10", fake_loader)
+    with pytest.raises(DataError, match="stop here"):
+        load_run_dataset(config, tmp_path)
+    assert seen == {"max_unlabelled": 3}
+    digits = load_preset("digits")
+    digits.data.max_unlabelled = 3
+    with pytest.raises(ConfigError, match="max_unlabelled applies to the stl10 data set only"):
+        digits.validate()

@@ -217,3 +217,14 @@ def test_trains_on_cuda_and_returns_cpu_features():
     assert all(p.is_cuda for p in learner.network.parameters())
     features = layer_features(learner.network, torch.rand(5, 1, 8, 8))
     assert all(f.device.type == "cpu" for f in features)
+
+
+def test_mac_count_sees_every_convolution():
+    """``hardware.ops.count_macs`` (the export report's figure) counts each layer's conv: H'W' * C_out * C_in * k^2."""
+    from fwdlearn.hardware.ops import count_macs
+
+    network = SCFFConvNetwork((1, 8, 8), conv_config(widths=(6, 8)).layers)
+    counted = count_macs(network, torch.rand(2, 1, 8, 8))
+    layer1 = 2 * 8 * 8 * 6 * 1 * 3 * 3      # 8x8 map (padding 1), 6 kernels over 1 channel
+    layer2 = 2 * 4 * 4 * 8 * 6 * 3 * 3      # after the 2x2 max-pool: 4x4 map, 8 kernels over 6 channels
+    assert counted["Conv2d"] == layer1 + layer2 and counted["total"] == layer1 + layer2

@@ -25,6 +25,14 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
     return Path(chosen).expanduser() if chosen else None
 
 
+def required_data_dir(data_dir: str | Path | None, label: str) -> Path:
+    """``resolve_data_dir``, or a one-line ``DataError`` saying that data set ``label`` needs one."""
+    folder = resolve_data_dir(data_dir)
+    if folder is None:
+        raise DataError(f"{label} needs a data directory: pass --data-dir or set {DATA_DIR_ENV}")
+    return folder
+
+
 def load_dataset(name: str, data_dir: str | Path | None = None, *,
                  holdout_speakers: Sequence[str] = (), unlabelled: bool = True,
                  max_unlabelled: int | None = None) -> LabelledDataset:
@@ -39,27 +47,19 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *,
         from .digits import load_digits_dataset
         dataset = load_digits_dataset()
     elif name == "mnist":
-        folder = resolve_data_dir(data_dir)
-        if folder is None:
-            raise DataError(f"MNIST needs a data directory: pass --data-dir or set {DATA_DIR_ENV}")
+        folder = required_data_dir(data_dir, "MNIST")
         from .mnist import load_mnist
         dataset = load_mnist(folder)
     elif name == "fsdd":
-        folder = resolve_data_dir(data_dir)
-        if folder is None:
-            raise DataError(f"FSDD needs a data directory: pass --data-dir or set {DATA_DIR_ENV}")
+        folder = required_data_dir(data_dir, "FSDD")
         from .fsdd import load_fsdd
         dataset = load_fsdd(folder, holdout_speakers=holdout_speakers)
     elif name == "cifar10":
-        folder = resolve_data_dir(data_dir)
-        if folder is None:
-            raise DataError(f"CIFAR-10 needs a data directory: pass --data-dir or set {DATA_DIR_ENV}")
+        folder = required_data_dir(data_dir, "CIFAR-10")
         from .cifar10 import load_cifar10
         dataset = load_cifar10(folder)
     elif name == "stl10":
-        folder = resolve_data_dir(data_dir)
-        if folder is None:
-            raise DataError(f"STL-10 needs a data directory: pass --data-dir or set {DATA_DIR_ENV}")
+        folder = required_data_dir(data_dir, "STL-10")
         from .stl10 import load_stl10
         dataset = load_stl10(folder, unlabelled=unlabelled, max_unlabelled=max_unlabelled)
     elif name == "sequences":

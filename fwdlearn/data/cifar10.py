@@ -21,6 +21,7 @@ import torch
 from ..errors import DataError
 from .channel_norm import channel_mean_std, normalised
 from .dataset import LabelledDataset, Split
+from .folders import find_official_folder
 from .safe_pickle import load_restricted
 
 FOLDER = "cifar-10-batches-py"
@@ -35,12 +36,7 @@ NUM_CLASSES = 10
 
 def find_cifar10_dir(data_dir: Path) -> Path:
     """Accept the batches folder itself, its parent, or a parent's ``cifar10/`` sub-folder."""
-    for candidate in (data_dir, data_dir / FOLDER, data_dir / "cifar10", data_dir / "cifar10" / FOLDER):
-        if (candidate / TRAIN_FILES[0]).is_file():
-            return candidate
-    if not data_dir.is_dir():
-        raise DataError(f"CIFAR-10: data directory {data_dir} does not exist")
-    raise DataError(f"CIFAR-10: no {TRAIN_FILES[0]} in {data_dir}, {data_dir / FOLDER} or {data_dir / 'cifar10'}")
+    return find_official_folder(data_dir, "CIFAR-10", FOLDER, "cifar10", TRAIN_FILES[0])
 
 
 def _load_dict(path: Path) -> dict:

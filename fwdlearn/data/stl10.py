@@ -23,6 +23,7 @@ import torch
 from ..errors import DataError
 from .channel_norm import channel_mean_std, normalised
 from .dataset import LabelledDataset, Split
+from .folders import find_official_folder
 
 FOLDER = "stl10_binary"
 FILES = {"train": ("train_X.bin", "train_y.bin"), "test": ("test_X.bin", "test_y.bin")}
@@ -36,12 +37,7 @@ NUM_CLASSES = 10
 
 def find_stl10_dir(data_dir: Path) -> Path:
     """Accept the ``stl10_binary`` folder itself, its parent, or a parent's ``stl10/`` sub-folder."""
-    for candidate in (data_dir, data_dir / FOLDER, data_dir / "stl10", data_dir / "stl10" / FOLDER):
-        if (candidate / FILES["train"][0]).is_file():
-            return candidate
-    if not data_dir.is_dir():
-        raise DataError(f"STL-10: data directory {data_dir} does not exist")
-    raise DataError(f"STL-10: no {FILES['train'][0]} in {data_dir}, {data_dir / FOLDER} or {data_dir / 'stl10'}")
+    return find_official_folder(data_dir, "STL-10", FOLDER, "stl10", FILES["train"][0])
 
 
 def _size(path: Path) -> int:

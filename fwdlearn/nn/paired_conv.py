@@ -112,13 +112,15 @@ class PairedConv2d(nn.Module):
                                 f"{self.spec.pool_size}x{self.spec.pool_size} pool and "
                                 f"{self.spec.readout_size}x{self.spec.readout_size} read-out pool")
 
-    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
-        """``W * pad(std(x))`` without bias."""
+    def _prepared(self, x: torch.Tensor) -> torch.Tensor:
+        """``pad(std(x))``: the checked input, standardised and reflect-padded."""
         self.check_input(x)
         x = standardize(x)
-        if self.spec.padding:
-            x = F.pad(x, (self.spec.padding,) * 4, mode="reflect")
-        return F.conv2d(x, self.conv.weight)
+        return F.pad(x, (self.spec.padding,) * 4, mode="reflect") if self.spec.padding else x
+
+    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
+        """``W * pad(std(x))`` without bias."""
+        return F.conv2d(self._prepared(x), self.conv.weight)
 
     def project(self, views: torch.Tensor) -> torch.Tensor:
         """``W * x`` (no bias) of each standardised view, ``[M, C_in, H, W] -> [M, C_out, H', W']``."""
@@ -132,7 +134,7 @@ class PairedConv2d(nn.Module):
         return select_rows(projections, left) + select_rows(projections, right) + 2.0 * bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self._convolve(x) + self.conv.bias.view(1, -1, 1, 1)
+        z = self.conv(self._prepared(x))    # the module itself, so that MAC counters and hooks see it
         return 2.0 * z if self.paired else z
 
     @staticmethod
