@@ -224,19 +224,26 @@ def test_cifar10_distinctive_image(tmp_path):
     assert got[2, 3, 29] == 250 and got[2].sum() == 250
 
 
+def assert_normalised_with_training_statistics(ds, train_images, others) -> None:
+    """Training split per channel: mean 0, std 1; ``meta`` holds the training split's mean/std of x / 255;
+    every ``(tensor, raw images)`` in ``others`` is normalised with those, not its own."""
+    x = ds.train.x.double()
+    np.testing.assert_allclose(x.mean(dim=(0, 2, 3)).numpy(), 0.0, atol=1e-5)
+    np.testing.assert_allclose(x.std(dim=(0, 2, 3), unbiased=False).numpy(), 1.0, atol=1e-5)
+    mean, std = expected_stats(train_images)
+    np.testing.assert_allclose(ds.meta["mean"], mean, rtol=1e-9)
+    np.testing.assert_allclose(ds.meta["std"], std, rtol=1e-9)
+    for tensor, images in others:
+        expected = (images / 255.0 - mean.reshape(1, 3, 1, 1)) / std.reshape(1, 3, 1, 1)
+        np.testing.assert_allclose(tensor.numpy(), expected, atol=1e-5)
+
+
 def test_cifar10_normalisation(tmp_path):
     """Training split per channel: mean 0, std 1; meta records the training split's mean/std of x / 255,
     and the test split is normalised with those, not its own."""
     written = write_cifar(tmp_path)
     ds = load_cifar10(tmp_path)
-    x = ds.train.x.double()
-    np.testing.assert_allclose(x.mean(dim=(0, 2, 3)).numpy(), 0.0, atol=1e-5)
-    np.testing.assert_allclose(x.std(dim=(0, 2, 3), unbiased=False).numpy(), 1.0, atol=1e-5)
-    mean, std = expected_stats(written["train_x"])
-    np.testing.assert_allclose(ds.meta["mean"], mean, rtol=1e-9)
-    np.testing.assert_allclose(ds.meta["std"], std, rtol=1e-9)
-    expected_test = (written["test_x"] / 255.0 - mean.reshape(1, 3, 1, 1)) / std.reshape(1, 3, 1, 1)
-    np.testing.assert_allclose(ds.test.x.numpy(), expected_test, atol=1e-5)
+    assert_normalised_with_training_statistics(ds, written["train_x"], ((ds.test.x, written["test_x"]),))
     assert ds.meta["channels"] == ["R", "G", "B"]
 
 
@@ -467,15 +474,8 @@ def test_stl10_normalisation(tmp_path):
     """Training split per channel: mean 0, std 1; test and unlabelled use the training split's statistics."""
     written = write_stl(tmp_path)
     ds = load_stl10(tmp_path)
-    x = ds.train.x.double()
-    np.testing.assert_allclose(x.mean(dim=(0, 2, 3)).numpy(), 0.0, atol=1e-5)
-    np.testing.assert_allclose(x.std(dim=(0, 2, 3), unbiased=False).numpy(), 1.0, atol=1e-5)
-    mean, std = expected_stats(written["train_x"])
-    np.testing.assert_allclose(ds.meta["mean"], mean, rtol=1e-9)
-    np.testing.assert_allclose(ds.meta["std"], std, rtol=1e-9)
-    for tensor, images in ((ds.test.x, written["test_x"]), (ds.unlabelled, written["unlabeled_x"])):
-        expected = (images / 255.0 - mean.reshape(1, 3, 1, 1)) / std.reshape(1, 3, 1, 1)
-        np.testing.assert_allclose(tensor.numpy(), expected, atol=1e-5)
+    assert_normalised_with_training_statistics(
+        ds, written["train_x"], ((ds.test.x, written["test_x"]), (ds.unlabelled, written["unlabeled_x"])))
 
 
 @pytest.mark.parametrize("limit, expected", [(None, 5), (2, 2), (5, 5), (9, 5), (0, 0)])

@@ -49,3 +49,15 @@ def normalised(images: np.ndarray, mean: list[float], std: list[float]) -> torch
         block = torch.from_numpy(np.ascontiguousarray(images[start:start + CHUNK]))
         out[start:start + CHUNK] = block.float().div_(255.0).sub_(shift).div_(scale)
     return out
+
+
+def normalisation_meta(mean: list[float], std: list[float], channels: tuple[str, ...]) -> dict:
+    """The ``meta`` entries (read by the ONNX export) that say how raw uint8 images were normalised."""
+    return {
+        "layout": "NCHW",
+        "channels": list(channels),
+        "scale": "divide by 255",
+        "mean": mean,
+        "std": std,
+        "normalisation": "per channel c: (x / 255 - mean[c]) / std[c], mean and population std of the training split",
+    }

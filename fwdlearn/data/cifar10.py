@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .channel_norm import channel_mean_std, normalised
+from .channel_norm import channel_mean_std, normalisation_meta, normalised
 from .dataset import LabelledDataset, Split
 from .folders import find_official_folder
 from .safe_pickle import load_restricted
@@ -103,12 +103,7 @@ def load_cifar10(data_dir: str | Path) -> LabelledDataset:
         "raw": f"CIFAR-10 python batches: uint8 rows of {ROW} values, the R, G, B planes of a 32x32 image, "
                "each row-major",
         "source_layout": "[N, 3072] = [N, C, H, W] (C-order)",
-        "layout": "NCHW",
-        "channels": list(CHANNELS),
-        "scale": "divide by 255",
-        "mean": mean,
-        "std": std,
-        "normalisation": "per channel c: (x / 255 - mean[c]) / std[c], mean and population std of the training split",
+        **normalisation_meta(mean, std, CHANNELS),
     }
     return LabelledDataset(
         "cifar10",

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .channel_norm import channel_mean_std, normalised
+from .channel_norm import channel_mean_std, normalisation_meta, normalised
 from .dataset import LabelledDataset, Split
 from .folders import find_official_folder
 
@@ -125,12 +125,7 @@ def load_stl10(data_dir: str | Path, *, unlabelled: bool = True, max_unlabelled:
     meta = {
         "raw": f"STL-10 binary: {IMAGE_BYTES} uint8 per image, the R, G, B planes of 96x96, each column-major",
         "source_layout": "[N, C, W, H] (C-order), transposed to [N, C, H, W]",
-        "layout": "NCHW",
-        "channels": list(CHANNELS),
-        "scale": "divide by 255",
-        "mean": mean,
-        "std": std,
-        "normalisation": "per channel c: (x / 255 - mean[c]) / std[c], mean and population std of the training split",
+        **normalisation_meta(mean, std, CHANNELS),
         "labels": "file labels 1..10 minus 1",
         "unlabelled": 0 if extra is None else int(extra.shape[0]),
     }
