@@ -192,8 +192,8 @@ def _apply_quant_options(config, args) -> None:
 
 def _apply_lac_overrides(config, args):
     _reject_options(args, SCFF_ONLY_OPTIONS, config.learner)
-    if args.device not in (None, "cpu"):
-        raise ConfigError(f"--device {args.device}: {config.learner} trains on the CPU only")
+    from .runs import check_train_device
+    check_train_device(config, args.device or "cpu")    # the one device check; LAC trains on the CPU
     _apply_quant_options(config, args)
     if args.dataset is not None:
         config.data.dataset = args.dataset

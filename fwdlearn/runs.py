@@ -47,6 +47,10 @@ def network_input(config: SCFFConfig, dataset: LabelledDataset) -> int | tuple[i
     return dataset.sample_shape if config.learner == "scff-cnn" else dataset.num_features
 
 
+def _as_list(input_dim: int | tuple[int, ...] | list[int]) -> int | list[int]:
+    return list(input_dim) if isinstance(input_dim, (tuple, list)) else input_dim
+
+
 def check_train_device(config: SCFFConfig, device: str) -> None:
     """A one-line ``ConfigError`` for a device that does not exist here or that the learner cannot use."""
     from .bench.sweep import check_device
@@ -190,8 +194,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path | None, out
         log(f"note: {checkpoint} is from an unfinished run; evaluating the network as it stands")
     dataset = load_run_dataset(config, data_dir)
     expected, saved = network_input(config, dataset), payload["input_dim"]
-    if (list(expected) if isinstance(expected, tuple) else expected) != (
-            list(saved) if isinstance(saved, (tuple, list)) else saved):
+    if _as_list(expected) != _as_list(saved):      # an image shape may come back from the file as a list
         raise CheckpointError(f"{checkpoint}: network expects {saved} inputs but {dataset.name} has {expected}")
     network = untrained_network(config, saved)
     try:

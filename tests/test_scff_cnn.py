@@ -207,6 +207,8 @@ def test_cli_trains_scff_cnn_writes_results_and_resumes(tmp_path):
 def test_cuda_without_a_gpu_is_one_line(tmp_path):
     result = fwdlearn("train", "scff-cnn", "--device", "cuda", "--out", str(tmp_path / "run"))
     assert_one_line_error(result, "--device cuda", "no CUDA device")
+    result = fwdlearn("train", "lac-mlp", "--device", "cuda", "--out", str(tmp_path / "lac"))
+    assert_one_line_error(result, "--device cuda", "no CUDA device")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
