@@ -31,7 +31,7 @@ from .progress import bars_visible
 HALT_ENV = "FWDLEARN_HALT_AFTER_EPOCHS"   # test hook: hard-exit after N epochs, as a kill would
 
 
-DEVICE_LEARNERS = ("scff-mlp", "scff-cnn")   # learners that train on --device cuda
+DEVICE_LEARNERS = ("scff-mlp", "scff-cnn", "scff-rnn")   # learners that train on --device cuda
 
 
 def device_description(device: str = "cpu") -> str:
@@ -75,7 +75,7 @@ def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | No
               device: str = "cpu") -> dict:
     """Train (or resume), evaluate with baselines, and write the run's files. Returns the results dict.
 
-    ``device``: where scff-mlp / scff-cnn train and compute probe features (the probe itself runs on
+    ``device``: where scff-mlp / scff-cnn / scff-rnn train and compute probe features (the probe itself runs on
     the CPU). A data set with an ``unlabelled`` split (STL-10) trains SCFF on it; the probe reads train/test.
     """
     out_dir = Path(out_dir)

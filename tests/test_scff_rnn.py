@@ -193,3 +193,21 @@ def test_several_negatives_pair_each_sequence_with_distinct_partners():
     for block in blocks:
         assert (block != torch.arange(n)).all()
     torch.testing.assert_close(pair_lengths, torch.maximum(lengths[left], lengths[right]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_trains_on_cuda_like_on_the_cpu():
+    """The same seed on the GPU draws the same pairs and batches (they are drawn on the CPU) and
+    ends at the same weights within float tolerance; features come back to the CPU."""
+    from fwdlearn.eval.features import layer_features
+    x, lengths = sequences(n=8, steps=9)
+    learners = {}
+    for device in ("cpu", "cuda"):
+        learners[device] = SCFFRNNLearner(rnn_config(epochs=2), F_IN, device=device)
+        learners[device].train(x, lengths, show_progress=False)
+    assert all(p.is_cuda for p in learners["cuda"].network.parameters())
+    for name, p_cpu in learners["cpu"].network.state_dict().items():
+        torch.testing.assert_close(learners["cuda"].network.state_dict()[name].cpu(), p_cpu, atol=1e-4, rtol=1e-3)
+    (features,) = layer_features(learners["cuda"].network, x, lengths)
+    assert features.device.type == "cpu"
+    torch.testing.assert_close(features, layer_features(learners["cpu"].network, x, lengths)[0], atol=1e-3, rtol=1e-3)

@@ -12,15 +12,16 @@ def layer_features(network: torch.nn.Module, x: torch.Tensor, lengths: torch.Ten
                    batch_size: int = 2000) -> list[torch.Tensor]:
     """Every layer's passed-on activity for samples ``x`` (and ``lengths`` for sequences), in large batches.
 
-    Fixed-size samples are moved batch by batch to the network's device and their features back to
-    the CPU, where the probe kernel runs.
+    Samples (and sequence lengths) are moved batch by batch to the network's device and their
+    features back to the CPU, where the probe kernel runs.
     """
     network.eval()
+    device = next(network.parameters()).device
     if lengths is None:
-        device = next(network.parameters()).device
         chunks = [[f.cpu() for f in network(x[s:s + batch_size].to(device))] for s in range(0, x.shape[0], batch_size)]
     else:
-        chunks = [network(x[s:s + batch_size, :int(lengths[s:s + batch_size].max())], lengths[s:s + batch_size])
+        chunks = [[f.cpu() for f in network(x[s:s + batch_size, :int(lengths[s:s + batch_size].max())].to(device),
+                                            lengths[s:s + batch_size].to(device))]
                   for s in range(0, x.shape[0], batch_size)]
     return [torch.cat([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 

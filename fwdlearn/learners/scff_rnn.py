@@ -59,9 +59,9 @@ class SCFFDirectionTrainer:
         """Per-step goodness ``[E, T]`` of ``z_t`` with ``states`` held constant, and the mask of real steps."""
         if states.requires_grad:
             raise RuntimeError("the recurrent state fed to a step must be detached (no gradient through time)")
-        valid = torch.arange(drive.shape[1])[None, :] < pair_lengths[:, None]
+        valid = torch.arange(drive.shape[1], device=drive.device)[None, :] < pair_lengths[:, None]
         z = self.direction.step(drive[valid], states[valid])          # only real steps: [n_valid, hidden]
-        g = torch.zeros(valid.shape, dtype=z.dtype).masked_scatter(valid, relu_goodness(z))
+        g = z.new_zeros(valid.shape).masked_scatter(valid, relu_goodness(z))
         return g, valid
 
     def update(self, x, lengths, left, right, pair_lengths, n_pos: int) -> SCFFLossTerms:
@@ -108,11 +108,12 @@ def pair_examples(lengths: torch.Tensor, generator: torch.Generator, negatives: 
 class SCFFRNNLearner(EpochCounter):
     """Trains a ``LocalBiRNN`` with SCFF. ``state_dict`` captures everything needed to resume."""
 
-    def __init__(self, config: SCFFConfig, input_dim: int):
+    def __init__(self, config: SCFFConfig, input_dim: int, device: str | torch.device = "cpu"):
         if len(config.layers) != 1:
             raise ConfigError(f"scff-rnn trains one bidirectional layer; the preset lists {len(config.layers)}")
         self.config = config
-        self.network = self.build_network(config, input_dim)
+        self.device = torch.device(device)
+        self.network = self.build_network(config, input_dim).to(self.device)
         self.trainers = [SCFFDirectionTrainer(self.network, which, config.layers[0]) for which in (0, 1)]
         self.generator = torch.Generator().manual_seed(config.seed)
         self.history: list[EpochRecord] = []
@@ -131,8 +132,10 @@ class SCFFRNNLearner(EpochCounter):
     def train_batch(self, x: torch.Tensor, lengths: torch.Tensor) -> list[SCFFLossTerms]:
         """One batch of sequences: each direction takes its own local step."""
         steps = int(lengths.max())
-        x = x[:, :steps]
-        left, right, pair_lengths = pair_examples(lengths, self.generator, self.config.data.negatives)
+        x = x[:, :steps].to(self.device)
+        pairs = pair_examples(lengths.cpu(), self.generator, self.config.data.negatives)   # drawn on the CPU
+        left, right, pair_lengths = (p.to(self.device) for p in pairs)
+        lengths = lengths.to(self.device)
         return [trainer.update(x, lengths, left, right, pair_lengths, lengths.shape[0]) for trainer in self.trainers]
 
     def train(self, x: torch.Tensor, lengths: torch.Tensor | None = None,

@@ -56,14 +56,14 @@ def reversed_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     Positions past a sequence's end point at ``steps`` (one past the last frame), which callers
     pad with a zero frame.
     """
-    t = torch.arange(steps)
+    t = torch.arange(steps, device=lengths.device)
     index = lengths[:, None] - 1 - t[None, :]
     return torch.where(index >= 0, index, torch.full_like(index, steps))
 
 
 def forward_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     """``[E, steps]`` time indices reading each sequence forwards; past its end they point at ``steps``."""
-    t = torch.arange(steps).expand(lengths.shape[0], steps)
+    t = torch.arange(steps, device=lengths.device).expand(lengths.shape[0], steps)
     return torch.where(t < lengths[:, None], t, torch.full_like(t, steps))
 
 
@@ -199,7 +199,8 @@ class LocalBiRNN(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         check_sequences(x, lengths, self.input_dim)
-        k = torch.arange(x.shape[0])
+        lengths = lengths.to(x.device)
+        k = torch.arange(x.shape[0], device=x.device)
         finals = [direction.run(self.drive(which, x, lengths, k, k, lengths), lengths)[0]
                   for which, direction in enumerate(self.directions)]
         return [torch.cat([standardize(h) for h in finals], dim=1)]
