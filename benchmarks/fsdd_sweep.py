@@ -51,24 +51,37 @@ _STATE: dict = {}
 def export_features(data_dir: str, out: str) -> None:
     from fwdlearn.atomic import save_torch
     from fwdlearn.data import load_dataset
+    from fwdlearn.data.fsdd import TEST_INDICES, find_fsdd_dir, list_recordings
     train = load_dataset("fsdd", data_dir).train
+    takes = [r.index for r in list_recordings(find_fsdd_dir(Path(data_dir))) if r.index not in TEST_INDICES]
     valid = torch.arange(train.x.shape[1])[None, :] < train.lengths[:, None]
-    save_torch({"frames": train.x[valid], "y": train.y, "lengths": train.lengths}, out)   # unpadded: 1/4 the bytes
+    save_torch({"frames": train.x[valid], "y": train.y, "lengths": train.lengths,   # unpadded: 1/4 the bytes
+                "takes": torch.tensor(takes)}, out)
     print(f"wrote {len(train)} training recordings' features to {out}")
 
 
-def validation_split(blob: dict):
-    """(fit, validation) ``Split``s of the training recordings: the same 300 held out every time."""
+def validation_split(blob: dict, holdout: str = "random"):
+    """(fit, validation) ``Split``s of the training recordings: the same 300 held out every time.
+
+    ``random``: 300 drawn with ``SPLIT_SEED``; ``takes``: every recording of takes 5-9 (300 in FSDD) of every speaker and digit, as the
+    official test set is takes 0-4 (neighbouring takes of one session are near-duplicates, so a random
+    hold-out shares sessions with the recordings the probe is fitted on and the test set does not).
+    """
     from fwdlearn.data.dataset import Split
     lengths = blob["lengths"]
     x = blob["frames"].new_zeros(lengths.shape[0], int(lengths.max()), blob["frames"].shape[-1])
     x[torch.arange(x.shape[1])[None, :] < lengths[:, None]] = blob["frames"]
-    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(SPLIT_SEED))
+    if holdout == "takes":
+        held = (blob["takes"] >= 5) & (blob["takes"] <= 9)
+        order, n_held = torch.cat([held.nonzero()[:, 0], (~held).nonzero()[:, 0]]), int(held.sum())
+    else:
+        order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(SPLIT_SEED))
+        n_held = N_VALIDATION
 
     def subset(rows: torch.Tensor) -> Split:
         steps = int(lengths[rows].max())
         return Split(x[rows, :steps].contiguous(), blob["y"][rows], lengths[rows])
-    return subset(perm[N_VALIDATION:]), subset(perm[:N_VALIDATION])
+    return subset(order[n_held:]), subset(order[:n_held])
 
 
 def draw_trials(n: int, seed: int) -> list[dict]:
@@ -83,13 +96,14 @@ def draw_trials(n: int, seed: int) -> list[dict]:
     return trials
 
 
-def _init_worker(features: str, device: str, gpu_workers: int, counter) -> None:
+def _init_worker(features: str, holdout: str, device: str, gpu_workers: int, counter) -> None:
     """Each worker: one CPU thread; the first ``gpu_workers`` to start train on ``device``, the rest on the CPU."""
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
     with counter.get_lock():
         index, counter.value = counter.value, counter.value + 1
-    _STATE["split"] = validation_split(torch.load(features, weights_only=True))
+    _STATE["split"] = validation_split(torch.load(features, weights_only=True), holdout)
+    _STATE["holdout"] = holdout
     _STATE["device"] = device if index < gpu_workers else "cpu"
 
 
@@ -119,7 +133,7 @@ def run_job(job: tuple[int, dict, int]) -> dict:
     (result,) = probe_network(learner.network, dataset, config, [[1]], "trained", False)
     return {"trial": trial_id, "settings": trial, "seed": seed, "val_accuracy": round(100 * result.test_accuracy, 2),
             "fit_accuracy": round(100 * result.train_accuracy, 2), "train_seconds": round(train_seconds, 1),
-            "total_seconds": round(time.perf_counter() - started, 1), "device": _STATE["device"]}
+            "total_seconds": round(time.perf_counter() - started, 1), "device": _STATE["device"], "holdout": _STATE["holdout"]}
 
 
 def done_jobs(out: Path) -> set[tuple[str, int]]:
@@ -144,7 +158,7 @@ def run_sweep(args: argparse.Namespace) -> None:
         os.environ[name] = "1"                                                  # oversubscribed cores
     context = multiprocessing.get_context("spawn")
     counter = context.Value("i", 0)
-    with context.Pool(args.workers, _init_worker, (args.features, args.device, gpu_workers, counter)) as pool, \
+    with context.Pool(args.workers, _init_worker, (args.features, args.holdout, args.device, gpu_workers, counter)) as pool, \
             out.open("a") as sink:
         def record(result: dict) -> None:      # runs in the pool's result thread, as each job ends
             sink.write(json.dumps(result) + "\n")
@@ -185,6 +199,8 @@ def main() -> None:
     export.add_argument("--out", required=True)
     run = sub.add_parser("run", help="train and validate (trial, seed) jobs in parallel")
     run.add_argument("--features", required=True, help="file written by `export`")
+    run.add_argument("--holdout", choices=["random", "takes"], default="random",
+                     help="which 300 training recordings validate: random ones, or takes 5-9 (like the test set's 0-4)")
     run.add_argument("--trials", type=int, default=20)
     run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     run.add_argument("--only", type=int, nargs="+", help="run these trial numbers only (e.g. the best, at more seeds)")

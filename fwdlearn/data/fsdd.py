@@ -166,7 +166,7 @@ def mfcc_features(audio: np.ndarray, sample_rate: int, settings: MFCCSettings = 
 
 
 @dataclass(frozen=True)
-class _Recording:
+class Recording:
     path: Path
     digit: int
     speaker: str
@@ -189,13 +189,14 @@ def _is_wav(path: Path) -> bool:
     return path.suffix.lower() == ".wav" and not path.name.startswith(".") and path.is_file()
 
 
-def _list_recordings(folder: Path) -> list[_Recording]:
+def list_recordings(folder: Path) -> list[Recording]:
+    """Every recording in ``folder``, ordered by file name (the order of the loaded splits)."""
     recordings = []
     for path in sorted((p for p in folder.iterdir() if _is_wav(p)), key=lambda p: p.name):
         match = NAME_PATTERN.match(path.name)
         if match is None:
             raise DataError(f"{path}: file name does not match {{digit}}_{{speaker}}_{{index}}.wav")
-        recordings.append(_Recording(path, int(match["digit"]), match["speaker"], int(match["index"])))
+        recordings.append(Recording(path, int(match["digit"]), match["speaker"], int(match["index"])))
     return recordings
 
 
@@ -229,7 +230,7 @@ def resolve_cache_dir(cache_dir: str | Path | None = None) -> Path:
     return Path(chosen).expanduser()
 
 
-def _cache_key(recordings: Sequence[_Recording], settings: MFCCSettings) -> str:
+def _cache_key(recordings: Sequence[Recording], settings: MFCCSettings) -> str:
     try:
         import librosa
         librosa_version = librosa.__version__
@@ -278,7 +279,7 @@ def _load_cache(path: Path, key: str, names: Sequence[str], num_features: int) -
     return dict(zip(cached_names, packed.split(lengths.tolist())))
 
 
-def _compute_features(recordings: Sequence[_Recording], settings: MFCCSettings,
+def _compute_features(recordings: Sequence[Recording], settings: MFCCSettings,
                       show_progress: bool) -> dict[str, torch.Tensor]:
     features = {}
     with _single_threaded_blas():
@@ -320,7 +321,7 @@ def load_fsdd(folder: Path, holdout_speakers: Sequence[str] = (), cache_dir: Pat
     Samples are ordered by file name.
     """
     folder = find_fsdd_dir(Path(folder).expanduser())
-    recordings = _list_recordings(folder)
+    recordings = list_recordings(folder)
     speakers = sorted({rec.speaker for rec in recordings})
     if isinstance(holdout_speakers, str):
         holdout_speakers = (holdout_speakers,)

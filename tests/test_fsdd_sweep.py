@@ -1,0 +1,54 @@
+"""The FSDD validation sweep (benchmarks/fsdd_sweep.py): its split never mixes held-out and fitted
+recordings, its unpadded feature file restores the padded tensors, and its trials are stable."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import fsdd_sweep  # noqa: E402
+
+
+def test_validation_split_restores_padding_and_holds_out_the_same_recordings():
+    g = torch.Generator().manual_seed(0)
+    n = fsdd_sweep.N_VALIDATION + 40
+    lengths = torch.randint(3, 12, (n,), generator=g)
+    padded = torch.randn(n, 11, 39, generator=g) * (torch.arange(11)[None, :, None] < lengths[:, None, None])
+    valid = torch.arange(11)[None, :] < lengths[:, None]
+    y = torch.arange(n)                      # labels name the recordings
+    blob = {"frames": padded[valid], "y": y, "lengths": lengths, "takes": torch.arange(n) % 45 + 5}
+    fit, val = fsdd_sweep.validation_split(blob)
+    assert len(val) == fsdd_sweep.N_VALIDATION and len(fit) == 40
+    assert not set(fit.y.tolist()) & set(val.y.tolist())
+    for split in (fit, val):
+        steps = split.x.shape[1]
+        assert steps == int(split.lengths.max())
+        torch.testing.assert_close(split.x, padded[split.y, :steps])
+    again, _ = fsdd_sweep.validation_split(blob)
+    assert torch.equal(again.y, fit.y)
+
+
+def test_take_holdout_validates_on_takes_5_to_9_only():
+    n = 600
+    lengths = torch.full((n,), 4)
+    takes = torch.arange(n) % 45 + 5
+    blob = {"frames": torch.randn(4 * n, 39), "y": torch.arange(n), "lengths": lengths, "takes": takes}
+    fit, val = fsdd_sweep.validation_split(blob, "takes")
+    held = set(((takes >= 5) & (takes <= 9)).nonzero()[:, 0].tolist())
+    assert set(val.y.tolist()) == held
+    assert not set(fit.y.tolist()) & set(val.y.tolist()) and len(fit) + len(val) == n
+
+
+def test_trials_start_with_the_preset_and_draw_distinct_settings_from_the_space():
+    trials = fsdd_sweep.draw_trials(12, seed=0)
+    assert trials[0] == {} and len(trials) == 12
+    keys = {tuple(sorted(t.items())) for t in trials[1:]}
+    assert len(keys) == 11
+    for trial in trials[1:]:
+        assert set(trial) == set(fsdd_sweep.SPACE)
+        assert all(value in fsdd_sweep.SPACE[name] for name, value in trial.items())
+    assert fsdd_sweep.draw_trials(12, seed=0) == trials and fsdd_sweep.draw_trials(12, seed=1) != trials
