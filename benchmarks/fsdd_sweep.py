@@ -2,16 +2,16 @@
 
     python benchmarks/fsdd_sweep.py export --data-dir ../shared/data --out fsdd-train.pt
     python benchmarks/fsdd_sweep.py run --features fsdd-train.pt --trials 40 --seeds 0 1 2 3 \\
-        --workers 12 --device cuda --out sweep.jsonl
+        --holdout takes --workers 16 --gpu-workers 6 --device cuda --out sweep.jsonl
     python benchmarks/fsdd_sweep.py summary sweep.jsonl
 
 Only the official *training* recordings are used: 300 of them (drawn with seed 123, as in
-``results/fsdd-paper/README.md``) are held out for validation, SCFF trains on the other 2,400
-and the preset's probe is fitted on those 2,400 and scored on the 300. ``export`` writes the
-training split's MFCC features to one file (so a machine without librosa can run the sweep);
-the test recordings are never exported.
+``results/fsdd-paper/README.md``, or with ``--holdout takes`` takes 5-9) are held out for
+validation, SCFF trains on the other 2,400 and the preset's probe is fitted on those 2,400 and
+scored on the 300. ``export`` writes the training split's MFCC features to one file (so a machine
+without librosa can run the sweep); the test recordings are never exported.
 
-``run`` draws ``--trials`` settings at random from ``SPACE`` (trial 0 is the preset as it is; the
+``run`` draws ``--trials`` settings at random from ``SPACE`` (trial 0 is the preset as it is now; the
 draw is seeded, so trial numbers are stable and ``--only`` re-runs chosen ones at more seeds) and
 trains each at every seed, one job per (trial, seed) in a pool of worker processes with one
 CPU thread each. Results are appended to the JSONL file as they finish, so a sweep stopped by
@@ -63,9 +63,9 @@ def export_features(data_dir: str, out: str) -> None:
 def validation_split(blob: dict, holdout: str = "random"):
     """(fit, validation) ``Split``s of the training recordings: the same 300 held out every time.
 
-    ``random``: 300 drawn with ``SPLIT_SEED``; ``takes``: every recording of takes 5-9 (300 in FSDD) of every speaker and digit, as the
-    official test set is takes 0-4 (neighbouring takes of one session are near-duplicates, so a random
-    hold-out shares sessions with the recordings the probe is fitted on and the test set does not).
+    ``random``: 300 drawn with ``SPLIT_SEED``; ``takes``: every recording of takes 5-9 (300 in FSDD),
+    as the official test set is takes 0-4 (neighbouring takes of one session are near-duplicates, so
+    a random hold-out shares sessions with the recordings the probe is fitted on; the test set does not).
     """
     from fwdlearn.data.dataset import Split
     lengths = blob["lengths"]
@@ -133,20 +133,25 @@ def run_job(job: tuple[int, dict, int]) -> dict:
     (result,) = probe_network(learner.network, dataset, config, [[1]], "trained", False)
     return {"trial": trial_id, "settings": trial, "seed": seed, "val_accuracy": round(100 * result.test_accuracy, 2),
             "fit_accuracy": round(100 * result.train_accuracy, 2), "train_seconds": round(train_seconds, 1),
-            "total_seconds": round(time.perf_counter() - started, 1), "device": _STATE["device"], "holdout": _STATE["holdout"]}
+            "total_seconds": round(time.perf_counter() - started, 1), "device": _STATE["device"],
+            "holdout": _STATE["holdout"]}
 
 
 def done_jobs(out: Path) -> set[tuple[str, int]]:
     if not out.exists():
         return set()
-    return {(json.dumps(r["settings"], sort_keys=True), r["seed"]) for r in map(json.loads, out.read_text().splitlines())}
+    records = map(json.loads, out.read_text().splitlines())
+    return {(json.dumps(r["settings"], sort_keys=True), r["seed"]) for r in records}
 
 
 def run_sweep(args: argparse.Namespace) -> None:
     out = Path(args.out)
     done = done_jobs(out)
     trials = draw_trials(args.trials, args.draw_seed)
-    chosen = set(args.only) if args.only else set(range(len(trials)))
+    chosen = set(args.only or ([] if args.settings else range(len(trials))))
+    for extra in args.settings or []:           # explicit settings, numbered after the drawn trials
+        chosen.add(len(trials))
+        trials.append(json.loads(extra))
     jobs = [(i, t, s) for s in args.seeds for i, t in enumerate(trials)
             if i in chosen and (json.dumps(t, sort_keys=True), s) not in done]
     gpu_workers = args.workers if args.gpu_workers is None else args.gpu_workers
@@ -158,7 +163,8 @@ def run_sweep(args: argparse.Namespace) -> None:
         os.environ[name] = "1"                                                  # oversubscribed cores
     context = multiprocessing.get_context("spawn")
     counter = context.Value("i", 0)
-    with context.Pool(args.workers, _init_worker, (args.features, args.holdout, args.device, gpu_workers, counter)) as pool, \
+    init_args = (args.features, args.holdout, args.device, gpu_workers, counter)
+    with context.Pool(args.workers, _init_worker, init_args) as pool, \
             out.open("a") as sink:
         def record(result: dict) -> None:      # runs in the pool's result thread, as each job ends
             sink.write(json.dumps(result) + "\n")
@@ -204,6 +210,8 @@ def main() -> None:
     run.add_argument("--trials", type=int, default=20)
     run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     run.add_argument("--only", type=int, nargs="+", help="run these trial numbers only (e.g. the best, at more seeds)")
+    run.add_argument("--settings", nargs="+", metavar="JSON",
+                     help='explicit settings to run as well, e.g. \'{"lr": 1e-4, "epochs": 10}\'')
     run.add_argument("--draw-seed", type=int, default=0, help="seed of the random draw of trials")
     run.add_argument("--workers", type=int, default=max(1, (multiprocessing.cpu_count() or 2) - 1))
     run.add_argument("--device", default="cpu")

@@ -103,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--schedule", choices=["sequential", "simultaneous"],
                        help="sequential: each layer trained then frozen; simultaneous: all layers at once")
     train.add_argument("--threads", type=_positive_int, help="CPU threads for PyTorch (default: all cores)")
-    train.add_argument("--device", help="cpu (default) or cuda: where scff-mlp / scff-cnn / scff-rnn train and compute "
-                                        "the probe's features (the probe itself runs on the CPU)")
+    train.add_argument("--device", help="cpu (default) or cuda: where scff-mlp / scff-cnn / scff-rnn train and "
+                                        "compute the probe's features (the probe itself runs on the CPU)")
     train.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
 
