@@ -137,16 +137,18 @@ def run_job(job: tuple[int, dict, int]) -> dict:
             "holdout": _STATE["holdout"]}
 
 
-def done_jobs(out: Path) -> set[tuple[str, int]]:
+def done_jobs(out: Path, holdout: str) -> set[tuple[str, int]]:
+    """(settings, seed) of the jobs ``out`` already holds for this hold-out (records without one: random)."""
     if not out.exists():
         return set()
     records = map(json.loads, out.read_text().splitlines())
-    return {(json.dumps(r["settings"], sort_keys=True), r["seed"]) for r in records}
+    return {(json.dumps(r["settings"], sort_keys=True), r["seed"]) for r in records
+            if r.get("holdout", "random") == holdout}
 
 
 def run_sweep(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    done = done_jobs(out)
+    done = done_jobs(out, args.holdout)
     trials = draw_trials(args.trials, args.draw_seed)
     chosen = set(args.only or ([] if args.settings else range(len(trials))))
     for extra in args.settings or []:           # explicit settings, numbered after the drawn trials

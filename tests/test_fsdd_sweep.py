@@ -52,3 +52,11 @@ def test_trials_start_with_the_preset_and_draw_distinct_settings_from_the_space(
         assert set(trial) == set(fsdd_sweep.SPACE)
         assert all(value in fsdd_sweep.SPACE[name] for name, value in trial.items())
     assert fsdd_sweep.draw_trials(12, seed=0) == trials and fsdd_sweep.draw_trials(12, seed=1) != trials
+
+
+def test_resume_skips_only_jobs_done_on_the_same_holdout(tmp_path):
+    out = tmp_path / "sweep.jsonl"
+    out.write_text('{"settings": {}, "seed": 0}\n{"settings": {"lr": 0.0001}, "seed": 1, "holdout": "takes"}\n')
+    assert fsdd_sweep.done_jobs(out, "random") == {("{}", 0)}
+    assert fsdd_sweep.done_jobs(out, "takes") == {('{"lr": 0.0001}', 1)}
+    assert fsdd_sweep.done_jobs(tmp_path / "none.jsonl", "random") == set()
