@@ -3,7 +3,7 @@
     python examples/fsdd_birnn.py --data-dir ../shared/data          # the Free Spoken Digit Dataset
     python examples/fsdd_birnn.py                                    # embedded synthetic sequences
 
-Reads the WAVs, turns them into 39 MFCCs per 12.5 ms frame (cached on disk after the first run),
+Reads the WAVs, trims their silent edges, turns them into 39 MFCCs per 12.5 ms frame (cached on disk),
 trains both directions with their own per-step SCFF loss (Eq. 4, Table F.4), then reads the final
 states out with a linear probe beside the same network with random weights.
 """

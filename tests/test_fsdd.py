@@ -22,7 +22,7 @@ from fwdlearn.data import DATA_DIR_ENV, DATASETS, load_dataset
 from fwdlearn.data import fsdd
 from fwdlearn.data.fsdd import CACHE_ENV, MFCCSettings, load_fsdd, mfcc_features
 from fwdlearn.data.sequences import load_synthetic_sequences
-from fwdlearn.errors import DataError
+from fwdlearn.errors import ConfigError, DataError
 from test_data import assert_one_line_error
 
 REAL_FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
@@ -39,14 +39,19 @@ RATE = 8000
 
 
 def write_wav(path: Path, num_samples: int, rate: int = RATE, channels: int = 1, seed: int = 0) -> int:
-    """A few sine tones (below 4 kHz) plus a little noise, 16-bit PCM; returns the number of samples."""
+    """A few sine tones (below 4 kHz) plus a little noise, 16-bit PCM; returns the number of samples.
+
+    The tones fade in and out over 5 ms only, so no edge is 20 dB quieter than the loudest part:
+    trimming silence (on by default) keeps every sample and frame counts follow from ``num_samples``.
+    """
     import soundfile
 
     rng = np.random.default_rng(seed)
     t = np.arange(num_samples) / rate
     freqs = rng.uniform(150, 3500, size=3)
     signal = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3)) for f in freqs) / 4
-    signal = signal * np.hanning(num_samples) + 0.01 * rng.standard_normal(num_samples)
+    fade = np.minimum(1.0, np.minimum(np.arange(num_samples) + 1, np.arange(num_samples)[::-1] + 1) / (0.005 * rate))
+    signal = signal * fade + 0.01 * rng.standard_normal(num_samples)
     data = signal if channels == 1 else np.stack([signal] * channels, axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(str(path), data, rate, subtype="PCM_16")
@@ -141,6 +146,30 @@ def test_mfcc_features_match_librosa_reference():
     ref = (ref - ref.mean(1, keepdims=True)) / np.sqrt(ref.var(1, keepdims=True) + 1e-5)
     assert got.dtype == torch.float32 and got.shape == (expected_frames(3001), 39)
     np.testing.assert_allclose(got.numpy(), ref, atol=2e-4)
+
+
+@needs_audio
+def test_silent_edges_are_trimmed():
+    """Leading and trailing silence is cut before the MFCCs (librosa.effects.trim: 20 dB below the loudest
+    256 ms frame, every 64 ms); ``trim_db=0`` keeps every sample; an all-silent recording is kept whole."""
+    import librosa
+
+    rng = np.random.default_rng(5)
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(4000) / RATE)            # samples 3000..6999
+    audio = np.concatenate([1e-4 * rng.standard_normal(3000), tone, 1e-4 * rng.standard_normal(5000)])
+    audio = audio.astype(np.float32)
+    kept, (start, end) = librosa.effects.trim(audio, top_db=20, frame_length=2048, hop_length=512)
+    # frames centred every 512 samples, 2048 wide, are loud when they hold >= 1 % of the tone's samples:
+    # the first is centred at 2048 (reaching 3072), the last at 7680 (from 6656), so 2048..8192 is kept
+    assert (start, end) == (2048, 8192)
+    trimmed = mfcc_features(audio, RATE)
+    assert trimmed.shape == (expected_frames(end - start), 39)
+    np.testing.assert_allclose(trimmed.numpy(), mfcc_features(kept, RATE, MFCCSettings(trim_db=0)).numpy())
+    assert mfcc_features(audio, RATE, MFCCSettings(trim_db=0)).shape[0] == expected_frames(audio.size)
+    assert mfcc_features(np.zeros(3000, np.float32), RATE).shape[0] == expected_frames(3000)
+    for bad in (-1.0, float("nan"), "20", True):
+        with pytest.raises(ConfigError, match="trim_db"):
+            MFCCSettings(trim_db=bad)
 
 
 @needs_audio

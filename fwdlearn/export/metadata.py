@@ -37,7 +37,9 @@ def preprocessing(dataset: str, meta: dict) -> dict:
     if dataset == "fsdd":
         return {"raw": "mono WAV at 8 kHz (Free Spoken Digit Dataset)",
                 "mfcc": meta.get("mfcc", {}),
-                "mfcc_library": "librosa.feature.mfcc on the resampled audio, c0 dropped",
+                "trim": "librosa.effects.trim(audio, top_db=mfcc.trim_db, frame_length=mfcc.trim_frame, "
+                        "hop_length=mfcc.trim_hop) on the 8 kHz audio first (trim_db 0: none)",
+                "mfcc_library": "librosa.feature.mfcc on the trimmed, resampled audio, c0 dropped",
                 "frame_standardisation": f"each frame: mean 0, population std 1 over its coefficients (eps {EPS})",
                 "padding": "zero frames after each recording's end; pass its true frame count in 'lengths'"}
     if dataset == "sequences":
