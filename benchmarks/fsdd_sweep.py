@@ -48,11 +48,12 @@ SPACE = {
 _STATE: dict = {}
 
 
-def export_features(data_dir: str, out: str) -> None:
+def export_features(data_dir: str, out: str, trim_db: float | None = None) -> None:
+    """The training recordings' features as the loader makes them (``trim_db``: another silence trim)."""
     from fwdlearn.atomic import save_torch
-    from fwdlearn.data import load_dataset
-    from fwdlearn.data.fsdd import TEST_INDICES, find_fsdd_dir, list_recordings
-    train = load_dataset("fsdd", data_dir).train
+    from fwdlearn.data.fsdd import TEST_INDICES, MFCCSettings, find_fsdd_dir, list_recordings, load_fsdd
+    settings = MFCCSettings() if trim_db is None else MFCCSettings(trim_db=trim_db)
+    train = load_fsdd(Path(data_dir), settings=settings).train
     takes = [r.index for r in list_recordings(find_fsdd_dir(Path(data_dir))) if r.index not in TEST_INDICES]
     valid = torch.arange(train.x.shape[1])[None, :] < train.lengths[:, None]
     save_torch({"frames": train.x[valid], "y": train.y, "lengths": train.lengths,   # unpadded: 1/4 the bytes
@@ -104,6 +105,7 @@ def _init_worker(features: str, holdout: str, device: str, gpu_workers: int, cou
         index, counter.value = counter.value, counter.value + 1
     _STATE["split"] = validation_split(torch.load(features, weights_only=True), holdout)
     _STATE["holdout"] = holdout
+    _STATE["features"] = Path(features).name
     _STATE["device"] = device if index < gpu_workers else "cpu"
 
 
@@ -119,6 +121,8 @@ def run_job(job: tuple[int, dict, int]) -> dict:
     config.seed = seed
     layer = config.layers[0]
     for name, value in trial.items():
+        if name == "untrained":             # {"untrained": true}: the network as initialised, not trained
+            continue
         if name == "negatives":
             config.data.negatives = value
         else:
@@ -127,28 +131,30 @@ def run_job(job: tuple[int, dict, int]) -> dict:
     fit, val = _STATE["split"]
     started = time.perf_counter()
     learner = SCFFRNNLearner(config, fit.x.shape[-1], device=_STATE["device"])
-    learner.train(fit.x, fit.lengths, show_progress=False)
+    if not trial.get("untrained"):
+        learner.train(fit.x, fit.lengths, show_progress=False)
     train_seconds = time.perf_counter() - started
     dataset = LabelledDataset("fsdd", fit, val, CLASS_NAMES, "validation split", {})
     (result,) = probe_network(learner.network, dataset, config, [[1]], "trained", False)
     return {"trial": trial_id, "settings": trial, "seed": seed, "val_accuracy": round(100 * result.test_accuracy, 2),
             "fit_accuracy": round(100 * result.train_accuracy, 2), "train_seconds": round(train_seconds, 1),
             "total_seconds": round(time.perf_counter() - started, 1), "device": _STATE["device"],
-            "holdout": _STATE["holdout"]}
+            "holdout": _STATE["holdout"], "features": _STATE["features"]}
 
 
-def done_jobs(out: Path, holdout: str) -> set[tuple[str, int]]:
-    """(settings, seed) of the jobs ``out`` already holds for this hold-out (records without one: random)."""
+def done_jobs(out: Path, holdout: str, features: str = "") -> set[tuple[str, int]]:
+    """(settings, seed) of the jobs ``out`` already holds for this hold-out (records without one: random)
+    and features file (by name; records without one match any)."""
     if not out.exists():
         return set()
     records = map(json.loads, out.read_text().splitlines())
     return {(json.dumps(r["settings"], sort_keys=True), r["seed"]) for r in records
-            if r.get("holdout", "random") == holdout}
+            if r.get("holdout", "random") == holdout and r.get("features", features) == features}
 
 
 def run_sweep(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    done = done_jobs(out, args.holdout)
+    done = done_jobs(out, args.holdout, Path(args.features).name)
     trials = draw_trials(args.trials, args.draw_seed)
     chosen = set(args.only or ([] if args.settings else range(len(trials))))
     for extra in args.settings or []:           # explicit settings, numbered after the drawn trials
@@ -205,6 +211,7 @@ def main() -> None:
     export = sub.add_parser("export", help="write the training recordings' MFCC features to one file")
     export.add_argument("--data-dir", required=True)
     export.add_argument("--out", required=True)
+    export.add_argument("--trim-db", type=float, help="silence trim in dB (0: none; default: the loader's)")
     run = sub.add_parser("run", help="train and validate (trial, seed) jobs in parallel")
     run.add_argument("--features", required=True, help="file written by `export`")
     run.add_argument("--holdout", choices=["random", "takes"], default="random",
@@ -213,7 +220,8 @@ def main() -> None:
     run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     run.add_argument("--only", type=int, nargs="+", help="run these trial numbers only (e.g. the best, at more seeds)")
     run.add_argument("--settings", nargs="+", metavar="JSON",
-                     help='explicit settings to run as well, e.g. \'{"lr": 1e-4, "epochs": 10}\'')
+                     help='explicit settings to run as well, e.g. \'{"lr": 1e-4, "epochs": 10}\'; '
+                          '\'{"untrained": true}\' probes the network as initialised')
     run.add_argument("--draw-seed", type=int, default=0, help="seed of the random draw of trials")
     run.add_argument("--workers", type=int, default=max(1, (multiprocessing.cpu_count() or 2) - 1))
     run.add_argument("--device", default="cpu")
@@ -225,7 +233,7 @@ def main() -> None:
     summary.add_argument("--top", type=int, default=20)
     args = parser.parse_args()
     if args.command == "export":
-        export_features(args.data_dir, args.out)
+        export_features(args.data_dir, args.out, args.trim_db)
     elif args.command == "run":
         run_sweep(args)
     else:

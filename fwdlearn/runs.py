@@ -84,15 +84,15 @@ def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | No
     input_dim = network_input(config, dataset)
     learner = (LEARNERS[config.learner](config, input_dim) if device == "cpu" else
                LEARNERS[config.learner](config, input_dim, device=device))
-    checkpoint_path = out_dir / "checkpoint.pt"
+    checkpoint_path, data = out_dir / "checkpoint.pt", dataset.fingerprint()
     if checkpoint_path.exists() and not fresh:
-        resume_from_checkpoint(learner, checkpoint_path, config, log)
+        resume_from_checkpoint(learner, checkpoint_path, config, log, data)
     halt_after = int(os.environ.get(HALT_ENV, "0"))
     epochs_this_process = 0
 
     def on_epoch_end(current) -> None:
         nonlocal epochs_this_process
-        save_checkpoint(checkpoint_path, config, input_dim, current.state_dict(), current.finished)
+        save_checkpoint(checkpoint_path, config, input_dim, current.state_dict(), current.finished, data)
         if not bars_visible(show_progress):   # one line per epoch where no bar shows it
             record = current.history[-1]
             log(f"  layer {record.layer} epoch {record.epoch}: loss {record.loss:.4f}, goodness positive "
@@ -112,7 +112,7 @@ def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | No
     learner.train(train_x, train_lengths, on_epoch_end=on_epoch_end, show_progress=show_progress)
     train_seconds = time.perf_counter() - started
     if not checkpoint_path.exists():   # nothing was left to train: still leave a checkpoint to evaluate
-        save_checkpoint(checkpoint_path, config, input_dim, learner.state_dict(), True)
+        save_checkpoint(checkpoint_path, config, input_dim, learner.state_dict(), True, data)
     log(f"training done in {train_seconds:.1f} s")
     baselines = {"untrained": untrained_network(config, input_dim).to(device)}
     end_to_end = train_end_to_end_baseline(config, dataset, baselines, show_progress, log)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from test_cli import assert_one_line_error, assert_resumed_run_equals_whole_run, fwdlearn
+from test_fsdd import needs_audio, tiny_fsdd, write_wav
 
 TINY_RNN = """
 name = "tiny-rnn"
@@ -68,6 +69,23 @@ def test_killed_rnn_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_rnn):
             "--batching", "by-length")
     whole = assert_resumed_run_equals_whole_run(args, tmp_path)
     assert json.loads((whole / "results.json").read_text())["config"]["data"]["batching"] == "by-length"
+
+
+@needs_audio
+def test_resume_refuses_other_data(tmp_path, tiny_rnn):
+    """A checkpoint remembers what it was trained on: after the recordings change (here one is added),
+    resuming is refused in one line naming what differs, and --fresh starts over."""
+    rec = tmp_path / "rec"
+    tiny_fsdd(rec, speakers=("alice",), digits=(1, 2), indices=(0, 5, 6))
+    args = ("train", "scff-rnn", "--preset", str(tiny_rnn), "--dataset", "fsdd", "--data-dir", str(rec),
+            "--out", str(tmp_path / "run"), "--no-progress", "--bptt-epochs", "0")
+    cache = {"FWDLEARN_CACHE_DIR": str(tmp_path / "cache")}
+    assert fwdlearn(*args, env={**cache, "FWDLEARN_HALT_AFTER_EPOCHS": "1"}).returncode == 137
+    unchanged = fwdlearn(*args, env={**cache, "FWDLEARN_HALT_AFTER_EPOCHS": "1"})   # same data: resumes
+    assert "resuming" in unchanged.stdout and unchanged.returncode == 0, unchanged.stderr
+    write_wav(rec / "2_alice_7.wav", 2500)
+    assert_one_line_error(fwdlearn(*args, env=cache), "trained on other data", "train")
+    assert fwdlearn(*args, "--fresh", env=cache).returncode == 0
 
 
 def test_learner_and_preset_must_agree(tmp_path, tiny_rnn):

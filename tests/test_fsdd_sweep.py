@@ -54,9 +54,11 @@ def test_trials_start_with_the_preset_and_draw_distinct_settings_from_the_space(
     assert fsdd_sweep.draw_trials(12, seed=0) == trials and fsdd_sweep.draw_trials(12, seed=1) != trials
 
 
-def test_resume_skips_only_jobs_done_on_the_same_holdout(tmp_path):
+def test_resume_skips_only_jobs_done_on_the_same_holdout_and_features(tmp_path):
     out = tmp_path / "sweep.jsonl"
-    out.write_text('{"settings": {}, "seed": 0}\n{"settings": {"lr": 0.0001}, "seed": 1, "holdout": "takes"}\n')
+    out.write_text('{"settings": {}, "seed": 0}\n{"settings": {"lr": 0.0001}, "seed": 1, "holdout": "takes"}\n'
+                   '{"settings": {}, "seed": 2, "holdout": "takes", "features": "trim0.pt"}\n')
     assert fsdd_sweep.done_jobs(out, "random") == {("{}", 0)}
-    assert fsdd_sweep.done_jobs(out, "takes") == {('{"lr": 0.0001}', 1)}
+    assert fsdd_sweep.done_jobs(out, "takes", "trim0.pt") == {('{"lr": 0.0001}', 1), ("{}", 2)}
+    assert fsdd_sweep.done_jobs(out, "takes", "trim20.pt") == {('{"lr": 0.0001}', 1)}   # older records: any
     assert fsdd_sweep.done_jobs(tmp_path / "none.jsonl", "random") == set()

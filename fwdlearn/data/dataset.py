@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import torch
 
 from ..errors import DataError
+
+
+VOLATILE_META = ("cache_hit", "feature_cache")   # where a loader cached features and whether it found them
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,15 @@ class LabelledDataset:
     source: str
     meta: dict = field(default_factory=dict)
     unlabelled: torch.Tensor | None = None
+
+    def fingerprint(self) -> dict:
+        """What identifies the samples (not where they were cached), in JSON types: a checkpoint keeps it so
+        that a run is not resumed on other data, e.g. features computed with other settings."""
+        meta = {key: value for key, value in self.meta.items() if key not in VOLATILE_META}
+        return json.loads(json.dumps({"name": self.name, "train": len(self.train), "test": len(self.test),
+                                      "unlabelled": 0 if self.unlabelled is None else len(self.unlabelled),
+                                      "sample_shape": list(self.sample_shape), "meta": meta},
+                                     sort_keys=True, default=str))
 
     @property
     def sample_shape(self) -> tuple[int, ...]:

@@ -51,9 +51,9 @@ def train_lac_run(config: LACConfig, out_dir: str | Path, data_dir: str | Path |
     out_dir = Path(out_dir)
     dataset = load_dataset(config.data.dataset, data_dir)
     learner = LACLearner(config, dataset.sample_shape)
-    checkpoint_path = out_dir / "checkpoint.pt"
+    checkpoint_path, data = out_dir / "checkpoint.pt", dataset.fingerprint()
     if checkpoint_path.exists() and not fresh:
-        resume_from_checkpoint(learner, checkpoint_path, config, log)
+        resume_from_checkpoint(learner, checkpoint_path, config, log, data)
     grid = dataset.test.x[:GRID_IMAGES]
     grids = out_dir / "reconstructions"
     grid_every = -(-config.epochs // GRID_FILES)       # at most about GRID_FILES grids per run
@@ -62,7 +62,7 @@ def train_lac_run(config: LACConfig, out_dir: str | Path, data_dir: str | Path |
 
     def on_epoch_end(current: LACLearner) -> None:
         nonlocal epochs_this_process
-        save_checkpoint(checkpoint_path, config, dataset.num_features, current.state_dict(), current.finished)
+        save_checkpoint(checkpoint_path, config, dataset.num_features, current.state_dict(), current.finished, data)
         record = current.history[-1]
         if record.epoch % grid_every == 0 or current.finished:
             save_reconstruction_grid(current.network, grid, config.target, grids / f"epoch_{record.epoch:03d}.png",
@@ -84,7 +84,7 @@ def train_lac_run(config: LACConfig, out_dir: str | Path, data_dir: str | Path |
     learner.train(dataset.train.x, dataset.test.x, on_epoch_end=on_epoch_end, show_progress=show_progress)
     train_seconds = time.perf_counter() - started
     if not checkpoint_path.exists():
-        save_checkpoint(checkpoint_path, config, dataset.num_features, learner.state_dict(), True)
+        save_checkpoint(checkpoint_path, config, dataset.num_features, learner.state_dict(), True, data)
     log(f"LAC pretraining done in {train_seconds:.1f} s")
 
     baselines = {"no_pretraining": build_autoencoder(config, dataset.sample_shape)}
