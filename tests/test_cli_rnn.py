@@ -73,19 +73,19 @@ def test_killed_rnn_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_rnn):
 
 @needs_audio
 def test_resume_refuses_other_data(tmp_path, tiny_rnn):
-    """A checkpoint remembers what it was trained on: after the recordings change (here one is added),
-    resuming is refused in one line naming what differs, and --fresh starts over."""
+    """A checkpoint remembers what it was trained on: the same recordings resume (the second load reads
+    the feature cache the first one wrote), but after they change (here one is added) resuming is
+    refused in one line naming what differs."""
     rec = tmp_path / "rec"
     tiny_fsdd(rec, speakers=("alice",), digits=(1, 2), indices=(0, 5, 6))
     args = ("train", "scff-rnn", "--preset", str(tiny_rnn), "--dataset", "fsdd", "--data-dir", str(rec),
-            "--out", str(tmp_path / "run"), "--no-progress", "--bptt-epochs", "0")
-    cache = {"FWDLEARN_CACHE_DIR": str(tmp_path / "cache")}
-    assert fwdlearn(*args, env={**cache, "FWDLEARN_HALT_AFTER_EPOCHS": "1"}).returncode == 137
-    unchanged = fwdlearn(*args, env={**cache, "FWDLEARN_HALT_AFTER_EPOCHS": "1"})   # same data: resumes
-    assert "resuming" in unchanged.stdout and unchanged.returncode == 0, unchanged.stderr
+            "--out", str(tmp_path / "run"), "--no-progress", "--bptt-epochs", "0", "--epochs", "3")
+    env = {"FWDLEARN_CACHE_DIR": str(tmp_path / "cache"), "FWDLEARN_HALT_AFTER_EPOCHS": "1"}
+    assert fwdlearn(*args, env=env).returncode == 137                  # stopped after epoch 1 of 3
+    unchanged = fwdlearn(*args, env=env)                                 # same data: resumes, stops after 2
+    assert "resuming" in unchanged.stdout and unchanged.returncode == 137, unchanged.stderr
     write_wav(rec / "2_alice_7.wav", 2500)
-    assert_one_line_error(fwdlearn(*args, env=cache), "trained on other data", "train")
-    assert fwdlearn(*args, "--fresh", env=cache).returncode == 0
+    assert_one_line_error(fwdlearn(*args, env=env), "trained on other data", "train")
 
 
 def test_learner_and_preset_must_agree(tmp_path, tiny_rnn):
