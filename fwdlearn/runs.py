@@ -31,7 +31,7 @@ from .progress import bars_visible
 HALT_ENV = "FWDLEARN_HALT_AFTER_EPOCHS"   # test hook: hard-exit after N epochs, as a kill would
 
 
-DEVICE_LEARNERS = ("scff-mlp", "scff-cnn", "scff-rnn")   # learners that train on --device cuda
+DEVICE_LEARNERS = tuple(LEARNERS)   # learners that train on --device cuda: every SCFF learner (LAC: CPU only)
 
 
 def device_description(device: str = "cpu") -> str:
@@ -82,8 +82,7 @@ def train_run(config: SCFFConfig, out_dir: str | Path, data_dir: str | Path | No
     check_train_device(config, device)
     dataset = load_run_dataset(config, data_dir)
     input_dim = network_input(config, dataset)
-    learner = (LEARNERS[config.learner](config, input_dim) if device == "cpu" else
-               LEARNERS[config.learner](config, input_dim, device=device))
+    learner = LEARNERS[config.learner](config, input_dim, device=device)
     checkpoint_path, data = out_dir / "checkpoint.pt", dataset.fingerprint()
     if checkpoint_path.exists() and not fresh:
         resume_from_checkpoint(learner, checkpoint_path, config, log, data)

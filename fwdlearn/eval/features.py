@@ -17,12 +17,14 @@ def layer_features(network: torch.nn.Module, x: torch.Tensor, lengths: torch.Ten
     """
     network.eval()
     device = next(network.parameters()).device
-    if lengths is None:
-        chunks = [[f.cpu() for f in network(x[s:s + batch_size].to(device))] for s in range(0, x.shape[0], batch_size)]
-    else:
-        chunks = [[f.cpu() for f in network(x[s:s + batch_size, :int(lengths[s:s + batch_size].max())].to(device),
-                                            lengths[s:s + batch_size].to(device))]
-                  for s in range(0, x.shape[0], batch_size)]
+
+    def batch(s: int) -> tuple[torch.Tensor, ...]:
+        if lengths is None:
+            return (x[s:s + batch_size].to(device),)
+        steps = lengths[s:s + batch_size]        # a batch of sequences is cut to its longest one
+        return x[s:s + batch_size, :int(steps.max())].to(device), steps.to(device)
+
+    chunks = [[f.cpu() for f in network(*batch(s))] for s in range(0, x.shape[0], batch_size)]
     return [torch.cat([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
 
