@@ -1,4 +1,5 @@
-"""Write files so that a reader never sees half of one: temporary file, then rename."""
+"""Write files so that a reader never sees half of one (temporary file, then rename); read them back safely
+(``torch.load`` with ``weights_only=True``: a file never executes code)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any, Callable
 
 import torch
 
-from .errors import FwdlearnError
+from .errors import CheckpointError, FwdlearnError
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -50,3 +51,17 @@ def save_json(obj: Any, path: str | Path) -> Path:
 def save_figure(fig, path: str | Path) -> Path:
     """Save a matplotlib figure as PNG atomically."""
     return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+
+
+def read_torch_dict(path: str | Path, what: str, missing: str, file_format: str) -> dict[str, Any]:
+    """A dict saved by ``torch.save`` whose ``format`` entry is ``file_format``, or a one-line ``CheckpointError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: {missing}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise CheckpointError(f"{path}: not a readable {what} ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != file_format:
+        raise CheckpointError(f"{path}: not a fwdlearn {what}")
+    return payload

@@ -1,50 +1,43 @@
-"""Checkpoints: everything needed to resume a run or to evaluate its network, written atomically."""
+"""Checkpoints: one versioned layout for every rule, written atomically, read without executing code.
+
+``{"format": "fwdlearn-checkpoint", "version": 2, "learner": NAME, "config": {...}, "input_dim": ...,
+"finished": bool, "data": fingerprint, "state": Learner.state_dict()}`` where the learner state is
+``{"network", "groups": {name: {"optimizer", "scheduler"}}, "generator", "history", "position", "extra"}``
+(``core/learner.py``). A checkpoint of another version is refused in one line naming its version.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .atomic import save_torch
-from .config import SCFFConfig, config_from_dict
+from .atomic import read_torch_dict, save_torch
 from .errors import CheckpointError
+from .presets import config_from_dict
 
 FORMAT = "fwdlearn-checkpoint"
-VERSION = 1
+VERSION = 2
 
 
-def save_checkpoint(path: str | Path, config: SCFFConfig, input_dim: int, learner_state: dict, finished: bool,
+def save_checkpoint(path: str | Path, config, input_dim, learner_state: dict, finished: bool,
                     data: dict | None = None) -> Path:
     """Write a checkpoint to ``path`` (temporary file, then rename); ``data`` is the training data's
     ``LabelledDataset.fingerprint()``."""
+    input_dim = list(input_dim) if isinstance(input_dim, (tuple, list)) else input_dim
     return save_torch({"format": FORMAT, "version": VERSION, "learner": config.learner, "config": config.to_dict(),
                        "input_dim": input_dim, "finished": finished, "state": learner_state, "data": data}, path)
 
 
-def read_torch_dict(path: str | Path, what: str, missing: str, file_format: str) -> dict[str, Any]:
-    """A dict saved by ``torch.save`` whose ``format`` entry is ``file_format``, or a one-line ``CheckpointError``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: {missing}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise CheckpointError(f"{path}: not a readable {what} ({type(exc).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != file_format:
-        raise CheckpointError(f"{path}: not a fwdlearn {what}")
-    return payload
-
-
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read and check a checkpoint; its ``config`` entry comes back as a validated ``SCFFConfig``."""
+    """Read and check a checkpoint; its ``config`` entry comes back as the rule's validated config."""
     path = Path(path)
     payload = read_torch_dict(path, "checkpoint", "checkpoint not found", FORMAT)
     if payload.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} is not supported "
-                              f"(this fwdlearn reads version {VERSION})")
+                              f"(this fwdlearn reads version {VERSION}; retrain with --fresh)")
     payload["config"] = config_from_dict(payload["config"], f"{path}: config")
+    if isinstance(payload["input_dim"], list):
+        payload["input_dim"] = tuple(payload["input_dim"])
     return payload
 
 
@@ -63,5 +56,8 @@ def resume_from_checkpoint(learner, path: str | Path, config, log, data: dict | 
                       if saved["meta"].get(k) != data["meta"].get(k)]
         raise CheckpointError(f"{path}: holds a run trained on other data ({', '.join(differ)} differ); "
                               f"use another --out directory or --fresh to start over")
-    learner.load_state_dict(payload["state"])
+    try:
+        learner.load_state_dict(payload["state"])
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     log(f"resuming from {path} ({learner.completed_epochs}/{learner.total_epochs} epochs done)")

@@ -11,37 +11,36 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import load_preset, preset_names
-from .data import DATA_DIR_ENV
+from .data import DATA_DIR_ENV, DATASETS
+from .data.batching import BATCHING
 from .errors import ConfigError, FwdlearnError
+from .presets import check_for_rule, load_preset, preset_names
+from .bench.updates import bench_rules
+from .registry import default_preset, rules
 
-DEFAULT_PRESETS = {("scff-mlp", None): "digits", ("scff-mlp", "mnist"): "mnist-paper",
-                   ("scff-rnn", None): "sequences", ("scff-rnn", "fsdd"): "fsdd-paper",
-                   ("scff-cnn", None): "digits-conv", ("scff-cnn", "mnist"): "mnist-conv",
-                   ("scff-cnn", "cifar10"): "cifar10-paper", ("scff-cnn", "stl10"): "stl10-paper",
-                   ("lac-mlp", None): "lac-digits", ("lac-mlp", "mnist"): "lac-mnist",
-                   ("lac-conv", None): "lac-conv-digits", ("lac-conv", "mnist"): "lac-conv-mnist"}
-SCFF_ONLY_OPTIONS = ("holdout_speakers", "bptt_epochs", "batching", "schedule")
-LAC_ONLY_OPTIONS = ("finetune_epochs", "target")
+# Each option that overrides a preset value, and the config field it sets ("*" : every layer's).
+OVERRIDES = {"dataset": "data.dataset", "holdout_speakers": "data.holdout_speakers", "batching": "data.batching",
+             "bptt_epochs": "bptt.epochs", "bp_epochs": "bp.epochs", "finetune_epochs": "finetune.epochs",
+             "target": "target", "seed": "seed", "probe_epochs": "probe.epochs", "schedule": "schedule",
+             "weight_bits": "quant.weight_bits", "act_bits": "quant.act_bits", "per_channel": "quant.per_channel"}
 
-EPILOG = f"""\
-examples:
-  fwdlearn train scff-mlp                          # embedded 8x8 digits, under a minute on 2 cores
-  fwdlearn train scff-mlp --preset mnist-paper --data-dir ../shared/data
-  fwdlearn train scff-cnn                          # convolutional SCFF on the embedded digits
-  fwdlearn train scff-cnn --preset cifar10-paper --data-dir ../shared/data --device cuda   # Table D.1
-  fwdlearn train scff-rnn                          # embedded synthetic sequences, Bi-RNN
-  fwdlearn train scff-rnn --dataset fsdd --data-dir ../shared/data   # spoken digits (Table F.4)
-  fwdlearn train lac-mlp                           # LAC autoencoder on the embedded digits
-  fwdlearn train lac-mlp --dataset mnist --data-dir ../shared/data   # LAC paper, Table 1
-  fwdlearn eval runs/digits/checkpoint.pt          # probe a saved network again
-  fwdlearn export runs/digits/checkpoint.pt        # ONNX of network + read-out, checked in onnxruntime
-  fwdlearn bench --depth 2 4 8                     # time, memory, MACs, energy of one update: SCFF, LAC, BP
-  fwdlearn presets                                 # what each preset runs
-
-Data sets that are not embedded are read from --data-dir or ${DATA_DIR_ENV}.
-An interrupted run resumes when the same command is run again (use --fresh to restart).
-"""
+def epilog() -> str:
+    """Examples for ``--help``: one line per registered rule, then the other commands."""
+    lines = ["examples:"]
+    for name, rule in rules().items():
+        lines.append(f"  fwdlearn train {name:<33} # {rule.presets[None]} preset: {rule.summary}")
+    lines += [
+        "  fwdlearn train scff-mlp --preset mnist-paper --data-dir ../shared/data",
+        "  fwdlearn train scff-rnn --dataset fsdd --data-dir ../shared/data   # spoken digits (Table F.4)",
+        "  fwdlearn eval runs/digits/checkpoint.pt          # probe a saved network again",
+        "  fwdlearn export runs/digits/checkpoint.pt        # ONNX of network + read-out, checked in onnxruntime",
+        "  fwdlearn bench --depth 2 4 8                     # time, memory, MACs, energy of one update per rule",
+        "  fwdlearn presets                                 # what each preset runs",
+        "",
+        f"Data sets that are not embedded are read from --data-dir or ${DATA_DIR_ENV}.",
+        "An interrupted run resumes when the same command is run again (use --fresh to restart).",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _positive_int(text: str) -> int:
@@ -56,31 +55,29 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="fwdlearn", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        prog="fwdlearn", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog(),
         description="Forward-only, layer-local learning: train networks with rules a chip could run "
                     "(no backward pass across layers), then read them out with a linear probe.")
     parser.add_argument("--version", action="version", version=f"fwdlearn {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     train = commands.add_parser("train", help="train a network with a local learning rule",
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog(),
                                 description="Train with a local rule, evaluate with a linear probe beside an "
                                             "untrained network and the raw inputs, write results.json and plots.")
-    train.add_argument("learner", choices=["scff-mlp", "scff-cnn", "scff-rnn", "lac-mlp", "lac-conv"],
-                       help="scff-mlp: Self-Contrastive Forward-Forward on a fully connected network; "
-                            "scff-cnn: the same rule on a convolutional network (Table D.1); "
-                            "scff-rnn: the same rule on a bidirectional recurrent layer (no BPTT); "
-                            "lac-mlp / lac-conv: Local Activity Contrast autoencoders (fully connected / convolutional)")
+    found = rules()
+    train.add_argument("learner", choices=list(found), metavar="LEARNER",
+                       help="; ".join(f"{name}: {rule.summary} (default preset {rule.presets[None]})"
+                                      for name, rule in found.items()))
     train.add_argument("--preset",
-                       help=f"shipped preset ({', '.join(preset_names())}) or a TOML file (default: digits for "
-                            f"scff-mlp, digits-conv for scff-cnn, sequences for scff-rnn; the data set's paper "
-                            f"preset with --dataset)")
-    train.add_argument("--dataset", choices=["digits", "mnist", "sequences", "fsdd", "cifar10", "stl10"],
+                       help=f"shipped preset ({', '.join(preset_names())}) or a TOML file (default: the learner's "
+                            f"embedded preset; with --dataset, that data set's paper preset)")
+    train.add_argument("--dataset", choices=list(DATASETS),
                        help="data set (default: the preset's); alone, picks that data set's paper preset")
     train.add_argument("--holdout-speakers", nargs="+", metavar="NAME",
                        help="fsdd: test on all recordings of these speakers instead of the official split")
     train.add_argument("--bptt-epochs", type=int, help="scff-rnn: epochs of the BPTT baseline (0 skips it)")
-    train.add_argument("--batching", choices=["random", "by-length"],
+    train.add_argument("--batching", choices=list(BATCHING),
                        help="scff-rnn: random batches, or batches of similar-length sequences (less padding)")
     train.add_argument("--target", choices=["reconstruct", "flip"],
                        help="lac: reconstruct the input, or its left-right mirror image")
@@ -103,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--schedule", choices=["sequential", "simultaneous"],
                        help="sequential: each layer trained then frozen; simultaneous: all layers at once")
     train.add_argument("--threads", type=_positive_int, help="CPU threads for PyTorch (default: all cores)")
-    train.add_argument("--device", help="cpu (default) or cuda: where scff-mlp / scff-cnn / scff-rnn train and "
-                                        "compute the probe's features (the probe itself runs on the CPU)")
+    train.add_argument("--device", help="cpu (default) or cuda: where the rule trains and computes the probe's "
+                                        "features (the probe itself runs on the CPU); cuda: "
+                                        + ", ".join(n for n, r in found.items() if "cuda" in r.devices))
     train.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -143,17 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="scff-rnn: frames the graph is unrolled for (default: the longest training sequence)")
 
     bench = commands.add_parser(
-        "bench", help="measure what one learning update costs: time, memory, MACs, energy (SCFF, LAC, BP)",
+        "bench", help="measure what one learning update costs: time, memory, MACs, energy (every rule, BP)",
         description="Build the same fully connected encoder (DEPTH hidden layers of WIDTH units on INPUT_DIM "
                     "inputs) for each rule and measure one training update on a fixed batch: wall time "
                     "(median and quartiles over --repeats), peak tensor memory (CUDA allocator peak; on the "
                     "CPU the allocator's own events, recorded by the torch profiler), MACs counted from the "
                     "operations the update runs (forward, weight gradients, input gradients), energy modelled "
                     "from hardware/energy.py (Horowitz 2014, fp32 and int8) and measured where a counter exists "
-                    "(NVML on NVIDIA GPUs, RAPL on Linux CPUs). Rules: scff (every layer on its own loss), lac "
-                    "(autoencoder, two passes), bp (end-to-end back-propagation with a 10-class head).")
-    bench.add_argument("--rules", nargs="+", default=["scff", "lac", "bp"], metavar="RULE",
-                       help="scff, lac and/or bp (default: all three)")
+                    "(NVML on NVIDIA GPUs, RAPL on Linux CPUs). Rules: " + "; ".join(
+                        f"{name} ({doc})" for name, doc in bench_rules().items()) + ".")
+    bench.add_argument("--rules", nargs="+", default=list(bench_rules()), choices=list(bench_rules()),
+                       metavar="RULE", help=f"any of {', '.join(bench_rules())} (default: all)")
     bench.add_argument("--depth", nargs="+", type=_positive_int, default=[2, 4, 8], help="hidden layers (default: 2 4 8)")
     bench.add_argument("--width", nargs="+", type=_positive_int, default=[512], help="units per layer (default: 512)")
     bench.add_argument("--batch", type=_positive_int, default=100, help="samples per update (default: 100)")
@@ -168,74 +166,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _choose_preset(args) -> str:
-    if args.preset:
-        return args.preset
-    if (args.learner, args.dataset) in DEFAULT_PRESETS:
-        return DEFAULT_PRESETS[(args.learner, args.dataset)]
-    return DEFAULT_PRESETS[(args.learner, None)]
+    return args.preset or default_preset(args.learner, args.dataset)
 
 
-def _reject_options(args, names: tuple[str, ...], learner: str) -> None:
-    for name in names:
-        if getattr(args, name) not in (None, [], False):
-            raise ConfigError(f"--{name.replace('_', '-')} does not apply to {learner}")
+def _set_path(config, path: str, value, option: str) -> None:
+    """Set ``config.<path>`` (dotted) to ``value``; a one-line error if the rule's config has no such field."""
+    *parents, name = path.split(".")
+    target = config
+    for part in parents:
+        target = getattr(target, part, None)
+    if target is None or not hasattr(target, name):
+        raise ConfigError(f"--{option.replace('_', '-')} does not apply to {config.learner}")
+    setattr(target, name, value)
 
 
-def _apply_quant_options(config, args) -> None:
-    if args.weight_bits is not None:
-        config.quant.weight_bits = args.weight_bits
-    if args.act_bits is not None:
-        config.quant.act_bits = args.act_bits
-    if args.per_channel:
-        config.quant.per_channel = True
-
-
-def _apply_lac_overrides(config, args):
-    _reject_options(args, SCFF_ONLY_OPTIONS, config.learner)
-    from .runs import check_train_device
-    check_train_device(config, args.device or "cpu")    # the one device check; LAC trains on the CPU
-    _apply_quant_options(config, args)
-    if args.dataset is not None:
-        config.data.dataset = args.dataset
-    for option, field in (("seed", "seed"), ("epochs", "epochs"), ("target", "target"), ("bp_epochs", "bp_epochs")):
-        if getattr(args, option) is not None:
-            setattr(config, field, getattr(args, option))
-    if args.probe_epochs is not None:
-        config.downstream.linear_epochs = args.probe_epochs
-    if args.finetune_epochs is not None:
-        config.downstream.finetune_epochs = args.finetune_epochs
-    return config.validate(f"preset {args.preset}")
+def _set_epochs(config, epochs: int) -> None:
+    """``--epochs``: every layer's epochs where the rule has layers of their own, else the rule's ``epochs``."""
+    if epochs < 0:
+        raise ConfigError(f"--epochs must be >= 0, got {epochs}")
+    layers = getattr(config, "layers", None)
+    if layers and hasattr(layers[0], "epochs"):
+        for layer in layers:
+            layer.epochs = epochs
+    else:
+        _set_path(config, "epochs", epochs, "epochs")
 
 
 def _apply_overrides(config, args):
     if config.learner != args.learner:
         raise ConfigError(f"preset {args.preset} is for {config.learner}, not {args.learner}")
-    if config.learner.startswith("lac"):
-        return _apply_lac_overrides(config, args)
-    _reject_options(args, LAC_ONLY_OPTIONS, config.learner)
-    if args.dataset is not None:
-        config.data.dataset = args.dataset
-    if args.holdout_speakers:
-        config.data.holdout_speakers = list(args.holdout_speakers)
-    if args.bptt_epochs is not None:
-        config.bptt.epochs = args.bptt_epochs
-    if args.bp_epochs is not None:
-        config.bp.epochs = args.bp_epochs
-    if args.batching is not None:
-        config.data.batching = args.batching
-    if args.seed is not None:
-        config.seed = args.seed
+    for option, path in OVERRIDES.items():
+        value = getattr(args, option)
+        if value not in (None, [], False):
+            _set_path(config, path, list(value) if isinstance(value, list) else value, option)
     if args.epochs is not None:
-        if args.epochs < 0:
-            raise ConfigError(f"--epochs must be >= 0, got {args.epochs}")
-        for layer in config.layers:
-            layer.epochs = args.epochs
-    if args.probe_epochs is not None:
-        config.probe.epochs = args.probe_epochs
-    if args.schedule is not None:
-        config.schedule = args.schedule
-    _apply_quant_options(config, args)
-    return config.validate(f"preset {args.preset}")
+        _set_epochs(config, args.epochs)
+    return check_for_rule(config.validate(f"preset {args.preset}"), f"preset {args.preset}")
 
 
 def _set_threads(threads: int | None) -> None:
@@ -252,22 +218,20 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     _set_threads(getattr(args, "threads", None))
     if args.command == "train":
-        from .lac.run import train_lac_run
-        from .runs import train_run
+        from .core.run import check_train_device, train_run
+        from .registry import get_rule
         args.preset = _choose_preset(args)
         config = _apply_overrides(load_preset(args.preset), args)
+        check_train_device(get_rule(config.learner), args.device or "cpu")
         out = args.out or Path("runs") / config.name
-        if config.learner.startswith("lac"):
-            train_lac_run(config, out, args.data_dir, fresh=args.fresh, show_progress=not args.no_progress)
-        else:
-            train_run(config, out, args.data_dir, fresh=args.fresh, show_progress=not args.no_progress,
-                      device=args.device or "cpu")
+        train_run(config, out, args.data_dir, fresh=args.fresh, show_progress=not args.no_progress,
+                  device=args.device or "cpu")
         return 0
     if args.command == "export":
         return _export(args)
     if args.command == "bench":
         return _bench(args)
-    from .runs import evaluate_checkpoint
+    from .core.run import evaluate_checkpoint
     evaluate_checkpoint(args.checkpoint, args.data_dir, args.out, show_progress=not args.no_progress,
                         baselines=not args.no_baselines)
     return 0

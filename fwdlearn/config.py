@@ -1,67 +1,25 @@
-"""Typed run configurations, loaded from TOML presets and checked field by field.
+"""Typed run configurations and the typed loader (``from_dict``) that checks them field by field.
 
-A preset is data, not code: ``fwdlearn/presets/<name>.toml``. Every value is validated when it
-is loaded, and an invalid one raises a one-line ``ConfigError`` naming the preset and the field.
+A preset is data, not code: ``fwdlearn/presets/<name>.toml`` (loaded by ``fwdlearn.presets``). Every
+value is validated when it is loaded, and an invalid one raises a one-line ``ConfigError`` naming
+the preset and the field. The sections every rule shares live here (data, probe, quantisation,
+the end-to-end baselines) with ``SCFFConfig``, which three SCFF rules share; a rule with its own
+shape declares its config beside its learner (``rules/``). This module imports no rule.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-from .errors import ConfigError
+from .errors import ConfigError, check
+from .nn.paired_conv import ConvConfig
+from .nn.quant import QuantConfig
 
-LEARNER_NAMES = ("scff-mlp", "scff-rnn", "scff-cnn")
+SCHEDULES = ("sequential", "simultaneous")
 SEQUENCE_DATASETS = ("fsdd", "sequences")
-POOLS = ("max", "avg")
-
-
-def _check(cond: bool, message: str) -> None:
-    if not cond:
-        raise ConfigError(message)
-
-
-@dataclass
-class ConvConfig:
-    """The convolutional part of an SCFF layer (Table D.1); ``kernel = 0`` means a fully connected layer.
-
-    A ``kernel`` x ``kernel`` convolution (stride 1, ``padding`` pixels of reflect padding, as in the
-    authors' release), then the passed-on activation, then ``pool`` (``max``, ``avg`` or ``none``;
-    ``pool_size``, ``pool_stride``, ``pool_padding``: Table D.1's footnotes 3 and 4). The read-out
-    tap pools the pooled map once more (``readout_pool`` over ``readout_size`` squares, stride equal
-    to the size, no padding: footnote 5) and flattens it for the linear probe.
-    """
-
-    kernel: int = 0
-    padding: int = 0
-    pool: str = "max"
-    pool_size: int = 2
-    pool_stride: int = 2
-    pool_padding: int = 0
-    readout_pool: str = "avg"
-    readout_size: int = 1
-
-    @property
-    def enabled(self) -> bool:
-        return self.kernel > 0
-
-    def validate(self, where: str) -> None:
-        _check(self.kernel >= 0, f"{where}.kernel must be >= 0 (0: fully connected), got {self.kernel}")
-        _check(0 <= self.padding < max(self.kernel, 1),
-               f"{where}.padding must lie in 0..kernel-1, got {self.padding} for kernel {self.kernel}")
-        _check(self.pool in POOLS + ("none",), f"{where}.pool must be one of {', '.join(POOLS)}, none, got {self.pool!r}")
-        _check(self.pool_size >= 1, f"{where}.pool_size must be >= 1, got {self.pool_size}")
-        _check(self.pool_stride >= 1, f"{where}.pool_stride must be >= 1, got {self.pool_stride}")
-        _check(0 <= self.pool_padding <= self.pool_size // 2,
-               f"{where}.pool_padding must lie in 0..pool_size/2, got {self.pool_padding} for pool_size {self.pool_size}")
-        _check(self.readout_pool in POOLS, f"{where}.readout_pool must be one of {', '.join(POOLS)}, got {self.readout_pool!r}")
-        _check(self.readout_size >= 1, f"{where}.readout_size must be >= 1, got {self.readout_size}")
 
 
 @dataclass
@@ -87,15 +45,15 @@ class LayerConfig:
     conv: ConvConfig = field(default_factory=ConvConfig)   # scff-cnn: [layers.conv]; width = channels
 
     def validate(self, where: str) -> None:
-        _check(self.width >= 1, f"{where}.width must be a positive integer, got {self.width}")
+        check(self.width >= 1, f"{where}.width must be a positive integer, got {self.width}")
         self.conv.validate(f"{where}.conv")
-        _check(self.lr > 0, f"{where}.lr must be > 0, got {self.lr}")
-        _check(self.penalty >= 0, f"{where}.penalty must be >= 0, got {self.penalty}")
-        _check(self.weight_decay >= 0, f"{where}.weight_decay must be >= 0, got {self.weight_decay}")
-        _check(0 < self.lr_decay <= 1, f"{where}.lr_decay must lie in (0, 1], got {self.lr_decay}")
-        _check(self.epochs >= 0, f"{where}.epochs must be >= 0, got {self.epochs}")
-        _check(self.algorithm in (1, 2), f"{where}.algorithm must be 1 or 2, got {self.algorithm}")
-        _check(self.activation in ("triangle", "relu"),
+        check(self.lr > 0, f"{where}.lr must be > 0, got {self.lr}")
+        check(self.penalty >= 0, f"{where}.penalty must be >= 0, got {self.penalty}")
+        check(self.weight_decay >= 0, f"{where}.weight_decay must be >= 0, got {self.weight_decay}")
+        check(0 < self.lr_decay <= 1, f"{where}.lr_decay must lie in (0, 1], got {self.lr_decay}")
+        check(self.epochs >= 0, f"{where}.epochs must be >= 0, got {self.epochs}")
+        check(self.algorithm in (1, 2), f"{where}.algorithm must be 1 or 2, got {self.algorithm}")
+        check(self.activation in ("triangle", "relu"),
                f"{where}.activation must be 'triangle' or 'relu', got {self.activation!r}")
 
 
@@ -119,19 +77,19 @@ class DataConfig:
     def validate(self, where: str) -> None:
         from .data import DATASETS
         from .data.batching import BATCHING
-        _check(self.dataset in DATASETS, f"{where}.dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
-        _check(self.translate >= 0, f"{where}.translate must be >= 0, got {self.translate}")
-        _check(self.negatives >= 1, f"{where}.negatives must be >= 1, got {self.negatives}")
-        _check(self.crop_pad >= 0, f"{where}.crop_pad must be >= 0, got {self.crop_pad}")
-        _check(not (self.flip or self.crop_pad) or not self.is_sequence,
+        check(self.dataset in DATASETS, f"{where}.dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        check(self.translate >= 0, f"{where}.translate must be >= 0, got {self.translate}")
+        check(self.negatives >= 1, f"{where}.negatives must be >= 1, got {self.negatives}")
+        check(self.crop_pad >= 0, f"{where}.crop_pad must be >= 0, got {self.crop_pad}")
+        check(not (self.flip or self.crop_pad) or not self.is_sequence,
                f"{where}.flip and crop_pad apply to image data sets only")
-        _check(self.negatives == 1 or self.is_sequence, f"{where}.negatives applies to sequence data sets (scff-rnn)")
-        _check(self.max_unlabelled >= 0, f"{where}.max_unlabelled must be >= 0 (0: all), got {self.max_unlabelled}")
-        _check(not self.max_unlabelled or self.dataset == "stl10", f"{where}.max_unlabelled applies to the stl10 data set only")
-        _check(not self.holdout_speakers or self.dataset == "fsdd",
+        check(self.negatives == 1 or self.is_sequence, f"{where}.negatives applies to sequence data sets (scff-rnn)")
+        check(self.max_unlabelled >= 0, f"{where}.max_unlabelled must be >= 0 (0: all), got {self.max_unlabelled}")
+        check(not self.max_unlabelled or self.dataset == "stl10", f"{where}.max_unlabelled applies to the stl10 data set only")
+        check(not self.holdout_speakers or self.dataset == "fsdd",
                f"{where}.holdout_speakers applies to the fsdd data set only")
-        _check(self.batching in BATCHING, f"{where}.batching must be one of {', '.join(BATCHING)}, got {self.batching!r}")
-        _check(self.batching == "random" or self.is_sequence,
+        check(self.batching in BATCHING, f"{where}.batching must be one of {', '.join(BATCHING)}, got {self.batching!r}")
+        check(self.batching == "random" or self.is_sequence,
                f"{where}.batching {self.batching!r} applies to sequence data sets only ({', '.join(SEQUENCE_DATASETS)})")
 
 
@@ -149,10 +107,10 @@ class BPTTConfig:
     grad_clip: float = 1.0         # largest gradient norm per update (0: no clipping)
 
     def validate(self, where: str) -> None:
-        _check(self.epochs >= 0, f"{where}.epochs must be >= 0, got {self.epochs}")
-        _check(self.grad_clip >= 0, f"{where}.grad_clip must be >= 0, got {self.grad_clip}")
-        _check(self.lr > 0, f"{where}.lr must be > 0, got {self.lr}")
-        _check(self.batch_size >= 1, f"{where}.batch_size must be >= 1, got {self.batch_size}")
+        check(self.epochs >= 0, f"{where}.epochs must be >= 0, got {self.epochs}")
+        check(self.grad_clip >= 0, f"{where}.grad_clip must be >= 0, got {self.grad_clip}")
+        check(self.lr > 0, f"{where}.lr must be > 0, got {self.lr}")
+        check(self.batch_size >= 1, f"{where}.batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass
@@ -168,41 +126,11 @@ class ProbeConfig:
     standardize: bool = False      # standardise each sample's features over units before the read-out
 
     def validate(self, where: str) -> None:
-        _check(self.epochs >= 1, f"{where}.epochs must be >= 1, got {self.epochs}")
-        _check(self.batch_size >= 1, f"{where}.batch_size must be >= 1, got {self.batch_size}")
-        _check(self.lr > 0, f"{where}.lr must be > 0, got {self.lr}")
-        _check(0 <= self.dropout < 1, f"{where}.dropout must lie in [0, 1), got {self.dropout}")
-        _check(all(0 < f < 1 for f in self.halve_at), f"{where}.halve_at fractions must lie in (0, 1)")
-
-
-@dataclass
-class QuantConfig:
-    """Quantisation-aware local learning through Brevitas (``fwdlearn/nn/quant.py``); 0 bits = float.
-
-    ``weight_bits``: every local layer's weights (signed, narrow range, float scale per tensor or,
-    with ``per_channel``, per output unit). ``act_bits``: every local layer's input after its
-    standardisation (signed, float scale per tensor learned by the layer's own loss).
-    """
-
-    weight_bits: int = 0
-    act_bits: int = 0
-    per_channel: bool = False
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.weight_bits or self.act_bits)
-
-    def validate(self, where: str) -> None:
-        for name in ("weight_bits", "act_bits"):
-            bits = getattr(self, name)
-            _check(bits == 0 or 2 <= bits <= 8, f"{where}.{name} must be 0 (float) or 2..8, got {bits}")
-        _check(not self.per_channel or self.weight_bits > 0, f"{where}.per_channel needs weight_bits > 0")
-
-    def label(self) -> str:
-        if not self.enabled:
-            return "float"
-        weights = f"w{self.weight_bits}{' per channel' if self.per_channel else ''}" if self.weight_bits else "w float"
-        return f"{weights}, a{self.act_bits or ' float'}"
+        check(self.epochs >= 1, f"{where}.epochs must be >= 1, got {self.epochs}")
+        check(self.batch_size >= 1, f"{where}.batch_size must be >= 1, got {self.batch_size}")
+        check(self.lr > 0, f"{where}.lr must be > 0, got {self.lr}")
+        check(0 <= self.dropout < 1, f"{where}.dropout must lie in [0, 1), got {self.dropout}")
+        check(all(0 < f < 1 for f in self.halve_at), f"{where}.halve_at fractions must lie in (0, 1)")
 
 
 @dataclass
@@ -224,13 +152,11 @@ class SCFFConfig:
     quant: QuantConfig = field(default_factory=QuantConfig)
 
     def validate(self, where: str = "config") -> "SCFFConfig":
-        _check(self.learner in LEARNER_NAMES,
-               f"{where}.learner must be one of {', '.join(LEARNER_NAMES)}, got {self.learner!r}")
-        _check(len(self.layers) >= 1, f"{where}.layers must list at least one layer")
-        _check(self.batch_size >= 2, f"{where}.batch_size must be >= 2 (negatives pair different samples), "
-                                     f"got {self.batch_size}")
-        _check(self.schedule in ("sequential", "simultaneous"),
-               f"{where}.schedule must be 'sequential' or 'simultaneous', got {self.schedule!r}")
+        """Checks every rule using this config shares; each rule adds its own (``Learner.check_config``)."""
+        check(len(self.layers) >= 1, f"{where}.layers must list at least one layer")
+        check(self.batch_size >= 2, f"{where}.batch_size must be >= 2 (negatives pair different samples), "
+                                    f"got {self.batch_size}")
+        check(self.schedule in SCHEDULES, f"{where}.schedule must be 'sequential' or 'simultaneous', got {self.schedule!r}")
         for i, layer in enumerate(self.layers):
             layer.validate(f"{where}.layers[{i}]")
         self.data.validate(f"{where}.data")
@@ -238,25 +164,8 @@ class SCFFConfig:
         self.bptt.validate(f"{where}.bptt")
         self.bp.validate(f"{where}.bp")
         self.quant.validate(f"{where}.quant")
-        recurrent = self.learner == "scff-rnn"
-        _check(recurrent == self.data.is_sequence,
-               f"{where}.data.dataset {self.data.dataset!r} does not suit learner {self.learner!r} "
-               f"(sequence data sets: {', '.join(SEQUENCE_DATASETS)}, for scff-rnn)")
-        _check(not recurrent or len(self.layers) == 1,
-               f"{where}.layers: scff-rnn trains one bidirectional layer, got {len(self.layers)}")
-        _check(recurrent or self.bptt.epochs == 0, f"{where}.bptt applies to scff-rnn only")
-        _check(not recurrent or self.bp.epochs == 0,
-               f"{where}.bp applies to scff-mlp only (scff-rnn's end-to-end baseline is [bptt])")
-        convolutional = self.learner == "scff-cnn"
-        for i, layer in enumerate(self.layers):
-            _check(layer.conv.enabled == convolutional,
-                   f"{where}.layers[{i}].conv.kernel must be >= 1 for scff-cnn" if convolutional else
-                   f"{where}.layers[{i}].conv applies to scff-cnn only")
-        _check(not convolutional or self.bp.epochs == 0, f"{where}.bp applies to scff-mlp only")
-        _check(not convolutional or not self.quant.enabled,
-               f"{where}.quant: scff-cnn has no quantised convolution yet (use scff-mlp or scff-rnn)")
         bad = [n for n in self.probe.layers if not 1 <= n <= len(self.layers)]
-        _check(not bad, f"{where}.probe.layers must name layers 1..{len(self.layers)}, got {bad}")
+        check(not bad, f"{where}.probe.layers must name layers 1..{len(self.layers)}, got {bad}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -267,24 +176,24 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """Turn a TOML value into ``annotation``'s type, or raise a ``ConfigError`` naming ``where``."""
     origin = get_origin(annotation)
     if dataclasses.is_dataclass(annotation):
-        _check(isinstance(value, dict), f"{where} must be a table, got {type(value).__name__}")
+        check(isinstance(value, dict), f"{where} must be a table, got {type(value).__name__}")
         return from_dict(annotation, value, where)
     if origin is list:
         (item_type,) = get_args(annotation)
-        _check(isinstance(value, list), f"{where} must be a list, got {type(value).__name__}")
+        check(isinstance(value, list), f"{where} must be a list, got {type(value).__name__}")
         return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
     if annotation is bool:
-        _check(isinstance(value, bool), f"{where} must be true or false, got {value!r}")
+        check(isinstance(value, bool), f"{where} must be true or false, got {value!r}")
         return value
     if annotation is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        _check(ok and math.isfinite(value), f"{where} must be a finite number, got {value!r}")
+        check(ok and math.isfinite(value), f"{where} must be a finite number, got {value!r}")
         return float(value)
     if annotation is int:
-        _check(isinstance(value, int) and not isinstance(value, bool), f"{where} must be an integer, got {value!r}")
+        check(isinstance(value, int) and not isinstance(value, bool), f"{where} must be an integer, got {value!r}")
         return value
     if annotation is str:
-        _check(isinstance(value, str), f"{where} must be a string, got {value!r}")
+        check(isinstance(value, str), f"{where} must be a string, got {value!r}")
         return value
     raise TypeError(f"unsupported config annotation {annotation!r}")
 
@@ -301,42 +210,3 @@ def from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
     if missing:
         raise ConfigError(f"{where}: missing required key {missing[0]!r}")
     return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()})
-
-
-def preset_names() -> list[str]:
-    """Names of the presets shipped with the package."""
-    return sorted(p.name[:-5] for p in resources.files("fwdlearn.presets").iterdir() if p.name.endswith(".toml"))
-
-
-def load_preset(name_or_path: str) -> SCFFConfig:
-    """Load a shipped preset by name (``digits``, ``mnist-paper``) or a TOML file by path."""
-    path = Path(name_or_path)
-    shipped = resources.files("fwdlearn.presets") / f"{name_or_path}.toml"
-    if path.suffix == ".toml" or os.sep in name_or_path or not shipped.is_file():
-        where = str(path)
-        if path.suffix != ".toml" and not path.exists():
-            raise ConfigError(f"unknown preset {name_or_path!r}; shipped presets: {', '.join(preset_names())}")
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"preset {path}: cannot read ({exc.strerror})") from None
-    else:
-        where, text = f"preset {name_or_path}", shipped.read_text()
-    try:
-        values = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML ({exc})") from None
-    return config_from_dict(values, where)
-
-
-def config_class(values: dict[str, Any]) -> type:
-    """``LACConfig`` for a ``lac-*`` learner, else ``SCFFConfig``."""
-    if str(values.get("learner", "")).startswith("lac"):
-        from .lac.config import LACConfig
-        return LACConfig
-    return SCFFConfig
-
-
-def config_from_dict(values: dict[str, Any], where: str = "config"):
-    """Rebuild a validated config (``SCFFConfig`` or ``LACConfig``) from its ``to_dict()`` output or a preset."""
-    return from_dict(config_class(values), values, where).validate(where)

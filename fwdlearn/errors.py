@@ -23,3 +23,9 @@ class CheckpointError(FwdlearnError):
 
 class ExportError(FwdlearnError):
     """A model could not be exported, or its export did not agree with PyTorch."""
+
+
+def check(condition: bool, message: str) -> None:
+    """Raise a one-line ``ConfigError`` with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise ConfigError(message)

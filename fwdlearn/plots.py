@@ -21,20 +21,39 @@ def _save(fig, path: str | Path) -> Path:
         plt.close(fig)
 
 
-def plot_learning_curves(history: list[dict], path: str | Path) -> Path:
-    """Loss and mean positive/negative goodness of every layer against its epochs."""
-    fig, (ax_loss, ax_good) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for layer in sorted({r["layer"] for r in history}):
-        rows = [r for r in history if r["layer"] == layer]
-        epochs = [r["epoch"] for r in rows]
-        ax_loss.plot(epochs, [r["loss"] for r in rows], marker="o", label=f"layer {layer}")
-        line, = ax_good.plot(epochs, [r["goodness_pos"] for r in rows], marker="o", label=f"layer {layer} positive")
-        ax_good.plot(epochs, [r["goodness_neg"] for r in rows], marker="x", linestyle="--", color=line.get_color(),
-                     label=f"layer {layer} negative")
-    ax_loss.set(title="SCFF loss per layer", xlabel="epoch", ylabel="mean loss")
-    ax_good.set(title="goodness (mean over batch)", xlabel="epoch", ylabel="G")
-    ax_loss.legend()
-    ax_good.legend(fontsize=8)
+def plot_learning_curves(history: list[dict], path: str | Path, label: str = "") -> Path:
+    """Every per-epoch training statistic of every parameter group (one panel per statistic)."""
+    keys = [k for k in dict.fromkeys(k for r in history for k in r) if k not in ("group", "epoch", "seconds")
+            and not k.startswith("test_")]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.6), squeeze=False)
+    groups = list(dict.fromkeys(r["group"] for r in history))
+    for ax, key in zip(axes[0], keys):
+        for group in groups:
+            rows = [r for r in history if r["group"] == group and key in r]
+            if rows:
+                ax.plot([r["epoch"] for r in rows], [r[key] for r in rows], marker="o", label=group)
+        ax.set(title=f"{label} {key.replace('_', ' ')}".strip(), xlabel="epoch")
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_test_curves(results: dict, path: str | Path) -> Path | None:
+    """Per-epoch test metrics (e.g. LAC's reconstruction error) of the rule beside its baselines'; None if none."""
+    curves: dict[str, dict[str, list[float]]] = {}
+    sources = {results["learner"]: results.get("history", []), **results.get("baseline_history", {})}
+    for name, history in sources.items():
+        for record in history:
+            for key, value in record.items():
+                if key.startswith("test_"):
+                    curves.setdefault(key, {}).setdefault(name, []).append(value)
+    if not curves:
+        return None
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 3.6), squeeze=False)
+    for ax, (key, lines) in zip(axes[0], curves.items()):
+        for name, values in lines.items():
+            ax.plot(range(1, len(values) + 1), values, marker="o", label=name.replace("_", " "))
+        ax.set(title=key.replace("_", " "), xlabel="epoch", yscale="log")
+        ax.legend()
     return _save(fig, path)
 
 
@@ -70,30 +89,4 @@ def plot_reconstructions(inputs, reconstructions, path: str | Path, title: str =
         axes[row][0].set_ylabel(label, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
-
-
-def plot_reconstruction_error(curves: dict[str, list[float]], path: str | Path) -> Path:
-    """Test reconstruction error (mean squared error per pixel) against epochs; index 0 is before training."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for name, values in curves.items():
-        ax.plot(range(len(values)), values, marker="o", label=name)
-    ax.set(title="test reconstruction error", xlabel="epoch (0: initial weights)", ylabel="MSE per pixel", yscale="log")
-    ax.legend()
-    return _save(fig, path)
-
-
-def plot_downstream(results: dict, path: str | Path) -> Path:
-    """Grouped bars: linear evaluation and fine-tuning accuracy of LAC beside its baselines."""
-    rows = {"LAC": results["metrics"], **{k.replace("_", " "): v for k, v in results["baselines"].items()}}
-    protocols = [p for p in ("linear_evaluation", "fine_tuning") if p in results["metrics"]]
-    fig, ax = plt.subplots(figsize=(2.2 * len(rows) + 1, 3.6))
-    width = 0.8 / len(protocols)
-    for j, protocol in enumerate(protocols):
-        values = [100 * entry[protocol]["test_accuracy"] for entry in rows.values()]
-        bars = ax.bar([i + j * width for i in range(len(rows))], values, width, label=protocol.replace("_", " "))
-        ax.bar_label(bars, fmt="%.2f", fontsize=8)
-    ax.set_xticks([i + width * (len(protocols) - 1) / 2 for i in range(len(rows))], list(rows))
-    ax.set(ylabel="test accuracy (%)", title=f"down-stream classification, {results['dataset']}", ylim=(0, 100))
-    ax.legend(loc="lower right")
     return _save(fig, path)

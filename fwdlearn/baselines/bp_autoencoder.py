@@ -1,8 +1,9 @@
 """The back-propagation autoencoder: LAC's baseline (LAC paper, Table 1, "BP pretraining").
 
-The same autoencoder, trained end to end on the same reconstruction target with Adam; the
-gradient of the reconstruction error flows back through every layer. Returns the wall time and
-the test reconstruction error after each epoch, for the curve beside LAC's.
+The same autoencoder, trained end to end on the same reconstruction target with Adam in the same
+loop as every rule (one parameter group); the gradient of the reconstruction error flows back
+through every layer. Returns the wall time and the test reconstruction error after each epoch, for
+the curve beside LAC's.
 """
 
 from __future__ import annotations
@@ -11,10 +12,37 @@ import time
 
 import torch
 
-from ..data.batching import epoch_batches
-from ..lac.learner import reconstruction_error, reconstruction_target
-from ..lac.network import Autoencoder
-from ..progress import progress_bar
+from ..core.learner import Batch, Learner, ParamGroup
+from ..nn.autoencoder import Autoencoder, reconstruction_error, reconstruction_target
+
+
+class BPAutoencoderLearner(Learner):
+    """One group (every layer), Adam on the per-sample summed squared reconstruction error."""
+
+    min_batch = 2   # batch norm
+
+    def __init__(self, network: Autoencoder, test_x: torch.Tensor, epochs: int, lr: float, batch_size: int,
+                 target: str = "reconstruct", seed: int = 0):
+        self.epochs, self.lr, self.size, self.target, self.test_x = epochs, lr, batch_size, target, test_x
+        self.setup(network, seed)
+
+    def make_groups(self) -> list[ParamGroup]:
+        return [ParamGroup("network", torch.optim.Adam(self.network.parameters(), lr=self.lr), self.epochs)]
+
+    def batch_size(self) -> int:
+        return self.size
+
+    def train_batch(self, batch: Batch, active: list[str]) -> dict[str, dict[str, float]]:
+        x = batch.x
+        loss = (self.network(x) - reconstruction_target(x, self.target)).square().flatten(1).sum(1).mean()
+        optimizer = self.groups["network"].optimizer
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"network": {"loss": float(loss.detach())}}
+
+    def end_epoch(self, record: dict[str, dict[str, float]]) -> None:
+        record["network"]["test_reconstruction_error"] = reconstruction_error(self.network, self.test_x, self.target)
 
 
 def train_bp_autoencoder(network: Autoencoder, x: torch.Tensor, test_x: torch.Tensor, epochs: int, lr: float,
@@ -22,18 +50,6 @@ def train_bp_autoencoder(network: Autoencoder, x: torch.Tensor, test_x: torch.Te
                          show_progress: bool = True) -> tuple[float, list[float]]:
     """Train ``network`` in place; returns ``(seconds, test reconstruction error per epoch)``."""
     started = time.perf_counter()
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(network.parameters(), lr=lr)
-    errors = []
-    for epoch in range(epochs):
-        network.train()
-        batches = progress_bar(epoch_batches(x.shape[0], batch_size, generator, min_size=2),
-                               desc=f"BP autoencoder epoch {epoch + 1}/{epochs}", enabled=show_progress)
-        for rows in batches:
-            loss = (network(x[rows]) - reconstruction_target(x[rows], target)).square().flatten(1).sum(1).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        errors.append(reconstruction_error(network, test_x, target))
-    network.eval()
-    return time.perf_counter() - started, errors
+    learner = BPAutoencoderLearner(network, test_x, epochs, lr, batch_size, target, seed)
+    learner.train(x, show_progress=show_progress)
+    return time.perf_counter() - started, [r["test_reconstruction_error"] for r in learner.history]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..config import BPTTConfig
+from ..core.learner import Batch
 from ..nn.local_birnn import LocalBiRNN
 from .end_to_end import train_end_to_end
 
@@ -23,9 +24,9 @@ def train_bptt(network: LocalBiRNN, x: torch.Tensor, lengths: torch.Tensor, y: t
 
     ``batching`` groups sequences into batches as the local learner does (``data/batching.py``).
     """
-    def features_of(rows: torch.Tensor) -> torch.Tensor:
-        steps = int(lengths[rows].max())
-        return network(x[rows, :steps], lengths[rows])[0]
+    def features_of(batch: Batch) -> torch.Tensor:
+        steps = int(batch.lengths.max())
+        return network(batch.x[:, :steps], batch.lengths)[0]
 
-    return train_end_to_end(network, features_of, 2 * network.directions[0].hidden_size, y, num_classes, config,
-                            seed, show_progress, batching, lengths, name="BPTT")
+    return train_end_to_end(network, features_of, 2 * network.directions[0].hidden_size, x, y, num_classes, config,
+                            seed, show_progress, batching, lengths)

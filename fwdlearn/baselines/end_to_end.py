@@ -1,9 +1,10 @@
-"""The training loop shared by the end-to-end back-propagation baselines (BPTT, supervised BP).
+"""The end-to-end back-propagation baselines (BPTT, supervised BP) as one rule with one parameter group.
 
 A linear head on the features the probe reads, cross-entropy, Adam, the gradient norm clipped if
-asked; the gradient reaches every layer of the network. Afterwards the head is dropped and the
-frozen network is read out by the same linear probe as the local learner, so the two are
-compared on equal terms.
+asked; the gradient reaches every layer of the network, which is what a local rule avoids. It
+trains in the same loop as every local rule (``core.learner.Learner``). Afterwards the head is
+dropped and the frozen network is read out by the same linear probe as the local learner, so the
+two are compared on equal terms.
 """
 
 from __future__ import annotations
@@ -15,42 +16,55 @@ import torch
 import torch.nn.functional as F
 
 from ..config import BPTTConfig
+from ..core.learner import Batch, Learner, ParamGroup
 from ..data.batching import epoch_batches
-from ..progress import progress_bar
 
 
-def train_end_to_end(network: torch.nn.Module, features_of: Callable[[torch.Tensor], torch.Tensor], feature_dim: int,
-                     y: torch.Tensor, num_classes: int, config: BPTTConfig, seed: int = 0, show_progress: bool = True,
-                     batching: str = "random", lengths: torch.Tensor | None = None, name: str = "BP"
+class EndToEndLearner(Learner):
+    """``features_of(batch)`` -> linear head -> cross-entropy; one group holding the network and the head."""
+
+    needs_labels = True
+
+    def __init__(self, network: torch.nn.Module, features_of: Callable[[Batch], torch.Tensor], feature_dim: int,
+                 num_classes: int, config: BPTTConfig, seed: int = 0, batching: str = "random"):
+        self.config, self.features_of, self.batching = config, features_of, batching
+        self.head = torch.nn.Linear(feature_dim, num_classes)   # drawn from the global generator, after the network
+        self.setup(network, seed)
+
+    def make_groups(self) -> list[ParamGroup]:
+        self.parameters = [*self.network.parameters(), *self.head.parameters()]
+        return [ParamGroup("network", torch.optim.Adam(self.parameters, lr=self.config.lr), self.config.epochs)]
+
+    def epoch_batches(self, n: int, lengths: torch.Tensor | None) -> list[torch.Tensor]:
+        return epoch_batches(n, self.config.batch_size, self.generator, self.batching, lengths)
+
+    def train_batch(self, batch: Batch, active: list[str]) -> dict[str, dict[str, float]]:
+        logits = self.head(self.features_of(batch))
+        loss = F.cross_entropy(logits, batch.y)
+        optimizer = self.groups["network"].optimizer
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.parameters, self.config.grad_clip)
+        optimizer.step()
+        rows = batch.size
+        return {"network": {"loss_sum": float(loss.detach()) * rows,
+                            "correct": float((logits.detach().argmax(1) == batch.y).sum()), "rows": float(rows)}}
+
+    def end_epoch(self, record: dict[str, dict[str, float]]) -> None:
+        """Per-sample means over the epoch: mean cross-entropy and training accuracy."""
+        stats = record["network"]
+        rows = stats.pop("rows")
+        record["network"] = {"loss": round(stats["loss_sum"] / rows, 5), "train_accuracy": round(stats["correct"] / rows, 5)}
+
+
+def train_end_to_end(network: torch.nn.Module, features_of: Callable[[Batch], torch.Tensor], feature_dim: int,
+                     x: torch.Tensor, y: torch.Tensor, num_classes: int, config: BPTTConfig, seed: int = 0,
+                     show_progress: bool = True, batching: str = "random", lengths: torch.Tensor | None = None
                      ) -> tuple[float, list[dict]]:
-    """Train ``network`` (in place) through ``features_of(rows)`` -> linear head -> cross-entropy.
-
-    Returns the wall time in seconds and, per epoch, the mean cross-entropy and the training
-    accuracy of the end-to-end classifier.
-    """
+    """Train ``network`` in place; returns the wall time and, per epoch, mean cross-entropy and training accuracy."""
     started = time.perf_counter()
-    generator = torch.Generator().manual_seed(seed)
-    head = torch.nn.Linear(feature_dim, num_classes)
-    parameters = [*network.parameters(), *head.parameters()]
-    optimizer = torch.optim.Adam(parameters, lr=config.lr)
-    network.train()
-    n = y.shape[0]
-    history = []
-    for epoch in range(config.epochs):
-        batches = progress_bar(epoch_batches(n, config.batch_size, generator, batching, lengths),
-                               desc=f"{name} epoch {epoch + 1}/{config.epochs}", enabled=show_progress)
-        total_loss, correct = 0.0, 0
-        for rows in batches:
-            logits = head(features_of(rows))
-            loss = F.cross_entropy(logits, y[rows])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
-            optimizer.step()
-            total_loss += float(loss.detach()) * rows.numel()
-            correct += int((logits.detach().argmax(1) == y[rows]).sum())
-            batches.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        history.append({"epoch": epoch + 1, "loss": round(total_loss / n, 5), "train_accuracy": round(correct / n, 5)})
-    network.eval()
+    learner = EndToEndLearner(network, features_of, feature_dim, num_classes, config, seed, batching)
+    learner.train(x, lengths, y, show_progress=show_progress)
+    history = [{"epoch": r["epoch"], "loss": r["loss"], "train_accuracy": r["train_accuracy"]} for r in learner.history]
     return time.perf_counter() - started, history

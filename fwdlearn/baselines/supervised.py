@@ -13,7 +13,8 @@ import torch
 
 from ..config import BPTTConfig
 from ..eval.features import probe_inputs
-from ..learners.scff_network import SCFFNetwork
+from ..core.learner import Batch
+from ..nn.scff_network import SCFFNetwork
 from .end_to_end import train_end_to_end
 
 
@@ -26,9 +27,8 @@ def train_supervised(network: SCFFNetwork, x: torch.Tensor, y: torch.Tensor, num
     """
     probe_layers = list(probe_layers) or list(range(1, len(network.layers) + 1))
 
-    def features_of(rows: torch.Tensor) -> torch.Tensor:
-        return probe_inputs(network(x[rows]), probe_layers, standardized)
+    def features_of(batch: Batch) -> torch.Tensor:
+        return probe_inputs(network(batch.x), probe_layers, standardized)
 
     feature_dim = sum(network.layers[i - 1].linear.out_features for i in probe_layers)
-    return train_end_to_end(network, features_of, feature_dim, y, num_classes, config, seed, show_progress,
-                            name="BP")
+    return train_end_to_end(network, features_of, feature_dim, x, y, num_classes, config, seed, show_progress)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 
-from ..config import DataConfig
 from .transforms import random_translate
 
 
@@ -36,10 +35,11 @@ def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.
     return random_translate(x, pad, generator)
 
 
-def augment(x: torch.Tensor, config: DataConfig, generator: torch.Generator) -> torch.Tensor:
-    """The augmentations ``config`` asks for (crop, then flip, torchvision's order); identity if none."""
-    if config.crop_pad:
-        x = random_crop(x, config.crop_pad, generator)
-    if config.flip:
+def augment(x: torch.Tensor, generator: torch.Generator, crop_pad: int = 0, flip: bool = False) -> torch.Tensor:
+    """Random crop after ``crop_pad`` pixels of padding, then a random left-right flip (torchvision's
+    order); identity if neither is asked for."""
+    if crop_pad:
+        x = random_crop(x, crop_pad, generator)
+    if flip:
         x = random_flip(x, generator)
     return x

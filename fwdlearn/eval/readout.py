@@ -13,8 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import save_torch
-from ..checkpoint import read_torch_dict
+from ..atomic import read_torch_dict, save_torch
 from ..errors import CheckpointError
 from .features import probe_inputs
 

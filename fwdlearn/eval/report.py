@@ -1,4 +1,11 @@
-"""Probe a trained network, its untrained twin and the raw inputs; summarise for people and scripts."""
+"""Evaluate a trained network the same way for every rule, beside its baselines; summarise for people and scripts.
+
+The linear probe (Appendix G of the SCFF paper; ``linear_probe.py``) reads each layer alone and the
+chosen layers together; the same probe reads every baseline network (untrained, back-propagation)
+and, for fixed-size samples, the raw inputs. The rule adds its own evaluation
+(``Learner.extra_metrics``: FF's goodness classification, LAC's fine-tuning and reconstruction error)
+for the trained network and each baseline.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,6 @@ from pathlib import Path
 
 import torch
 
-from ..config import SCFFConfig
 from ..data import LabelledDataset, standardize
 from .features import layer_features, probe_inputs
 from .linear_probe import ProbeResult, train_linear_probe
@@ -14,7 +20,7 @@ from .readout import Readout
 
 
 BASELINE_LABELS = {"untrained": "untrained network", "bptt": "BPTT, end to end", "bp": "BP, end to end",
-                   "raw_inputs": "raw inputs"}
+                   "bp_autoencoder": "BP autoencoder", "raw_inputs": "raw inputs"}
 
 
 def _entry(result: ProbeResult, layers: list[int] | None = None) -> dict:
@@ -25,9 +31,9 @@ def _entry(result: ProbeResult, layers: list[int] | None = None) -> dict:
     return entry
 
 
-def probe_network(network: torch.nn.Module, dataset: LabelledDataset, config: SCFFConfig, layer_sets: list[list[int]],
+def probe_network(network: torch.nn.Module, dataset: LabelledDataset, config, layer_sets: list[list[int]],
                   label: str, show_progress: bool) -> list[ProbeResult]:
-    """Probe ``network`` once per set of layers; features are computed once for all of them."""
+    """Probe ``network`` (a module returning per-layer features) once per set of layers; features computed once."""
     train_features = layer_features(network, dataset.train.x, dataset.train.lengths)
     test_features = layer_features(network, dataset.test.x, dataset.test.lengths)
     scale = config.probe.standardize
@@ -38,20 +44,19 @@ def probe_network(network: torch.nn.Module, dataset: LabelledDataset, config: SC
             for layers in layer_sets]
 
 
-def evaluate(network: torch.nn.Module, baselines: dict[str, torch.nn.Module], dataset: LabelledDataset,
-             config: SCFFConfig, show_progress: bool = True, raw_inputs: bool = True,
-             readout_to: str | Path | None = None) -> dict:
-    """Per-layer and combined probe accuracy, beside the same probe on each baseline network
-    (``untrained``, ``bptt``, ...) and, for fixed-size samples, on the raw inputs.
+def evaluate(rule, network: torch.nn.Module, baselines: dict[str, torch.nn.Module], dataset: LabelledDataset,
+             config, show_progress: bool = True, raw_inputs: bool = True, readout_to: str | Path | None = None) -> dict:
+    """Per-layer and combined probe accuracy and the rule's own metrics, beside the same for each baseline.
 
     ``readout_to``: where to save the trained network's combined read-out (``Readout``) for export.
     """
-    n_layers = len(config.layers)
+    learner = rule.learner
+    n_layers = learner.num_probe_layers(config)
     combined = config.probe.layers or list(range(1, n_layers + 1))
     layer_sets = [[i] for i in range(1, n_layers + 1)]
     if combined not in layer_sets:
         layer_sets.append(combined)
-    results = probe_network(network, dataset, config, layer_sets, "trained", show_progress)
+    results = probe_network(learner.probe_network(network), dataset, config, layer_sets, "trained", show_progress)
     by_set = {tuple(s): r for s, r in zip(layer_sets, results)}
     if readout_to is not None:
         best = by_set[tuple(combined)]
@@ -59,12 +64,14 @@ def evaluate(network: torch.nn.Module, baselines: dict[str, torch.nn.Module], da
                 dataset.sample_shape, round(best.test_accuracy, 5), dataset.meta, best.logit_bound).save(readout_to)
     report = {
         "metrics": {**_entry(by_set[tuple(combined)], combined),
-                    "per_layer": {f"layer{i}": _entry(by_set[(i,)]) for i in range(1, n_layers + 1)}},
+                    "per_layer": {f"layer{i}": _entry(by_set[(i,)]) for i in range(1, n_layers + 1)},
+                    **learner.extra_metrics(config, network, dataset, show_progress)},
         "baselines": {},
     }
     for name, baseline in baselines.items():
-        (result,) = probe_network(baseline, dataset, config, [combined], name, show_progress)
-        report["baselines"][name] = _entry(result, combined)
+        (result,) = probe_network(learner.probe_network(baseline), dataset, config, [combined], name, show_progress)
+        report["baselines"][name] = {**_entry(result, combined),
+                                     **learner.extra_metrics(config, baseline, dataset, show_progress)}
     if raw_inputs and not dataset.train.is_sequence:
         raw = train_linear_probe(standardize(dataset.train.x.flatten(1)), dataset.train.y,
                                  standardize(dataset.test.x.flatten(1)), dataset.test.y, config.probe,
@@ -74,18 +81,37 @@ def evaluate(network: torch.nn.Module, baselines: dict[str, torch.nn.Module], da
     return report
 
 
+def _extra_columns(rows: list[dict]) -> list[str]:
+    """Accuracy entries a rule adds beside the probe (e.g. ``goodness_classification``, ``fine_tuning``)."""
+    keys: list[str] = []
+    for entry in rows:
+        keys += [k for k, v in entry.items() if isinstance(v, dict) and "test_accuracy" in v and k not in keys]
+    return keys
+
+
 def summary_lines(results: dict) -> list[str]:
-    """The table a person reads at the end of a run."""
+    """The table a person reads at the end of a run: test accuracy of every read-out, rule beside baselines."""
+    from ..registry import report_label
+
     metrics, baselines = results["metrics"], results["baselines"]
+    label = report_label(results["learner"])
     combined = "+".join(map(str, metrics["layers"]))
-    rows = [(f"SCFF, layers {combined}", metrics["test_accuracy"])]
+    rows = [(f"{label}, layers {combined}", metrics)]
     if len(metrics["per_layer"]) > 1:
-        rows += [(f"SCFF, {name.replace('layer', 'layer ')} alone", m["test_accuracy"])
-                 for name, m in metrics["per_layer"].items()]
+        rows += [(f"{label}, {name.replace('layer', 'layer ')} alone", m) for name, m in metrics["per_layer"].items()]
     for name, entry in baselines.items():
-        label = BASELINE_LABELS.get(name, name)
-        rows.append((f"{label}, layers {combined}" if "layers" in entry else label, entry["test_accuracy"]))
+        text = BASELINE_LABELS.get(name, name.replace("_", " "))
+        rows.append((f"{text}, layers {combined}" if "layers" in entry else text, entry))
+    extra = _extra_columns([metrics, *baselines.values()])
     width = max(len(name) for name, _ in rows)
-    lines = [f"  {'linear probe on'.ljust(width)}  test accuracy"]
-    lines += [f"  {name.ljust(width)}  {100 * acc:6.2f} %" for name, acc in rows]
+    lines = [f"  {'test accuracy'.ljust(width)}  linear probe" + "".join(f"  {k.replace('_', ' ')}" for k in extra)]
+    for name, entry in rows:
+        line = f"  {name.ljust(width)}  {100 * entry['test_accuracy']:10.2f} %"
+        for key in extra:
+            value = entry.get(key)
+            line += (f"  {100 * value['test_accuracy']:{len(key) - 2}.2f} %" if value
+                     else f"  {'–':>{len(key)}}")
+        lines.append(line)
+    if "reconstruction_error" in metrics:
+        lines.append(f"  test reconstruction error (MSE per pixel): {metrics['reconstruction_error']:.4f}")
     return lines

@@ -10,6 +10,8 @@ graph needs only the data set's own scaling (``preprocessing``):
 - SCFF Bi-RNN: per-step standardisation of frames and states, both directions, the final
   states; inputs are ``x`` (``[N, T, F]``, zero-padded) and ``lengths`` (``[N]``, int64).
 - LAC: the encoder's Linear/Conv, batch norm with its running statistics, ReLU.
+
+What each rule's graph contains is stated by the rule itself (``Rule.in_graph``, ONNX metadata).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..checkpoint import load_checkpoint
 from ..errors import CheckpointError
 from ..eval.features import probe_inputs
 from ..eval.readout import Readout
+from ..registry import get_rule
 
 
 HEAD_BITS = 8   # a quantised model's read-out: 8-bit weights (rounded after training) and 8-bit logits
@@ -43,8 +46,7 @@ class DeployedClassifier(nn.Module):
         self.encoder = encoder
         self.layers, self.standardized = list(readout.layers), readout.standardized
         if quantised:
-            from ..config import QuantConfig
-            from ..nn.quant import output_quantizer, quant_linear
+            from ..nn.quant import QuantConfig, output_quantizer, quant_linear
             self.head = quant_linear(readout.weight.shape[1], readout.weight.shape[0], QuantConfig(weight_bits=HEAD_BITS))
             self.head.load_state_dict(readout.linear().state_dict())
             self.output_quant = output_quantizer(HEAD_BITS, readout.logit_bound)
@@ -54,8 +56,6 @@ class DeployedClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         features = self.encoder(x) if lengths is None else self.encoder(x, lengths)
-        if isinstance(features, torch.Tensor):   # a single feature tensor (LAC's encoder)
-            features = [features]
         return self.output_quant(self.head(probe_inputs(features, self.layers, self.standardized)))
 
     def output_step(self) -> float:
@@ -97,18 +97,13 @@ def _load_weights(module: nn.Module, state: dict, checkpoint: Path) -> None:
         raise CheckpointError(f"{checkpoint}: weights do not match its configuration ({str(exc).splitlines()[0]})") from None
 
 
-def build_encoder(payload: dict, readout: Readout, checkpoint: Path) -> nn.Module:
-    """The trained encoder of a checkpoint, in evaluation mode."""
+def build_encoder(payload: dict, checkpoint: Path) -> nn.Module:
+    """The trained encoder of a checkpoint as the probe reads it (per-layer features), in evaluation mode."""
     config = payload["config"]
-    if config.learner.startswith("lac"):
-        from ..lac.network import Encoder, build_autoencoder
-        autoencoder = build_autoencoder(config, readout.sample_shape)
-        _load_weights(autoencoder, payload["state"]["network"], checkpoint)
-        return Encoder(autoencoder).eval()
-    from ..learners import LEARNERS
-    network = LEARNERS[config.learner].build_network(config, payload["input_dim"])
+    learner = get_rule(config.learner).learner
+    network = learner.build_network(config, payload["input_dim"])
     _load_weights(network, payload["state"]["network"], checkpoint)
-    return network.eval()
+    return learner.probe_network(network).eval()
 
 
 def default_readout(checkpoint: Path) -> Path:
@@ -137,12 +132,12 @@ def load_deployable(checkpoint: str | Path, readout: str | Path | None = None, b
     if head.dataset != config.data.dataset:
         raise CheckpointError(f"{readout_path}: read-out trained on {head.dataset}, but {checkpoint} on "
                               f"{config.data.dataset}")
-    encoder = build_encoder(payload, head, checkpoint)
+    encoder = build_encoder(payload, checkpoint)
     if is_quantised(config) and not head.logit_bound > 0:
         raise CheckpointError(f"{readout_path}: read-out has no logit range for the quantised output "
                               f"(written by an older fwdlearn); run 'fwdlearn eval' on the checkpoint again")
     model = DeployedClassifier(encoder, head, quantised=is_quantised(config)).eval()
-    if config.learner == "scff-rnn":
+    if get_rule(config.learner).sequence:
         steps = sequence_length or head.sample_shape[0]
         if steps < 1:
             raise CheckpointError(f"sequence length must be >= 1, got {steps}")

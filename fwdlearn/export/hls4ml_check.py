@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import ExportError
+from ..registry import get_rule, rules
 from .deployable import Deployable
 
 PRECISION = "fixed<48,24>"
@@ -64,8 +65,9 @@ def check_hls4ml(path: str | Path, deployable: Deployable, inputs: torch.Tensor,
         import hls4ml
     except ImportError:
         raise ExportError("the hls4ml check needs hls4ml: pip install hls4ml") from None
-    if deployable.learner == "lac-conv":
-        raise ExportError("the hls4ml check covers fully connected models (QONNX MLPs); lac-conv is not checked")
+    if not get_rule(deployable.learner).hls4ml:
+        able = ", ".join(name for name, rule in rules().items() if rule.hls4ml)
+        raise ExportError(f"the hls4ml check covers {able}; {deployable.learner} is not checked")
     if deployable.config.quant.per_channel:
         raise ExportError("the hls4ml check needs per-tensor weight scales (hls4ml 1.3's QONNX reader fails on "
                           "per-channel ones); train without --per-channel")

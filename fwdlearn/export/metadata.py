@@ -1,7 +1,7 @@
 """What a deployer must do to raw data before the exported graph sees it, stored in the ONNX file.
 
 Everything after the data set's own scaling (per-sample standardisation, pair drive, read-out)
-is inside the graph. ``model_metadata`` returns ONNX ``metadata_props``: flat string pairs,
+is inside the graph; what that is, each rule states (``Rule.in_graph``). ``model_metadata`` returns ONNX ``metadata_props``: flat string pairs,
 JSON where the value is structured, all under the ``fwdlearn.`` prefix.
 """
 
@@ -11,17 +11,8 @@ import json
 
 from .. import __version__
 from ..data.transforms import EPS
+from ..registry import get_rule
 from .deployable import Deployable
-
-IN_GRAPH = {
-    "scff-mlp": f"per-sample standardisation of the input (mean 0, population std 1 over all values, eps {EPS}); "
-                "each layer 2·(W·x + b) (tied-weight pair [x, x]), triangle/ReLU; linear read-out",
-    "scff-rnn": f"per-step standardisation of each frame and hidden state (eps {EPS}); both recurrent directions "
-                "on the pair [x, x]; final states of both directions, standardised; linear read-out",
-    "lac-mlp": "Linear, batch norm (running statistics), ReLU per encoder layer; linear read-out",
-    "lac-conv": "3x3 convolutions, batch norm (running statistics), ReLU per encoder layer; linear read-out",
-}
-
 
 def preprocessing(dataset: str, meta: dict) -> dict:
     """The steps from the data set's raw files to the graph's input ``x``."""
@@ -67,6 +58,6 @@ def model_metadata(deployable: Deployable) -> dict[str, str]:
         "fwdlearn.input_layout": json.dumps(input_layout(deployable)),
         "fwdlearn.output": json.dumps({"logits": f"float32 [batch, {len(readout.class_names)}]; argmax is the class"}),
         "fwdlearn.preprocessing": json.dumps(preprocessing(readout.dataset, readout.dataset_meta)),
-        "fwdlearn.in_graph": IN_GRAPH.get(deployable.learner, ""),
+        "fwdlearn.in_graph": get_rule(deployable.learner).in_graph,
         "fwdlearn.test_accuracy": f"{readout.test_accuracy:.5f}",
     }

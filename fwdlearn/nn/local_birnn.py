@@ -34,9 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import QuantConfig
 from ..data.transforms import EPS, standardize
-from .quant import effective_weight, input_quantizer, quant_linear
+from .quant import QuantConfig, effective_weight, input_quantizer, quant_linear
 
 
 @dataclass(frozen=True)

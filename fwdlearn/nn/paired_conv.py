@@ -23,15 +23,56 @@ flattens it for the linear probe (Table D.1, "Layer's output").
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import ConvConfig
 from ..data.transforms import standardize
-from ..errors import DataError
+from ..errors import DataError, check
 from ..kernels.goodness import relu_goodness
 from .activations import ACTIVATIONS
+
+
+POOLS = ("max", "avg")
+
+
+@dataclass
+class ConvConfig:
+    """The convolutional part of an SCFF layer (Table D.1); ``kernel = 0`` means a fully connected layer.
+
+    A ``kernel`` x ``kernel`` convolution (stride 1, ``padding`` pixels of reflect padding, as in the
+    authors' release), then the passed-on activation, then ``pool`` (``max``, ``avg`` or ``none``;
+    ``pool_size``, ``pool_stride``, ``pool_padding``: Table D.1's footnotes 3 and 4). The read-out
+    tap pools the pooled map once more (``readout_pool`` over ``readout_size`` squares, stride equal
+    to the size, no padding: footnote 5) and flattens it for the linear probe.
+    """
+
+    kernel: int = 0
+    padding: int = 0
+    pool: str = "max"
+    pool_size: int = 2
+    pool_stride: int = 2
+    pool_padding: int = 0
+    readout_pool: str = "avg"
+    readout_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.kernel > 0
+
+    def validate(self, where: str) -> None:
+        check(self.kernel >= 0, f"{where}.kernel must be >= 0 (0: fully connected), got {self.kernel}")
+        check(0 <= self.padding < max(self.kernel, 1),
+               f"{where}.padding must lie in 0..kernel-1, got {self.padding} for kernel {self.kernel}")
+        check(self.pool in POOLS + ("none",), f"{where}.pool must be one of {', '.join(POOLS)}, none, got {self.pool!r}")
+        check(self.pool_size >= 1, f"{where}.pool_size must be >= 1, got {self.pool_size}")
+        check(self.pool_stride >= 1, f"{where}.pool_stride must be >= 1, got {self.pool_stride}")
+        check(0 <= self.pool_padding <= self.pool_size // 2,
+               f"{where}.pool_padding must lie in 0..pool_size/2, got {self.pool_padding} for pool_size {self.pool_size}")
+        check(self.readout_pool in POOLS, f"{where}.readout_pool must be one of {', '.join(POOLS)}, got {self.readout_pool!r}")
+        check(self.readout_size >= 1, f"{where}.readout_size must be >= 1, got {self.readout_size}")
 
 
 def make_pool(kind: str, size: int, stride: int, padding: int = 0) -> nn.Module:

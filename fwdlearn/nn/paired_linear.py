@@ -18,11 +18,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import QuantConfig
 from ..data.transforms import standardize
 from ..kernels.goodness import relu_goodness
 from .activations import ACTIVATIONS
-from .quant import effective_weight, input_quantizer, quant_linear
+from .quant import QuantConfig, effective_weight, input_quantizer, quant_linear
 
 
 class PairedLinear(nn.Module):
@@ -68,3 +67,8 @@ class PairedLinear(nn.Module):
     def passed(self, z: torch.Tensor) -> torch.Tensor:
         """The activity sent to the next layer and to the read-out."""
         return ACTIVATIONS[self.activation](z)
+
+    @staticmethod
+    def tap(passed: torch.Tensor) -> torch.Tensor:
+        """The read-out features: the passed-on activity itself."""
+        return passed

@@ -18,11 +18,42 @@ layer's detached input.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 
-from ..config import QuantConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, check
+
+
+@dataclass
+class QuantConfig:
+    """Quantisation-aware local learning through Brevitas (``fwdlearn/nn/quant.py``); 0 bits = float.
+
+    ``weight_bits``: every local layer's weights (signed, narrow range, float scale per tensor or,
+    with ``per_channel``, per output unit). ``act_bits``: every local layer's input after its
+    standardisation (signed, float scale per tensor learned by the layer's own loss).
+    """
+
+    weight_bits: int = 0
+    act_bits: int = 0
+    per_channel: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.weight_bits or self.act_bits)
+
+    def validate(self, where: str) -> None:
+        for name in ("weight_bits", "act_bits"):
+            bits = getattr(self, name)
+            check(bits == 0 or 2 <= bits <= 8, f"{where}.{name} must be 0 (float) or 2..8, got {bits}")
+        check(not self.per_channel or self.weight_bits > 0, f"{where}.per_channel needs weight_bits > 0")
+
+    def label(self) -> str:
+        if not self.enabled:
+            return "float"
+        weights = f"w{self.weight_bits}{' per channel' if self.per_channel else ''}" if self.weight_bits else "w float"
+        return f"{weights}, a{self.act_bits or ' float'}"
 
 
 def _brevitas():

@@ -7,9 +7,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from ..config import LayerConfig
 from ..errors import DataError
-from ..nn.paired_conv import PairedConv2d
+from .paired_conv import ConvConfig, PairedConv2d
 from .scff_network import is_paired
 
 
@@ -23,16 +22,17 @@ class SCFFConvNetwork(nn.Module):
     least one pixel wide for ``input_shape``, so an image too small for the pooling fails at once.
     """
 
-    def __init__(self, input_shape: Sequence[int], layers: list[LayerConfig]):
+    def __init__(self, input_shape: Sequence[int], channels: list[int], convs: list[ConvConfig], algorithms: list[int],
+                 activations: list[str]):
         super().__init__()
         if len(input_shape) != 3:
             raise DataError(f"scff-cnn needs images [C, H, W], got samples of shape {list(input_shape)}")
         self.input_shape = tuple(int(s) for s in input_shape)
-        channels = [self.input_shape[0]] + [layer.width for layer in layers]
+        sizes = [self.input_shape[0]] + list(channels)
         self.layers = nn.ModuleList(
-            PairedConv2d(channels[i], channels[i + 1], cfg.conv, paired=is_paired(i, cfg), activation=cfg.activation,
-                         name=f"layer {i + 1}")
-            for i, cfg in enumerate(layers))
+            PairedConv2d(sizes[i], sizes[i + 1], convs[i], paired=is_paired(i, algorithms[i]),
+                         activation=activations[i], name=f"layer {i + 1}")
+            for i in range(len(channels)))
         self.shapes()
 
     def shapes(self) -> list[dict[str, tuple[int, ...]]]:

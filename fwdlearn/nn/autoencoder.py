@@ -1,5 +1,7 @@
 """The autoencoders LAC trains (LAC paper, section 4.1), as ordinary ``nn.Module`` s.
 
+``reconstruction_error`` is the test metric of every autoencoder (LAC's and the BP baseline's).
+
 Every layer computes its reaction ``S = BN(W A_prev)`` (Eqs. 2 and 4) and passes on
 ``A = F(S)`` (Eqs. 3 and 5), ReLU for hidden layers; the output (reconstruction) layer is
 ``Sigmoid(W A_prev)``. ``passes(x, local=True)`` detaches every layer's input, so a loss on one
@@ -19,8 +21,7 @@ import contextlib
 import torch
 import torch.nn as nn
 
-from ..config import QuantConfig
-from ..nn.quant import input_quantizer, quant_conv2d, quant_conv_transpose2d, quant_linear
+from .quant import QuantConfig, input_quantizer, quant_conv2d, quant_conv_transpose2d, quant_linear
 
 
 class HiddenLayer(nn.Module):
@@ -156,8 +157,27 @@ def ConvAutoencoder(sample_shape: tuple[int, ...], channels: list[int], encoder_
     return Autoencoder(layers, output, sample_shape, encoder_layers, flatten=False)
 
 
-def build_autoencoder(config, sample_shape: tuple[int, ...]) -> Autoencoder:
-    """The autoencoder of a ``LACConfig`` exactly as a fresh learner initialises it (seeded)."""
-    torch.manual_seed(config.seed)
-    make = MLPAutoencoder if config.learner == "lac-mlp" else ConvAutoencoder
-    return make(tuple(sample_shape), list(config.hidden), config.encoder_layers, config.quant)
+def build_autoencoder(kind: str, sample_shape: tuple[int, ...], hidden: list[int], encoder_layers: int,
+                      quant: QuantConfig | None = None, seed: int = 0) -> Autoencoder:
+    """A seeded ``MLPAutoencoder`` (``kind = "mlp"``) or ``ConvAutoencoder`` (``"conv"``)."""
+    torch.manual_seed(seed)
+    make = MLPAutoencoder if kind == "mlp" else ConvAutoencoder
+    return make(tuple(sample_shape), list(hidden), encoder_layers, quant)
+
+
+def reconstruction_target(x: torch.Tensor, target: str) -> torch.Tensor:
+    """What the output layer learns to produce: the image itself or its left-right mirror image."""
+    return x.flip(-1) if target == "flip" else x
+
+
+def reconstruction_error(network: Autoencoder, x: torch.Tensor, target: str, batch_size: int = 1000) -> float:
+    """Mean squared error per pixel of the reconstructions of ``x`` (evaluation mode)."""
+    was_training = network.training
+    network.eval()
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, x.shape[0], batch_size):
+            chunk = x[start:start + batch_size]
+            total += float((network(chunk) - reconstruction_target(chunk, target)).square().sum())
+    network.train(was_training)
+    return total / x.numel()

@@ -1,0 +1,187 @@
+"""SCFF for multilayer perceptrons and convolutional networks, read against Algorithms 1 and 2.
+
+One learner for both: ``scff-mlp`` builds an ``SCFFNetwork`` (``PairedLinear`` layers),
+``scff-cnn`` an ``SCFFConvNetwork`` (``PairedConv2d`` layers, pairs concatenated along channels,
+goodness maps per position); the layers offer the same interface (``nn.blocks.LocalBlock``), so
+the schedule below is shared. Everything that can change a layer's weights is in this file and
+``objectives/scff.py``.
+
+For every batch (Algorithm 1/2, inner loop):
+  1. build the first layer's pairs from the data (``data_pairs``);
+  2. for each layer below the one(s) being trained, compute its pre-activations without
+     gradients and build the next layer's examples: Algorithm 1 carries the positive and
+     negative outputs on (``carry_pairs``), Algorithm 2 re-pairs the positive outputs (``repair``);
+  3. the trained layer takes one local step on its own loss: the goodness of the ReLU of its
+     positive and negative pre-activations (Eq. 1), the thresholded loss with the penalty
+     (Eqs. 3-4, ``scff_loss``), one AdamW step; its parameter group is that layer alone.
+
+Schedules: ``sequential`` trains each layer for its epochs and freezes it before the next
+(section 3.2): one stage per layer; ``simultaneous`` trains every layer on every batch, each on the
+detached output of the layer below. Each layer's learning rate decays by ``lr_decay`` per epoch
+(Tables F.2-F.5). All randomness (shuffling, shifts, translations, augmentation) comes from the
+learner's one generator, so a resumed run repeats an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..baselines.supervised import train_supervised
+from ..core.learner import Batch, Learner, ParamGroup, TrainedBaseline, adamw_group, take_step
+from ..config import SCFFConfig
+from ..data.augment import augment
+from ..data.transforms import EPS
+from ..errors import DataError, check
+from ..nn.scff_conv_network import SCFFConvNetwork
+from ..nn.scff_network import SCFFNetwork
+from ..objectives.scff import PairBatch, carry_pairs, data_pairs, repair, scff_loss
+from ..registry import Rule
+
+
+class SCFFLearner(Learner):
+    """Trains an ``SCFFNetwork`` layer-locally (``scff-mlp``); ``SCFFConvLearner`` the convolutional one."""
+
+    min_batch = 2   # a negative pair needs two samples
+
+    @classmethod
+    def check_config(cls, config, where: str) -> None:
+        check(not config.data.is_sequence, f"{where}.data.dataset {config.data.dataset!r} is a sequence data set; "
+                                           f"use scff-rnn")
+        for i, layer in enumerate(config.layers):
+            check(not layer.conv.enabled, f"{where}.layers[{i}].conv applies to scff-cnn only")
+        check(config.bptt.epochs == 0, f"{where}.bptt applies to scff-rnn only")
+
+    @staticmethod
+    def build_network(config, input_dim) -> torch.nn.Module:
+        """The network exactly as a fresh learner initialises it (also the untrained baseline), on the CPU."""
+        torch.manual_seed(config.seed)
+        layers = config.layers
+        return SCFFNetwork(input_dim, [c.width for c in layers], [c.algorithm for c in layers],
+                           [c.activation for c in layers], config.quant)
+
+    def make_groups(self) -> list[ParamGroup]:
+        return [adamw_group(f"layer{i + 1}", layer, c.lr, c.weight_decay, c.lr_decay, c.epochs)
+                for i, (layer, c) in enumerate(zip(self.network.layers, self.config.layers))]
+
+    @property
+    def stages(self) -> list[list[str]]:
+        names = list(self.groups)
+        return [[name] for name in names] if self.config.schedule == "sequential" else [names]
+
+    def check_data(self, x: torch.Tensor, lengths: torch.Tensor | None) -> None:
+        if lengths is not None:
+            raise DataError("scff-mlp trains on fixed-size samples; for sequences use scff-rnn")
+        if x.shape[0] < 2:
+            raise DataError(f"SCFF needs at least 2 training samples to form negative pairs, got {x.shape[0]}")
+
+    def preactivations(self, index: int, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positive and negative pre-activations of layer ``index``; each distinct view is projected once."""
+        layer = self.network.layers[index]
+        projections = layer.project(batch.views)
+        return (layer.combine(projections, batch.pos_left, batch.pos_right),
+                layer.combine(projections, batch.neg_left, batch.neg_right))
+
+    def update(self, index: int, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """One local step of layer ``index``. Returns its detached pre-activations and its statistics."""
+        if batch.views.requires_grad:
+            raise RuntimeError("a local layer's input must be detached from the layers before it")
+        layer, c = self.network.layers[index], self.config.layers[index]
+        z_pos, z_neg = self.preactivations(index, batch)
+        terms = scff_loss(layer.goodness(z_pos), layer.goodness(z_neg), c.theta_pos, c.theta_neg, c.penalty)
+        take_step([self.groups[f"layer{index + 1}"]], terms.loss)
+        return z_pos.detach(), z_neg.detach(), {"loss": float(terms.loss.detach()),
+                                                "goodness_pos": float(terms.goodness_pos),
+                                                "goodness_neg": float(terms.goodness_neg)}
+
+    def next_layer_batch(self, index: int, z_pos: torch.Tensor, z_neg: torch.Tensor) -> PairBatch:
+        """Examples for layer ``index + 1`` from layer ``index``'s detached pre-activations."""
+        layer = self.network.layers[index]
+        y_pos, y_neg = layer.passed(z_pos), layer.passed(z_neg)
+        if self.config.layers[index + 1].algorithm == 1:
+            return carry_pairs(y_pos, y_neg)
+        return repair(y_pos, self.generator)
+
+    def train_batch(self, batch: Batch, active: list[str]) -> dict[str, dict[str, float]]:
+        """One batch: frozen layers run forward only; each active layer takes its own step."""
+        indices = [int(name.removeprefix("layer")) - 1 for name in active]
+        data = self.config.data
+        x = augment(batch.x.to(self.device), self.generator, data.crop_pad, data.flip)
+        pairs = data_pairs(x, self.generator, data.translate)
+        stats = {}
+        for index in range(max(indices) + 1):
+            if index in indices:
+                z_pos, z_neg, stats[f"layer{index + 1}"] = self.update(index, pairs)
+            else:
+                with torch.no_grad():
+                    z_pos, z_neg = self.preactivations(index, pairs)
+            if index < max(indices):
+                pairs = self.next_layer_batch(index, z_pos, z_neg)
+        return stats
+
+    @classmethod
+    def baselines(cls, config, dataset, input_dim, show_progress, log) -> dict:
+        """The same network trained end to end by supervised back-propagation (``[bp]``, 0 epochs skips it)."""
+        if not config.bp.epochs:
+            return {}
+        network = cls.build_network(config, input_dim)
+        log(f"BP baseline: the same network trained end to end for {config.bp.epochs} epochs")
+        seconds, history = train_supervised(network, dataset.train.x, dataset.train.y, dataset.num_classes,
+                                            config.bp, config.probe.layers, config.probe.standardize, config.seed,
+                                            show_progress)
+        return {"bp": TrainedBaseline(network, seconds, history)}
+
+
+class SCFFConvLearner(SCFFLearner):
+    """Convolutional SCFF (Table D.1): the same schedule on ``PairedConv2d`` layers."""
+
+    @classmethod
+    def check_config(cls, config, where: str) -> None:
+        check(not config.data.is_sequence, f"{where}.data.dataset {config.data.dataset!r} is a sequence data set; "
+                                           f"use scff-rnn")
+        for i, layer in enumerate(config.layers):
+            check(layer.conv.enabled, f"{where}.layers[{i}].conv.kernel must be >= 1 for scff-cnn")
+        check(config.bp.epochs == 0 and config.bptt.epochs == 0,
+              f"{where}.bp / bptt: scff-cnn has no end-to-end baseline yet")
+
+    @staticmethod
+    def network_input(dataset) -> tuple[int, ...]:
+        return dataset.sample_shape
+
+    @staticmethod
+    def build_network(config, input_dim) -> torch.nn.Module:
+        torch.manual_seed(config.seed)
+        layers = config.layers
+        return SCFFConvNetwork(input_dim, [c.width for c in layers], [c.conv for c in layers],
+                               [c.algorithm for c in layers], [c.activation for c in layers])
+
+
+def _bench_update(widths: list[int], x: torch.Tensor):
+    """One SCFF update of every layer on every batch (simultaneous schedule, Algorithm 1 between layers)."""
+    from ..bench.updates import Update, learner_resident
+    from ..config import LayerConfig
+
+    layers = [LayerConfig(width=w, lr=1e-4, theta_pos=1.0, theta_neg=1.0, penalty=1e-4, activation="triangle")
+              for w in widths]
+    config = SCFFConfig(name="bench", learner="scff-mlp", layers=layers, batch_size=x.shape[0],
+                        schedule="simultaneous").validate("bench")
+    learner = SCFFLearner(config, x.shape[1], device=x.device)
+    active = list(learner.groups)
+    batch = Batch(x)
+    return Update(lambda: learner.train_batch(batch, active), *learner_resident(learner, [x]))
+
+
+RULES = (
+    Rule(name="scff-mlp", label="SCFF", learner=SCFFLearner, config=SCFFConfig,
+         summary="Self-Contrastive Forward-Forward on a fully connected network (Chen et al.)",
+         presets={None: "digits", "mnist": "mnist-paper"},
+         in_graph=f"per-sample standardisation of the input (mean 0, population std 1 over all values, eps {EPS}); "
+                  "each layer 2·(W·x + b) (tied-weight pair [x, x]), triangle/ReLU; linear read-out",
+         hls4ml=False, bench=_bench_update),
+    Rule(name="scff-cnn", label="SCFF", learner=SCFFConvLearner, config=SCFFConfig,
+         summary="the same rule on a convolutional network (Table D.1)",
+         presets={None: "digits-conv", "mnist": "mnist-conv", "cifar10": "cifar10-paper", "stl10": "stl10-paper"},
+         in_graph=f"per layer: per-sample standardisation of the input maps (eps {EPS}), reflect padding, "
+                  "convolution 2·(W*x + b) (tied-weight pair [x, x]), triangle/ReLU, pooling; read-out taps pooled "
+                  "once more and flattened; linear read-out",
+         quantisable=False),
+)
