@@ -111,11 +111,11 @@ def _init_worker(features: str, holdout: str, device: str, gpu_workers: int, cou
 
 def run_job(job: tuple[int, dict, int]) -> dict:
     """Train SCFF with one trial's settings at one seed; probe accuracy on the held-out recordings."""
-    from fwdlearn.config import load_preset
     from fwdlearn.data.dataset import LabelledDataset
     from fwdlearn.data.fsdd import CLASS_NAMES
     from fwdlearn.eval.report import probe_network
-    from fwdlearn.learners import SCFFRNNLearner
+    from fwdlearn.presets import check_for_rule, load_preset
+    from fwdlearn.rules.scff_rnn import SCFFRNNLearner
     trial_id, trial, seed = job
     config = load_preset("fsdd-paper")
     config.seed = seed
@@ -127,7 +127,7 @@ def run_job(job: tuple[int, dict, int]) -> dict:
             config.data.negatives = value
         else:
             setattr(layer, name, value)
-    config.validate()
+    check_for_rule(config.validate())
     fit, val = _STATE["split"]
     started = time.perf_counter()
     learner = SCFFRNNLearner(config, fit.x.shape[-1], device=_STATE["device"])

@@ -3,7 +3,7 @@
 ``{"format": "fwdlearn-checkpoint", "version": 2, "learner": NAME, "config": {...}, "input_dim": ...,
 "finished": bool, "data": fingerprint, "state": Learner.state_dict()}`` where the learner state is
 ``{"network", "groups": {name: {"optimizer", "scheduler"}}, "generator", "history", "position", "extra"}``
-(``core/learner.py``). A checkpoint of another version is refused in one line naming its version.
+(``learner.py``). A checkpoint of another version is refused in one line naming its version.
 """
 
 from __future__ import annotations

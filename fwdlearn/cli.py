@@ -218,7 +218,7 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     _set_threads(getattr(args, "threads", None))
     if args.command == "train":
-        from .core.run import check_train_device, train_run
+        from .run import check_train_device, train_run
         from .registry import get_rule
         args.preset = _choose_preset(args)
         config = _apply_overrides(load_preset(args.preset), args)
@@ -231,7 +231,7 @@ def run(argv: list[str] | None = None) -> int:
         return _export(args)
     if args.command == "bench":
         return _bench(args)
-    from .core.run import evaluate_checkpoint
+    from .run import evaluate_checkpoint
     evaluate_checkpoint(args.checkpoint, args.data_dir, args.out, show_progress=not args.no_progress,
                         baselines=not args.no_baselines)
     return 0

@@ -1,7 +1,7 @@
 """The rule registry: every learning rule the toolkit can train, found in ``fwdlearn/rules/``.
 
-Each module under ``fwdlearn/rules/`` declares its rules as ``Rule`` values in a module-level
-``RULES`` tuple; nothing else lists them. Everything that needs to know the rules reads this
+Each module under ``fwdlearn/rules/`` declares its rules as ``Rule`` values (``fwdlearn/rule.py``) in a
+module-level ``RULES`` tuple; nothing else lists them. Everything that needs to know the rules reads this
 registry: the command line (choices, help, default presets, options), ``fwdlearn presets``, device
 and quantisation support, the export metadata (what the graph contains), the update-cost bench and
 the report labels. Adding a rule is one file in ``fwdlearn/rules/`` (with its objective in
@@ -12,43 +12,11 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Callable
+from typing import Any
 
 from .errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What the toolkit needs to know about one learning rule.
-
-    ``learner``: its ``core.learner.Learner`` subclass (builds the network, owns the parameter groups
-    and the per-batch update). ``config``: the dataclass its presets load into.
-    ``presets``: default preset per data set (key ``None``: the embedded default used when no data set
-    is named). ``in_graph``: what an exported model's graph computes from its input (ONNX metadata).
-    ``local``: every parameter group learns from its own objective only (the locality contract).
-    ``bench``: builds one update of this rule on hidden layers ``widths`` for ``fwdlearn bench``.
-    """
-
-    name: str
-    summary: str
-    label: str
-    learner: type
-    config: type
-    presets: dict[str | None, str]
-    in_graph: str
-    local: bool = True
-    devices: tuple[str, ...] = ("cpu", "cuda")
-    quantisable: bool = True
-    sequence: bool = False
-    hls4ml: bool = False
-    bench: Callable[[list[int], Any], Any] | None = None
-    extra: dict = field(default_factory=dict)
-
-    def network_input(self, dataset) -> int | tuple[int, ...]:
-        """What the rule's network is built for, from a ``LabelledDataset``."""
-        return self.learner.network_input(dataset)
+from .rule import Rule
 
 
 @cache

@@ -158,3 +158,56 @@ def test_target_is_a_directory(tmp_path):
     assert "\n" not in message and str(target) in message
     assert target.is_dir() and list(target.iterdir()) == []
     assert temp_files(tmp_path) == []
+
+
+# --------------------------------------------------------------------------------------------
+# reading back: read_torch_dict never executes code from the file and fails in one line
+
+
+class RunsCodeWhenLoaded:
+    """Unpickling this calls ``Path.touch(marker)``: what a malicious checkpoint would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_read_torch_dict_returns_a_file_of_the_expected_format(tmp_path):
+    from fwdlearn.atomic import read_torch_dict
+
+    path = tmp_path / "r.pt"
+    save_torch({"format": "fwdlearn-thing", "weight": torch.arange(3.0), "n": 2}, path)
+    payload = read_torch_dict(path, "thing", "thing not found", "fwdlearn-thing")
+    assert payload["n"] == 2 and torch.equal(payload["weight"], torch.arange(3.0))
+
+
+def _one_line_checkpoint_error(path: Path, fragment: str, file_format: str = "fwdlearn-thing") -> None:
+    from fwdlearn.atomic import read_torch_dict
+    from fwdlearn.errors import CheckpointError
+
+    with pytest.raises(CheckpointError) as excinfo:
+        read_torch_dict(path, "thing", "thing not found", file_format)
+    message = str(excinfo.value)
+    assert "\n" not in message and str(path) in message and fragment in message, message
+
+
+def test_read_torch_dict_refuses_missing_corrupt_and_foreign_files_in_one_line(tmp_path):
+    _one_line_checkpoint_error(tmp_path / "absent.pt", "thing not found")
+    (tmp_path / "corrupt.pt").write_bytes(b"not a torch file")
+    _one_line_checkpoint_error(tmp_path / "corrupt.pt", "not a readable thing")
+    save_torch({"format": "something-else"}, tmp_path / "other.pt")
+    _one_line_checkpoint_error(tmp_path / "other.pt", "not a fwdlearn thing")
+    save_torch([1, 2, 3], tmp_path / "list.pt")
+    _one_line_checkpoint_error(tmp_path / "list.pt", "not a fwdlearn thing")
+
+
+def test_read_torch_dict_never_runs_code_from_the_file(tmp_path):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "fwdlearn-thing", "payload": RunsCodeWhenLoaded(marker)}, path)
+    _one_line_checkpoint_error(path, "not a readable thing")
+    assert not marker.exists()
+    torch.load(path, weights_only=False)                 # the control: an unrestricted load does run it
+    assert marker.exists()

@@ -5,9 +5,9 @@ from importlib import resources
 import pytest
 import torch
 
-from fwdlearn.config import load_preset
-from fwdlearn.errors import ConfigError
 from fwdlearn.data.batching import epoch_batches
+from fwdlearn.errors import ConfigError
+from fwdlearn.presets import load_preset
 
 
 def _lengths(n=203, seed=0):

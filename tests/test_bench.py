@@ -16,6 +16,9 @@ from fwdlearn.bench.memory import peak_tensor_bytes
 from fwdlearn.errors import ConfigError
 from fwdlearn.hardware.energy import PICOJOULES, mac_picojoules, modelled_energy
 from fwdlearn.hardware.update_ops import count_update_macs
+from fwdlearn.registry import rules
+
+LOCAL_BENCH_RULES = [name for name, rule in rules().items() if rule.bench is not None and rule.local]
 
 
 def _bp_step(network: nn.Module, x: torch.Tensor, labels: torch.Tensor):
@@ -69,7 +72,18 @@ def test_recurrent_macs_through_time_match_closed_forms():
     assert macs["input_gradient"] == (steps - 1) * batch * hidden * hidden   # h_0 is a constant
 
 
-@pytest.mark.parametrize("rule", ["scff", "lac"])
+def test_bench_rules_are_the_registrys_benchable_rules_and_bp():
+    from fwdlearn.bench.updates import RULES, bench_rules, builders
+
+    assert {"scff-mlp", "lac-mlp"} <= set(LOCAL_BENCH_RULES)
+    assert list(builders()) == list(bench_rules()) == list(RULES)
+    assert list(RULES) == [name for name, rule in rules().items() if rule.bench is not None] + ["bp"]
+    for old in ("scff", "lac"):                                 # the names before the registry are gone
+        with pytest.raises(ConfigError, match="rule must be one of"):
+            build_update(old, [4], batch=4)
+
+
+@pytest.mark.parametrize("rule", LOCAL_BENCH_RULES)
 def test_local_rules_send_no_error_to_another_layer(rule):
     update = build_update(rule, [16, 12, 8], batch=6, input_dim=20)
     macs = count_update_macs(update.step, update.parameters)
@@ -112,7 +126,7 @@ def test_local_update_memory_follows_the_widest_layer_and_bp_grows_with_depth():
         return measure_update(rule, depth, width=64, batch=256, input_dim=64, repeats=2, warmup=1
                               ).memory["peak_above_resident_bytes"]
 
-    scff = [allocated("scff", d) for d in (2, 6)]
+    scff = [allocated("scff-mlp", d) for d in (2, 6)]
     bp = [allocated("bp", d) for d in (2, 6)]
     assert scff[1] <= 1.1 * scff[0]
     assert bp[1] >= 1.5 * bp[0]
@@ -120,17 +134,17 @@ def test_local_update_memory_follows_the_widest_layer_and_bp_grows_with_depth():
 
 def test_bench_command_writes_json_a_script_can_read(tmp_path):
     out = tmp_path / "cost.json"
-    result = fwdlearn("bench", "--rules", "scff", "bp", "--depth", "2", "--width", "16", "--batch", "8",
+    result = fwdlearn("bench", "--rules", "scff-mlp", "bp", "--depth", "2", "--width", "16", "--batch", "8",
                       "--input-dim", "12", "--repeats", "3", "--out", str(out))
     assert result.returncode == 0, result.stderr
     document = json.loads(out.read_text())
-    assert [(r["rule"], r["depth"], r["width"]) for r in document["rows"]] == [("scff", 2, 16), ("bp", 2, 16)]
+    assert [(r["rule"], r["depth"], r["width"]) for r in document["rows"]] == [("scff-mlp", 2, 16), ("bp", 2, 16)]
     row = document["rows"][0]
     assert row["seconds"]["kind"] == "measured" and row["seconds"]["median"] > 0
     assert row["memory"]["kind"] == "measured" and row["memory"]["peak_bytes"] > row["memory"]["resident_bytes"]
     assert row["macs"]["kind"] == "counted" and row["energy_modelled"]["kind"] == "modelled"
     assert row["energy_measured"]["available"] or row["energy_measured"]["reason"]
-    assert "scff" in result.stdout and "bp" in result.stdout
+    assert "scff-mlp" in result.stdout and "bp" in result.stdout
 
 
 @pytest.mark.parametrize("options, message", [
@@ -154,7 +168,7 @@ def test_bench_on_cuda_without_a_gpu_says_so():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_update_cost_is_measured_on_the_gpu():
-    cost = measure_update("scff", 2, 64, batch=32, input_dim=32, repeats=3, device="cuda")
+    cost = measure_update("scff-mlp", 2, 64, batch=32, input_dim=32, repeats=3, device="cuda")
     assert cost.memory["method"] == "CUDA allocator peak" and cost.memory["peak_above_resident_bytes"] > 0
 
 

@@ -16,6 +16,7 @@ import torch
 TINY_PRESET = """
 name = "tiny"
 description = "two small layers, a few epochs: for tests"
+learner = "scff-mlp"
 seed = 3
 batch_size = 50
 
@@ -107,17 +108,29 @@ def test_train_writes_results_checkpoint_and_plots(tmp_path, tiny_preset):
     assert 0.0 <= results["metrics"]["test_accuracy"] <= 1.0
     assert {"untrained", "raw_inputs"} <= set(results["baselines"])
     assert set(results["timing"]["seconds_per_epoch"]) == {"layer1", "layer2"}
-    assert [(r["layer"], r["epoch"]) for r in results["history"]] == [(1, 1), (1, 2), (2, 1), (2, 2)]
-    for name in ("checkpoint.pt", "learning_curves.png", "probe_accuracy.png"):
+    assert [(r["group"], r["epoch"]) for r in results["history"]] == [("layer1", 1), ("layer1", 2),
+                                                                      ("layer2", 1), ("layer2", 2)]
+    assert all({"loss", "goodness_pos", "goodness_neg", "seconds"} <= set(r) for r in results["history"])
+    for name in ("checkpoint.pt", "readout.pt", "learning_curves.png", "probe_accuracy.png"):
         assert (out / name).stat().st_size > 0
     assert not list(out.glob("*.tmp"))
-    assert "untrained network" in result.stdout and "raw inputs" in result.stdout
+    table = result.stdout[result.stdout.index("test accuracy"):]
+    assert "linear probe" in table.splitlines()[0]
+    for row in ("SCFF, layers 1+2", "SCFF, layer 1 alone", "SCFF, layer 2 alone", "untrained network, layers 1+2",
+                "raw inputs"):
+        assert row in table, row
 
     again = fwdlearn("eval", str(out / "checkpoint.pt"), "--out", str(tmp_path / "eval"), "--no-progress")
     assert again.returncode == 0, again.stderr
     reloaded = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert reloaded["metrics"]["test_accuracy"] == results["metrics"]["test_accuracy"]
     assert reloaded["baselines"]["untrained"]["test_accuracy"] == results["baselines"]["untrained"]["test_accuracy"]
+
+    # a checkpoint of the previous layout (version 1) is refused in one line that names its version
+    old = torch.load(out / "checkpoint.pt", weights_only=True)
+    old["version"] = 1
+    torch.save(old, tmp_path / "v1.pt")
+    assert_one_line_error(fwdlearn("eval", str(tmp_path / "v1.pt")), "version 1", "--fresh")
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_preset):
@@ -129,7 +142,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_preset):
     assert killed.returncode == 137                       # hard exit after 3 of 4 epochs, like a kill
     assert not (resumed / "results.json").exists()
     partial = torch.load(resumed / "checkpoint.pt", weights_only=True)
-    assert partial["finished"] is False and partial["state"]["position"] == [1, 1]
+    assert partial["finished"] is False and partial["state"]["position"] == [1, 1]   # layer 2 (stage 1), 1 epoch done
+    assert partial["version"] == 2 and set(partial["state"]["groups"]) == {"layer1", "layer2"}
 
     result = fwdlearn(*args, "--out", str(resumed))
     assert result.returncode == 0, result.stderr
@@ -144,6 +158,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_preset):
         assert a["metrics"][key] == b["metrics"][key]
         assert a["baselines"]["untrained"][key] == b["baselines"]["untrained"][key]
     assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
+    assert [(r["group"], r["epoch"]) for r in a["history"]] == [(r["group"], r["epoch"]) for r in b["history"]]
 
 
 def test_resume_refuses_a_different_configuration(tmp_path, tiny_preset):
@@ -159,6 +174,33 @@ def test_digits_default_runs_with_short_overrides(tmp_path):
     result = fwdlearn("train", "scff-mlp", "--epochs", "1", "--probe-epochs", "2", "--out", str(out), "--no-progress")
     assert result.returncode == 0, result.stderr
     assert json.loads((out / "results.json").read_text())["experiment"] == "digits"
+
+
+ZERO_OVERRIDES = [("scff-mlp", "--seed", "seed"), ("scff-mlp", "--bp-epochs", "bp.epochs"),
+                  ("scff-mlp", "--weight-bits", "quant.weight_bits"), ("scff-mlp", "--act-bits", "quant.act_bits"),
+                  ("scff-rnn", "--bptt-epochs", "bptt.epochs"), ("lac-mlp", "--bp-epochs", "bp.epochs"),
+                  ("lac-mlp", "--finetune-epochs", "finetune.epochs"), ("lac-mlp", "--seed", "seed")]
+
+
+@pytest.mark.parametrize("learner, option, path", ZERO_OVERRIDES)
+def test_an_option_set_to_zero_overrides_the_preset(learner, option, path):
+    """``--bptt-epochs 0`` skips the baseline, ``--seed 0`` is seed 0: a zero is a value, not an absent option."""
+    from fwdlearn.cli import _apply_overrides, build_parser
+    from fwdlearn.presets import load_preset
+    from fwdlearn.registry import default_preset
+
+    *parents, name = path.split(".")
+    args = build_parser().parse_args(["train", learner, option, "0"])
+    args.preset = default_preset(learner, None)
+    config = load_preset(args.preset)
+    section = config
+    for part in parents:
+        section = getattr(section, part)
+    setattr(section, name, 3)                                  # the preset's value, before the option
+    config = _apply_overrides(config, args)
+    for part in parents:
+        config = getattr(config, part)
+    assert getattr(config, name) == 0
 
 
 def test_mnist_without_a_data_directory(tmp_path):

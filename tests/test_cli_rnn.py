@@ -56,7 +56,10 @@ def test_rnn_run_reports_scff_beside_untrained_and_bptt(tmp_path, tiny_rnn):
     assert set(results["baselines"]) == {"untrained", "bptt"}          # no raw-pixel probe for sequences
     assert results["metrics"]["num_features"] == 2 * 24                  # final states of both directions
     assert results["timing"]["bptt_train_seconds"] > 0
-    assert [r["epoch"] for r in results["history"]] == [1, 2]
+    assert [(r["group"], r["epoch"]) for r in results["history"]] == [("forward", 1), ("backward", 1),
+                                                                      ("forward", 2), ("backward", 2)]
+    assert set(results["timing"]["seconds_per_epoch"]) == {"forward", "backward"}
+    assert [r["epoch"] for r in results["baseline_history"]["bptt"]] == [1]
     assert "BPTT" in result.stdout and "untrained network" in result.stdout
     again = fwdlearn("eval", str(out / "checkpoint.pt"), "--out", str(tmp_path / "eval"), "--no-progress")
     assert again.returncode == 0, again.stderr
@@ -68,7 +71,9 @@ def test_killed_rnn_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_rnn):
     args = ("train", "scff-rnn", "--preset", str(tiny_rnn), "--no-progress", "--threads", "1", "--bptt-epochs", "0",
             "--batching", "by-length")
     whole = assert_resumed_run_equals_whole_run(args, tmp_path)
-    assert json.loads((whole / "results.json").read_text())["config"]["data"]["batching"] == "by-length"
+    results = json.loads((whole / "results.json").read_text())
+    assert results["config"]["data"]["batching"] == "by-length"
+    assert set(results["baselines"]) == {"untrained"}                    # --bptt-epochs 0 skips BPTT
 
 
 @needs_audio

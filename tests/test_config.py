@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from fwdlearn.config import SCFFConfig, config_from_dict, load_preset, preset_names
+from fwdlearn.config import SCFFConfig
 from fwdlearn.errors import ConfigError, FwdlearnError
+from fwdlearn.presets import config_from_dict, load_preset, preset_names
+from fwdlearn.registry import rules
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "fwdlearn" / "presets"
 HAVE_DIGITS_PRESET = (PRESETS_DIR / "digits.toml").is_file()
@@ -39,7 +41,8 @@ def _toml_value(v) -> str:
 
 
 def to_toml(d: dict) -> str:
-    """Top-level scalars, then ``[table]``s, then ``[[array-of-tables]]`` (non-empty lists of dicts)."""
+    """Top-level scalars, then ``[table]``s, then ``[[array-of-tables]]`` (non-empty lists of dicts, whose
+    own tables are written as ``[array.table]``)."""
     lines, tables, arrays = [], [], []
     for key, value in d.items():
         if isinstance(value, dict):
@@ -52,7 +55,9 @@ def to_toml(d: dict) -> str:
         lines += ["", f"[{key}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
     for key, items in arrays:
         for item in items:
-            lines += ["", f"[[{key}]]"] + [f"{k} = {_toml_value(v)}" for k, v in item.items()]
+            lines += ["", f"[[{key}]]"] + [f"{k} = {_toml_value(v)}" for k, v in item.items() if not isinstance(v, dict)]
+            for sub, table in ((k, v) for k, v in item.items() if isinstance(v, dict)):   # e.g. [layers.conv]
+                lines += [f"[{key}.{sub}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -60,6 +65,7 @@ def base_config() -> dict:
     """A small valid configuration with two layers."""
     return {
         "name": "unit",
+        "learner": "scff-mlp",
         "seed": 3,
         "batch_size": 10,
         "schedule": "sequential",
@@ -186,6 +192,7 @@ INVALID = [
     ("batch-size-1", _set("batch_size", 1), "batch_size"),
     ("unknown-schedule", _set("schedule", "parallel"), "schedule"),
     ("unknown-learner", _set("learner", "backprop"), "learner"),
+    ("missing-learner", _delete("learner"), "learner"),
     ("unknown-top-key", _set("learning_rate", 0.1), "learning_rate"),
     ("unknown-layer-key", _set("layers", 0, "colour", "red"), "layers[0]"),
     ("unknown-probe-key", _set("probe", "momentum", 0.9), "probe"),
@@ -321,3 +328,106 @@ def test_config_from_dict_validates():
     with pytest.raises(ConfigError) as excinfo:
         config_from_dict(d, where="checkpoint")
     assert_config_error(excinfo, "checkpoint", "layers[1].lr_decay")
+
+
+# --------------------------------------------------------------------------------------------
+# the checks each rule adds (presets.check_for_rule -> Learner.check_config), on loading a file
+
+
+CONV = {"kernel": 3, "padding": 1, "pool": "max", "pool_size": 2, "pool_stride": 2}
+
+
+def _rnn(d):
+    d.update(learner="scff-rnn", data={"dataset": "sequences"}, probe={"epochs": 2, "layers": [1]})
+    d["layers"] = d["layers"][:1]
+
+
+def _cnn(d):
+    d["learner"] = "scff-cnn"
+    for layer in d["layers"]:
+        layer["conv"] = dict(CONV)
+
+
+def _lac(d, learner="lac-mlp"):
+    d.clear()
+    d.update(name="unit-lac", learner=learner, batch_size=16, epochs=1, encoder_layers=1,
+             hidden=[8, 4, 8] if learner == "lac-conv" else [16, 8], data={"dataset": "digits"},
+             probe={"epochs": 2}, finetune={"epochs": 0}, bp={"epochs": 0})
+
+
+def _then(*mutations):
+    def mutate(d):
+        for m in mutations:
+            m(d)
+    return mutate
+
+
+RULE_BASES = [("scff-mlp", lambda d: None), ("scff-rnn", _rnn), ("scff-cnn", _cnn), ("lac-mlp", _lac),
+              ("lac-conv", lambda d: _lac(d, "lac-conv"))]
+
+
+@pytest.mark.parametrize("learner, make", RULE_BASES, ids=[name for name, _ in RULE_BASES])
+def test_each_rules_base_config_is_valid(tmp_path, learner, make):
+    """The starting points of the rule-specific tests below load, each into its rule's config class."""
+    d = base_config()
+    make(d)
+    cfg = load_preset(str(write_config(tmp_path, d)))
+    assert cfg.learner == learner and isinstance(cfg, rules()[learner].config)
+
+
+RULE_INVALID = [
+    ("rnn-two-layers", _then(_rnn, lambda d: d["layers"].append(dict(d["layers"][0]))), "layers",
+     "trains one bidirectional layer"),
+    ("rnn-on-images", _then(_rnn, _set("data", "dataset", "digits")), "data.dataset", "does not suit"),
+    ("rnn-with-bp", _then(_rnn, _set("bp", {"epochs": 2})), "bp", "scff-mlp only"),
+    ("rnn-with-conv", _then(_rnn, lambda d: d["layers"][0].update(conv=dict(CONV))), "layers[0].conv",
+     "scff-cnn only"),
+    ("mlp-with-conv", lambda d: d["layers"][1].update(conv=dict(CONV)), "layers[1].conv", "scff-cnn only"),
+    ("mlp-with-bptt", _set("bptt", {"epochs": 1}), "bptt", "scff-rnn only"),
+    ("mlp-on-sequences", _set("data", {"dataset": "sequences"}), "data.dataset", "use scff-rnn"),
+    ("cnn-layer-without-conv", _then(_cnn, lambda d: d["layers"][1].pop("conv")), "layers[1].conv.kernel",
+     "scff-cnn"),
+    ("cnn-quantised", _then(_cnn, _set("quant", {"weight_bits": 4})), "quant", "no quantised layers"),
+    ("cnn-with-bp", _then(_cnn, _set("bp", {"epochs": 1})), "bp", "no end-to-end baseline"),
+    ("lac-conv-two-convolutions", _then(lambda d: _lac(d, "lac-conv"), _set("hidden", [8, 8])), "hidden",
+     "three convolutions"),
+    ("lac-probe-layer-2", _then(_lac, _set("probe", {"epochs": 2, "layers": [2]})), "probe.layers",
+     "encoder's output only"),
+    ("lac-on-sequences", _then(_lac, _set("data", {"dataset": "sequences"})), "data.dataset", "take images"),
+    ("lac-has-no-layers", _then(_lac, _set("layers", [{"width": 8}])), "layers", "unknown key"),
+    ("lac-old-downstream-table", _then(_lac, _set("downstream", {"linear_epochs": 3})), "downstream",
+     "unknown key"),
+]
+
+
+@pytest.mark.parametrize("mutate, field, words", [pytest.param(m, f, w, id=i) for i, m, f, w in RULE_INVALID])
+def test_rule_specific_value_is_one_line_config_error(tmp_path, mutate, field, words):
+    """What one rule cannot do is refused when its preset loads, in one line naming the file, the field and why."""
+    d = base_config()
+    mutate(d)
+    path = write_config(tmp_path, d)
+    with pytest.raises(ConfigError) as excinfo:
+        load_preset(str(path))
+    assert words in assert_config_error(excinfo, path, field)
+
+
+def test_config_from_dict_runs_the_rules_own_checks():
+    """A checkpoint's config is checked by its rule too, not only by the checks every rule shares."""
+    d = load_preset("sequences").to_dict()
+    d["layers"].append(copy.deepcopy(d["layers"][0]))
+    with pytest.raises(ConfigError) as excinfo:
+        config_from_dict(d, where="checkpoint")
+    assert "one bidirectional layer" in assert_config_error(excinfo, "checkpoint", "layers")
+
+
+def test_every_shipped_preset_loads_into_its_rules_config():
+    """Each shipped preset names a registered rule and loads into that rule's config; each rule's default
+    presets are shipped and are presets of that rule."""
+    for name in preset_names():
+        cfg = load_preset(name)
+        assert isinstance(cfg, rules()[cfg.learner].config), name
+        assert cfg.name == name
+    for rule_name, rule in rules().items():
+        assert None in rule.presets
+        for preset in rule.presets.values():
+            assert preset in preset_names() and load_preset(preset).learner == rule_name, (rule_name, preset)

@@ -13,55 +13,91 @@ onnx = pytest.importorskip("onnx", reason="export needs the export extras")
 onnxruntime = pytest.importorskip("onnxruntime", reason="export needs the export extras")
 
 from test_cli import TINY_PRESET, assert_one_line_error, fwdlearn  # noqa: E402
-from test_cli_lac import TINY_LAC  # noqa: E402
+from test_cli_lac import tiny_lac  # noqa: E402
 from test_cli_rnn import TINY_RNN  # noqa: E402
 
-from fwdlearn.config import load_preset  # noqa: E402
+from fwdlearn.run import train_run  # noqa: E402
 from fwdlearn.errors import CheckpointError, FwdlearnError  # noqa: E402
 from fwdlearn.export import export_onnx, load_deployable, report_path  # noqa: E402
 from fwdlearn.export.verify import sample_inputs  # noqa: E402
-from fwdlearn.lac.run import train_lac_run  # noqa: E402
-from fwdlearn.runs import train_run  # noqa: E402
-
-LAC_SHAPES = {"lac-mlp": ("[32, 16, 32]", 2), "lac-conv": ("[4, 8, 8]", 3)}
-
+from fwdlearn.presets import load_preset  # noqa: E402
+from fwdlearn.registry import get_rule, rules  # noqa: E402
 
 QUANT_SECTION = "\n[quant]\nweight_bits = 4\nact_bits = 4\nper_channel = true\n"
+
+TINY_CNN = """
+name = "tiny-cnn"
+learner = "scff-cnn"
+seed = 0
+batch_size = 50
+
+[data]
+dataset = "digits"
+
+[[layers]]               # 8x8 -> 4x4 (max-pool 2); read out: average 2x2 -> 4x2x2
+width = 4
+lr = 1e-2
+theta_pos = 0.0
+theta_neg = 1.0
+epochs = 1
+
+[layers.conv]
+kernel = 3
+padding = 1
+readout_size = 2
+
+[[layers]]               # 4x4 -> 2x2; read out 8x2x2
+width = 8
+lr = 2e-3
+theta_pos = 1.0
+theta_neg = 1.0
+epochs = 1
+
+[layers.conv]
+kernel = 3
+padding = 1
+
+[probe]
+epochs = 2
+"""
+
+
+def _preset_text(kind: str) -> str:
+    """The tiny preset a test export of ``kind`` trains (no end-to-end baseline, no fine-tuning)."""
+    quantised = kind.endswith("-w4a4")
+    learner = kind.removesuffix("-w4a4")
+    if learner == "scff-mlp":
+        text = TINY_PRESET
+    elif learner == "scff-cnn":
+        text = TINY_CNN
+    elif learner == "scff-rnn":
+        text = TINY_RNN.replace("epochs = 1\nbatch_size = 32", "epochs = 0\nbatch_size = 32")
+    else:
+        text = tiny_lac(learner, finetune_epochs=0, bp_epochs=0)
+    if quantised:
+        # hls4ml converts per-tensor weight scales only: the LAC-MLP it checks is trained with one scale per layer
+        text += QUANT_SECTION.replace("per_channel = true", "per_channel = false") if learner == "lac-mlp" \
+            else QUANT_SECTION
+    return text
 
 
 def _train(kind: str, folder: Path) -> Path:
     """A finished tiny run of ``kind``; returns its checkpoint."""
     preset = folder / f"{kind}.toml"
-    if kind == "scff-mlp-w4a4":
-        preset.write_text(TINY_PRESET + QUANT_SECTION)
-        train_run(load_preset(str(preset)), folder / kind, show_progress=False, log=lambda _: None)
-    elif kind.startswith("lac"):
-        learner = kind.removesuffix("-w4a4")
-        hidden, encoder = LAC_SHAPES[learner]
-        preset.write_text(TINY_LAC.format(learner=learner, hidden=hidden, encoder=encoder)
-                          .replace("bp_epochs = 1", "bp_epochs = 0").replace("finetune_epochs = 1", "finetune_epochs = 0")
-                          + (QUANT_SECTION if kind.endswith("w4a4") else "")
-                          .replace("per_channel = true", "per_channel = false" if learner == "lac-mlp" else "per_channel = true"))
-        train_lac_run(load_preset(str(preset)), folder / kind, show_progress=False, log=lambda _: None)
-    elif kind == "scff-rnn-w4a4":
-        preset.write_text(TINY_RNN.replace("epochs = 1\nbatch_size = 32", "epochs = 0\nbatch_size = 32") + QUANT_SECTION)
-        train_run(load_preset(str(preset)), folder / kind, show_progress=False, log=lambda _: None)
-    else:
-        preset.write_text((TINY_PRESET if kind == "scff-mlp" else TINY_RNN).replace("epochs = 1\nbatch_size = 32",
-                                                                                   "epochs = 0\nbatch_size = 32"))
-        train_run(load_preset(str(preset)), folder / kind, show_progress=False, log=lambda _: None)
+    preset.write_text(_preset_text(kind))
+    train_run(load_preset(str(preset)), folder / kind, show_progress=False, log=lambda _: None)
     return folder / kind / "checkpoint.pt"
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("export-runs")
-    kinds = ("scff-mlp", "scff-rnn", "lac-mlp", "lac-conv", "scff-mlp-w4a4", "lac-conv-w4a4", "lac-mlp-w4a4",
-             "scff-rnn-w4a4")
+    kinds = ("scff-mlp", "scff-cnn", "scff-rnn", "lac-mlp", "lac-conv", "scff-mlp-w4a4", "lac-conv-w4a4",
+             "lac-mlp-w4a4", "scff-rnn-w4a4")
     return {kind: _train(kind, folder) for kind in kinds}
 
 
-@pytest.mark.parametrize("kind", ["scff-mlp", "scff-rnn", "lac-mlp", "lac-conv"])
+@pytest.mark.parametrize("kind", ["scff-mlp", "scff-cnn", "scff-rnn", "lac-mlp", "lac-conv"])
 def test_every_model_type_exports_and_matches_pytorch_in_onnxruntime(runs, tmp_path, kind):
     deployable = load_deployable(runs[kind])
     path = tmp_path / "model.onnx"
@@ -112,6 +148,56 @@ def test_metadata_carries_the_preprocessing_a_deployer_needs(runs, tmp_path):
     export_onnx(load_deployable(runs["scff-mlp"]), mlp, "float")
     meta = {p.key: p.value for p in onnx.load(str(mlp)).metadata_props}
     assert "16" in json.loads(meta["fwdlearn.preprocessing"])["scale"]
+
+
+# What each rule's graph must be said to compute, typed in from the rules themselves (papers), not read
+# from the registry: the metadata a deployer reads cannot be another rule's, or empty.
+IN_GRAPH_WORDS = {
+    "scff-mlp": ("standardisation", "[x, x]", "read-out"),
+    "scff-cnn": ("standardisation", "convolution", "[x, x]", "pool", "read-out"),
+    "scff-rnn": ("standardisation", "recurrent", "[x, x]", "read-out"),
+    "lac-mlp": ("Linear", "batch norm", "ReLU", "read-out"),
+    "lac-conv": ("convolution", "batch norm", "ReLU", "read-out"),
+}
+
+
+@pytest.mark.parametrize("name", list(rules()))
+def test_every_rule_states_what_its_exported_graph_computes(name):
+    in_graph = rules()[name].in_graph
+    assert in_graph.strip() and "\n" not in in_graph
+    for word in IN_GRAPH_WORDS.get(name, ("read-out",)):
+        assert word in in_graph, (name, word)
+
+
+def _train_default(name: str, folder: Path) -> Path:
+    """A rule's default (embedded-data) preset cut to one epoch, one probe epoch and no end-to-end baseline."""
+    from fwdlearn.presets import check_for_rule
+
+    config = load_preset(get_rule(name).presets[None])
+    for layer in getattr(config, "layers", []):
+        layer.epochs = 1
+    if hasattr(config, "epochs"):
+        config.epochs = 1
+    config.probe.epochs = 1
+    for section in ("bp", "bptt", "finetune"):
+        if hasattr(config, section):
+            getattr(config, section).epochs = 0
+    train_run(check_for_rule(config.validate()), folder / name, show_progress=False, log=lambda _: None)
+    return folder / name / "checkpoint.pt"
+
+
+@pytest.mark.parametrize("name", list(rules()))
+def test_exported_metadata_states_the_in_graph_preprocessing_of_every_rule(runs, tmp_path, name):
+    """``fwdlearn.in_graph`` of a model exported from a trained run is its rule's statement, never empty
+    (scff-cnn's once was)."""
+    rule = get_rule(name)
+    checkpoint = runs[name] if name in runs else _train_default(name, tmp_path)
+    deployable = load_deployable(checkpoint, **({"sequence_length": 6} if rule.sequence else {}))
+    path = tmp_path / "model.onnx"
+    export_onnx(deployable, path, "qcdq" if deployable.quantised else "float")
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta["fwdlearn.learner"] == name
+    assert meta["fwdlearn.in_graph"].strip() and meta["fwdlearn.in_graph"] == rule.in_graph
 
 
 def test_recurrent_export_respects_each_sequence_length(runs, tmp_path):
@@ -286,10 +372,16 @@ def test_hls4ml_cpp_model_predicts_the_classes_pytorch_does(runs, tmp_path, hls4
 
 
 def test_hls4ml_check_names_what_it_cannot_convert(runs, tmp_path, hls4ml_ready):
-    scff = load_deployable(runs["scff-mlp-w4a4"])            # trained with per-channel weight scales
+    covered = [name for name, rule in rules().items() if rule.hls4ml]
+    assert "lac-mlp" in covered and "scff-mlp" not in covered
+    scff = load_deployable(runs["scff-mlp-w4a4"])            # per-sample standardisation: no hls4ml layer
+    with pytest.raises(FwdlearnError, match="covers .*lac-mlp.*; scff-mlp is not checked"):
+        export_onnx(scff, tmp_path / "scff.onnx", "qonnx", hls4ml=True)
+    conv = load_deployable(runs["lac-conv-w4a4"])
+    with pytest.raises(FwdlearnError, match="lac-conv is not checked"):
+        export_onnx(conv, tmp_path / "conv.onnx", "qonnx", hls4ml=True)
+    lac = load_deployable(runs["lac-mlp-w4a4"])               # a rule it covers, but per-channel weight scales
+    lac.config.quant.per_channel = True
     with pytest.raises(FwdlearnError, match="per-tensor"):
-        export_onnx(scff, tmp_path / "scff.onnx", "qonnx", hls4ml=True)
-    scff.config.quant.per_channel = False                       # past that: the graph itself is refused
-    with pytest.raises(FwdlearnError, match="ReduceMean"):
-        export_onnx(scff, tmp_path / "scff.onnx", "qonnx", hls4ml=True)
+        export_onnx(lac, tmp_path / "lac.onnx", "qonnx", hls4ml=True)
     assert list(tmp_path.iterdir()) == []

@@ -128,7 +128,7 @@ def test_classify_by_goodness_picks_highest_label():
 
 def test_layer_normalises_input_only_when_asked():
     x = torch.tensor([[[3.0, 4.0]], [[0.0, 2.0]]])           # [2, 1, 2]
-    assert torch.allclose(FFLinear(2, 3).prepare(x), torch.tensor([[0.6, 0.8], [0.0, 1.0]]))
+    assert torch.allclose(FFLinear(2, 3).prepare(x), 2 ** 0.5 * torch.tensor([[0.6, 0.8], [0.0, 1.0]]))
     assert FFLinear(2, 3, normalize_input=False).prepare(x).tolist() == [[3.0, 4.0], [0.0, 2.0]]
 
 

@@ -3,6 +3,7 @@ recordings, its unpadded feature file restores the padded tensors, and its trial
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -62,3 +63,25 @@ def test_resume_skips_only_jobs_done_on_the_same_holdout_and_features(tmp_path):
     assert fsdd_sweep.done_jobs(out, "takes", "trim0.pt") == {('{"lr": 0.0001}', 1), ("{}", 2)}
     assert fsdd_sweep.done_jobs(out, "takes", "trim20.pt") == {('{"lr": 0.0001}', 1)}   # older records: any
     assert fsdd_sweep.done_jobs(tmp_path / "none.jsonl", "random") == set()
+
+
+def test_a_job_trains_the_preset_with_its_trial_settings_and_records_what_resume_reads(tmp_path, monkeypatch):
+    """One (trial, seed) job end to end on a small blob of sequences: the fsdd-paper preset with the trial's
+    settings applied trains, the held-out recordings are probed, and the record it returns is one that
+    ``done_jobs`` recognises (so a resumed sweep skips it)."""
+    g = torch.Generator().manual_seed(1)
+    n = 40
+    lengths = torch.randint(3, 8, (n,), generator=g)
+    frames = torch.randn(int(lengths.sum()), 39, generator=g)
+    blob = {"frames": frames, "y": torch.arange(n) % 10, "lengths": lengths, "takes": torch.arange(n) % 45 + 5}
+    for key, value in {"split": fsdd_sweep.validation_split(blob, "takes"), "holdout": "takes",
+                       "features": "blob.pt", "device": "cpu"}.items():
+        monkeypatch.setitem(fsdd_sweep._STATE, key, value)
+    trial = {"epochs": 1, "lr": 1e-4, "negatives": 2}
+    record = fsdd_sweep.run_job((3, trial, 7))
+    assert record["trial"] == 3 and record["settings"] == trial and record["seed"] == 7
+    assert 0 <= record["val_accuracy"] <= 100 and 0 <= record["fit_accuracy"] <= 100
+    assert record["train_seconds"] <= record["total_seconds"]
+    sink = tmp_path / "sweep.jsonl"
+    sink.write_text(json.dumps(record) + "\n")
+    assert fsdd_sweep.done_jobs(sink, "takes", "blob.pt") == {(json.dumps(trial, sort_keys=True), 7)}

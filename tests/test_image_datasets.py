@@ -654,9 +654,9 @@ def test_cli_accepts_the_datasets(tmp_path, capsys, name, label):
 
 def test_a_run_loads_only_the_unlabelled_images_its_preset_asks_for(tmp_path, monkeypatch):
     """``data.max_unlabelled`` reaches the STL-10 loader through the run; other data sets refuse it."""
-    from fwdlearn.config import load_preset
     from fwdlearn.errors import ConfigError
-    from fwdlearn.runs import load_run_dataset
+    from fwdlearn.presets import load_preset
+    from fwdlearn.run import load_run_dataset
 
     config = load_preset("stl10-paper")
     config.data.max_unlabelled = 3

@@ -5,19 +5,33 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fwdlearn.config import QuantConfig, load_preset
+from fwdlearn.learner import Batch
 from fwdlearn.data import load_dataset
 from fwdlearn.errors import ConfigError
-from fwdlearn.lac import LACLearner, build_autoencoder
-from fwdlearn.lac.downstream import learning_rate
-from fwdlearn.lac.learner import hidden_contrast, reconstruction_error, reconstruction_target
+from fwdlearn.eval.finetune import learning_rate
+from fwdlearn.nn.autoencoder import reconstruction_error, reconstruction_target
+from fwdlearn.nn.quant import QuantConfig
+from fwdlearn.objectives.lac import hidden_contrast
+from fwdlearn.presets import check_for_rule, load_preset
+from fwdlearn.registry import get_rule
+from fwdlearn.rules.lac import LACConvLearner, LACLearner
 
 
 def _config(learner="lac-mlp", **overrides):
     config = load_preset("lac-digits" if learner == "lac-mlp" else "lac-conv-digits")
     for key, value in overrides.items():
         setattr(config, key, value)
-    return config.validate()
+    return check_for_rule(config.validate())
+
+
+def _learner(config, shape=(1, 8, 8)):
+    """The rule's own learner for ``config`` (``LACLearner`` for lac-mlp, ``LACConvLearner`` for lac-conv)."""
+    return get_rule(config.learner).learner(config, shape)
+
+
+def build_autoencoder(config, shape):
+    """The autoencoder exactly as the rule's learner initialises it."""
+    return get_rule(config.learner).learner.build_network(config, shape)
 
 
 try:
@@ -66,7 +80,7 @@ def test_each_hidden_layer_learns_from_its_own_contrast_only(learner, quant):
 @pytest.mark.parametrize("quant", QUANTS)
 @pytest.mark.parametrize("learner", ["lac-mlp", "lac-conv"])
 def test_reconstruction_loss_changes_only_the_output_layer(learner, quant):
-    learner_ = LACLearner(_config(learner, **({"quant": quant} if quant else {})), (1, 8, 8))
+    learner_ = _learner(_config(learner, **({"quant": quant} if quant else {})))
     x = _images()
     _, output_loss = learner_.losses(x)
     output_loss.backward()
@@ -82,13 +96,25 @@ def test_without_detaching_the_reconstruction_loss_would_reach_hidden_layers():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.hidden_parameters())
 
 
+def test_the_two_parameter_groups_are_the_hidden_layers_and_the_output_layer():
+    """Algorithm 1: RMSprop on every hidden layer, Adam on the output layer; no parameter in both or neither."""
+    learner = LACLearner(_config(), (1, 8, 8))
+    assert set(learner.groups) == {"hidden", "output"}
+    hidden, output = learner.groups["hidden"], learner.groups["output"]
+    assert isinstance(hidden.optimizer, torch.optim.RMSprop) and isinstance(output.optimizer, torch.optim.Adam)
+    assert {id(p) for p in hidden.parameters} == {id(p) for layer in learner.network.hidden for p in layer.parameters()}
+    assert {id(p) for p in output.parameters} == {id(p) for p in learner.network.output.parameters()}
+    assert len(hidden.parameters) + len(output.parameters) == len(list(learner.network.parameters()))
+
+
 def test_a_training_step_moves_hidden_layers_by_their_contrast_and_output_by_reconstruction():
     learner = LACLearner(_config(hidden_lr=1e-3, output_lr=1e-2), (1, 8, 8))
     before = {k: v.clone() for k, v in learner.network.state_dict().items()}
-    learner.train_batch(_images())
+    stats = learner.train_batch(Batch(_images()), ["hidden", "output"])
     after = learner.network.state_dict()
     assert not torch.equal(before["hidden.0.transform.weight"], after["hidden.0.transform.weight"])
     assert not torch.equal(before["output.weight"], after["output.weight"])
+    assert set(stats) == {"hidden", "output"} and stats["hidden"]["loss"] > 0 and stats["output"]["loss"] > 0
 
 
 def test_second_pass_leaves_batch_norm_running_statistics_alone():
@@ -109,16 +135,28 @@ def test_flip_target_is_the_left_right_mirror_image():
     assert reconstruction_target(x, "reconstruct") is x
 
 
+def test_each_lac_rule_builds_its_own_autoencoder():
+    assert get_rule("lac-mlp").learner is LACLearner and get_rule("lac-conv").learner is LACConvLearner
+    mlp, conv = build_autoencoder(_config(), (1, 8, 8)), build_autoencoder(_config("lac-conv"), (1, 8, 8))
+    assert isinstance(mlp.hidden[0].transform, torch.nn.Linear)
+    assert isinstance(conv.hidden[0].transform, torch.nn.Conv2d)
+
+
 @pytest.mark.parametrize("learner", ["lac-mlp", "lac-conv"])
 def test_lac_training_reduces_the_test_reconstruction_error(learner):
     data = load_dataset("digits")
     config = _config(learner, epochs=3)
-    lac = LACLearner(config, data.sample_shape)
+    lac = _learner(config, data.sample_shape)
     before = reconstruction_error(lac.network, data.test.x, "reconstruct")
-    lac.train(data.train.x, data.test.x, show_progress=False)
+    lac.monitor(data.test.x)
+    lac.train(data.train.x, show_progress=False)
     assert lac.initial_test_error == pytest.approx(before)
-    assert lac.history[-1].test_reconstruction_error < 0.7 * before
-    assert len(lac.history) == 3
+    curve = lac.reconstruction_curve()
+    assert len(curve) == 4 and curve[0] == pytest.approx(before)
+    assert curve[-1] < 0.7 * before
+    assert curve[-1] == pytest.approx(reconstruction_error(lac.network, data.test.x, "reconstruct"))
+    assert [(r["group"], r["epoch"]) for r in lac.history] == [(g, e) for e in (1, 2, 3) for g in ("hidden", "output")]
+    assert lac.finished and lac.completed_epochs == 3
 
 
 def test_autoencoder_output_has_the_input_shape_and_rejects_wrong_shapes():
@@ -136,14 +174,14 @@ def test_encoder_output_width():
     assert build_autoencoder(_config("lac-conv"), (1, 8, 8)).encode(_images(3)).shape == (3, 32 * 4 * 4)
 
 
-def test_downstream_schedule_warms_up_then_decays_at_the_fractions():
-    config = _config().downstream
-    config.lr, config.warmup_epochs, config.decay_at, config.gamma = 0.1, 2, [0.5], 0.2
+def test_finetuning_schedule_warms_up_then_decays_at_the_fractions():
+    config = _config().finetune
+    config.epochs, config.lr, config.warmup_epochs, config.decay_at, config.gamma = 20, 0.1, 2, [0.5], 0.2
     steps = 10
-    assert learning_rate(config, 20, 0, steps) == pytest.approx(0.1 / 20)
-    assert learning_rate(config, 20, 19, steps) == pytest.approx(0.1)
-    assert learning_rate(config, 20, 9 * steps, steps) == pytest.approx(0.1)
-    assert learning_rate(config, 20, 10 * steps, steps) == pytest.approx(0.02)
+    assert learning_rate(config, 0, steps) == pytest.approx(0.1 / 20)
+    assert learning_rate(config, 19, steps) == pytest.approx(0.1)
+    assert learning_rate(config, 9 * steps, steps) == pytest.approx(0.1)
+    assert learning_rate(config, 10 * steps, steps) == pytest.approx(0.02)
 
 
 @pytest.mark.parametrize("field,value,message", [

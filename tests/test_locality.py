@@ -1,13 +1,32 @@
-"""Locality: no gradient reaches another layer's parameters, and every layer's input is detached."""
+"""Locality: every registered local rule keeps each parameter group's learning to its own objective.
+
+The contract (``Rule.local``) is checked once, generically, for every rule the registry lists as local,
+on its own embedded preset shrunk by ``conftest.tiny_config``: disjoint optimisers covering the network,
+one gradient per parameter per batch, and no objective (backward call, or term of a summed loss) that
+reaches two groups' parameters. The controls below show the checks failing when a layer's input is left
+attached (SCFF: one backward per layer; LAC: one backward of the summed losses), so the checks can fail.
+"""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from conftest import GradientArrivals, small_config
+from conftest import (
+    GradientArrivals,
+    assert_local_update,
+    mixed_terms,
+    small_config,
+    tiny_config,
+    tiny_learner,
+    trace_update,
+)
 
-from fwdlearn.learners import SCFFMLPLearner
-from fwdlearn.learners.pairs import data_pairs
+import fwdlearn.registry
+from fwdlearn.learner import Batch
+from fwdlearn.objectives import data_pairs, scff_loss
+from fwdlearn.rules.scff import SCFFLearner
+
+LOCAL_RULES = [name for name, rule in fwdlearn.registry.rules().items() if rule.local]
 
 
 def _snapshot(module: torch.nn.Module) -> list[torch.Tensor]:
@@ -18,76 +37,190 @@ def _changed(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
     return any(not torch.equal(a, b) for a, b in zip(before, module.parameters()))
 
 
-@pytest.mark.parametrize("algorithm", [1, 2])
-def test_each_gradient_comes_from_its_own_layer_only(images, algorithm):
-    """Training all layers at once, each parameter receives exactly one gradient per batch: its own layer's."""
-    learner = SCFFMLPLearner(small_config("simultaneous", algorithm, widths=(32, 24, 16)), 64)
-    arrivals = {i: 0 for i in range(3)}
-    for i, layer in enumerate(learner.network.layers):
-        layer.linear.weight.register_hook(lambda grad, i=i: arrivals.__setitem__(i, arrivals[i] + 1))
-    learner.train_batch(images, active=[0, 1, 2])
-    assert arrivals == {0: 1, 1: 1, 2: 1}
+def test_the_registry_lists_the_local_rules():
+    assert {"scff-mlp", "scff-cnn", "scff-rnn", "lac-mlp"} <= set(LOCAL_RULES)
 
+
+# ----- every local rule ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", LOCAL_RULES)
+def test_tiny_config_is_the_rules_own_preset_shrunk(name):
+    config = tiny_config(name)
+    assert config.learner == name
+    sizes = [layer.width for layer in getattr(config, "layers", [])] + list(getattr(config, "hidden", []))
+    assert sizes and max(sizes) <= 8 and config.batch_size <= 8
+
+
+@pytest.mark.parametrize("name", LOCAL_RULES)
+def test_optimisers_hold_disjoint_parameters_covering_the_network(name):
+    learner, _ = tiny_learner(name)
+    owned = {g: [id(p) for p in group.parameters] for g, group in learner.groups.items()}
+    assert len(owned) >= 2
+    for g, ids in owned.items():
+        assert ids and len(ids) == len(set(ids))
+        assert all(not set(ids) & set(other) for h, other in owned.items() if h != g)
+    assert set().union(*map(set, owned.values())) == {id(p) for p in learner.network.parameters()
+                                                      if p.requires_grad}
+
+
+@pytest.mark.parametrize("name", LOCAL_RULES)
+def test_each_group_learns_from_its_own_objective_only(name):
+    """One update of every group: each parameter receives one gradient, computed by a backward of its own
+    group's objective; a backward of one group's objective never reaches another group's parameters."""
+    learner, batch = tiny_learner(name)
+    before = {g: [p.detach().clone() for p in group.parameters] for g, group in learner.groups.items()}
+    trace = assert_local_update(learner, batch)
+    if len(trace.passes) == len(learner.groups):
+        # groups trained by separate steps (``take_step``): one backward per group, each reaching that group
+        assert sorted(next(iter(trace.groups_of(b))) for b in trace.passes) == sorted(learner.groups)
+        assert all(len(trace.groups_of(b)) == 1 for b in trace.passes)
+        assert trace.arrivals == [1] * len(trace.params)
+    for g, group in learner.groups.items():   # and every group did learn from its gradient
+        assert any(not torch.equal(a, p) for a, p in zip(before[g], group.parameters)), g
+
+
+@pytest.mark.parametrize("name", LOCAL_RULES)
+def test_an_update_of_one_group_leaves_every_other_group_unchanged(name):
+    """``train_batch(batch, [group])`` (a stage of a sequential schedule) updates that group only."""
+    learner, batch = tiny_learner(name)
+    for active in learner.groups:
+        before = {g: [p.detach().clone() for p in group.parameters] for g, group in learner.groups.items()}
+        stats = learner.train_batch(batch, [active])
+        assert set(stats) == {active}
+        for g, group in learner.groups.items():
+            changed = any(not torch.equal(a, p) for a, p in zip(before[g], group.parameters))
+            assert changed == (g == active), (active, g)
+
+
+# ----- the checks can fail: inputs left attached ----------------------------------------------------------
 
 def test_deeper_layer_loss_has_no_path_to_earlier_parameters(images):
-    """Backward of layer 2's loss computes no gradient for any parameter of layer 1."""
-    learner = SCFFMLPLearner(small_config(), 64)
-    trainer_1, trainer_2 = learner.trainers
+    """Backward of layer 2's loss computes no gradient for any parameter of layer 1; with layer 2's input
+    left attached to layer 1 (control), the same count is not zero."""
+    learner = SCFFLearner(small_config(), 64)
     batch = data_pairs(images, learner.generator)
-    z_pos, z_neg = trainer_1.preactivations(batch)           # computed WITH grad on layer 1's weights
-    next_batch = learner.next_layer_batch(0, z_pos.detach(), z_neg.detach())
+    z_pos, z_neg = learner.preactivations(0, batch)            # computed WITH grad on layer 1's weights
+    assert z_pos.requires_grad
     first = GradientArrivals(learner.network.layers[0].parameters())
     second = GradientArrivals(learner.network.layers[1].parameters())
-    trainer_2.update(next_batch)
+    learner.update(1, learner.next_layer_batch(0, z_pos.detach(), z_neg.detach()))
     assert first.none() and second.all()
+    # control: layer 2's loss on an input still attached to layer 1 does reach layer 1
+    attached = learner.next_layer_batch(0, z_pos, z_neg)
+    layer = learner.network.layers[1]
+    c = learner.config.layers[1]
+    a_pos, a_neg = learner.preactivations(1, attached)
+    scff_loss(layer.goodness(a_pos), layer.goodness(a_neg), c.theta_pos, c.theta_neg, c.penalty).loss.backward()
+    assert first.all()
 
 
 def test_update_refuses_an_input_attached_to_another_layer(images):
-    learner = SCFFMLPLearner(small_config(), 64)
+    learner = SCFFLearner(small_config(), 64)
     batch = data_pairs(images, learner.generator)
-    z_pos, z_neg = learner.trainers[0].preactivations(batch)
+    z_pos, z_neg = learner.preactivations(0, batch)
     attached = learner.next_layer_batch(0, z_pos, z_neg)      # not detached: still carries layer 1's graph
     with pytest.raises(RuntimeError, match="detached"):
-        learner.trainers[1].update(attached)
+        learner.update(1, attached)
+
+
+def test_the_checker_catches_a_layer_fed_an_attached_input(images, monkeypatch):
+    """Control for the generic check: make ``next_layer_batch`` hand on layer 1's graph (and let ``update``
+    accept it); layer 1 then receives a second gradient, from layer 2's backward."""
+    learner = SCFFLearner(small_config("simultaneous"), 64)
+
+    def leaky_update(index, batch):
+        # update() without its refusal and without detaching its output (no optimiser step either: a step
+        # would change layer 1's weights in place under the graph layer 2's backward still runs through)
+        layer, c = learner.network.layers[index], learner.config.layers[index]
+        z_pos, z_neg = learner.preactivations(index, batch)
+        terms = scff_loss(layer.goodness(z_pos), layer.goodness(z_neg), c.theta_pos, c.theta_neg, c.penalty)
+        terms.loss.backward(retain_graph=True)
+        return z_pos, z_neg, {"loss": float(terms.loss.detach())}
+
+    monkeypatch.setattr(learner, "update", leaky_update)
+    with pytest.raises(AssertionError, match="exactly one gradient"):
+        assert_local_update(learner, Batch(images))
+    trace = trace_update(SCFFLearner(small_config("simultaneous"), 64), Batch(images))
+    assert trace.arrivals == [1] * len(trace.params)                 # the real update: once each
+
+
+def test_the_checker_catches_a_summed_loss_that_crosses_groups(monkeypatch):
+    """Control on a rule that takes one backward of its groups' summed losses (LAC): its real update passes;
+    with every layer's input left attached, the output layer's loss reaches the hidden group and is named,
+    although every parameter still receives exactly one gradient."""
+    learner, batch = tiny_learner("lac-mlp")
+    trace = assert_local_update(learner, batch)
+    assert [sorted(trace.groups_of(b)) for b in trace.passes] == [["hidden", "output"]]
+    learner, batch = tiny_learner("lac-mlp")
+    passes = learner.network.passes
+    monkeypatch.setattr(learner.network, "passes", lambda x, local=True: passes(x, local=False))
+    with pytest.raises(AssertionError, match="reaches the parameters of several groups"):
+        assert_local_update(learner, batch)
+
+
+def test_a_summed_objective_is_split_into_its_groups_terms():
+    """Control for rules that take one backward of a sum of their groups' losses: a sum of local terms
+    passes, a term that reaches two groups is named."""
+    torch.manual_seed(0)
+    first, second = torch.nn.Linear(3, 3), torch.nn.Linear(3, 1)
+    owner = {id(p): "first" for p in first.parameters()} | {id(p): "second" for p in second.parameters()}
+    x = torch.randn(4, 3)
+    h = first(x)
+    local = h.square().sum() + second(h.detach()).square().sum()
+    assert mixed_terms(local.grad_fn, owner) == []
+    end_to_end = h.square().sum() + second(h).square().sum()
+    assert mixed_terms(end_to_end.grad_fn, owner) == [{"first", "second"}]
+
+
+# ----- SCFF schedules and inputs -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("algorithm", [1, 2])
+def test_each_gradient_comes_from_its_own_layer_only(images, algorithm):
+    """Training all layers at once (both ways of forming deeper layers' examples), each parameter receives
+    exactly one gradient per batch: its own layer's."""
+    learner = SCFFLearner(small_config("simultaneous", algorithm, widths=(32, 24, 16)), 64)
+    trace = assert_local_update(learner, Batch(images))
+    assert len(trace.passes) == 3 and trace.arrivals == [1] * len(trace.params)
 
 
 def test_every_layer_receives_detached_input_during_training(images, monkeypatch):
-    learner = SCFFMLPLearner(small_config("simultaneous", widths=(32, 24, 16)), 64)
+    learner = SCFFLearner(small_config("simultaneous", widths=(32, 24, 16)), 64)
     seen = []
-    for trainer in learner.trainers:
-        original = trainer.update
+    original = learner.update
 
-        def spy(batch, original=original):
-            seen.append((batch.views.requires_grad, batch.views.grad_fn))
-            return original(batch)
-        monkeypatch.setattr(trainer, "update", spy)
-    learner.train_batch(images, active=[0, 1, 2])
-    assert seen == [(False, None)] * 3
+    def spy(index, batch):
+        seen.append((index, batch.views.requires_grad, batch.views.grad_fn))
+        return original(index, batch)
+    monkeypatch.setattr(learner, "update", spy)
+    learner.train_batch(Batch(images), ["layer1", "layer2", "layer3"])
+    assert seen == [(0, False, None), (1, False, None), (2, False, None)]
 
 
 def test_sequential_schedule_freezes_finished_layers():
     """While layer 2 trains, layer 1 does not change; layer 2 does."""
     config = small_config(epochs=1)
-    learner = SCFFMLPLearner(config, 64)
+    learner = SCFFLearner(config, 64)
+    assert learner.stages == [["layer1"], ["layer2"]]
     x = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     layer_1, layer_2 = learner.network.layers
     start_1, start_2 = _snapshot(layer_1), _snapshot(layer_2)
-    learner.train_batch(x[:16], active=[0])
+    learner.train_batch(Batch(x[:16]), ["layer1"])
     assert _changed(start_1, layer_1) and not _changed(start_2, layer_2)
     after_1 = _snapshot(layer_1)
-    learner.train_batch(x[:16], active=[1])
+    learner.train_batch(Batch(x[:16]), ["layer2"])
     assert not _changed(after_1, layer_1) and _changed(start_2, layer_2)
 
 
 def test_simultaneous_schedule_updates_every_layer(images):
-    learner = SCFFMLPLearner(small_config("simultaneous"), 64)
+    learner = SCFFLearner(small_config("simultaneous"), 64)
+    assert learner.stages == [["layer1", "layer2"]]
     before = [_snapshot(layer) for layer in learner.network.layers]
-    learner.train_batch(images, active=[0, 1])
+    learner.train_batch(Batch(images), ["layer1", "layer2"])
     assert all(_changed(b, layer) for b, layer in zip(before, learner.network.layers))
 
 
 def test_optimisers_hold_only_their_own_layer():
-    learner = SCFFMLPLearner(small_config(), 64)
-    for trainer, layer in zip(learner.trainers, learner.network.layers):
-        owned = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    learner = SCFFLearner(small_config(), 64)
+    for i, layer in enumerate(learner.network.layers):
+        owned = {id(p) for p in learner.groups[f"layer{i + 1}"].parameters}
         assert owned == {id(p) for p in layer.parameters()}

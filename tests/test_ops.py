@@ -5,10 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from fwdlearn.config import LayerConfig
 from fwdlearn.hardware.ops import count_macs, count_parameters
-from fwdlearn.learners import SCFFNetwork
 from fwdlearn.nn.local_birnn import LocalBiRNN
+from fwdlearn.nn.scff_network import SCFFNetwork
 
 
 def test_dense_layers():
@@ -35,7 +34,6 @@ def test_recurrent_layer_counts_every_step_of_both_directions():
 
 
 def test_scff_network_and_parameters():
-    layers = [LayerConfig(width=w, lr=1e-3, theta_pos=1.0, theta_neg=1.0) for w in (20, 12)]
-    net = SCFFNetwork(64, layers)
+    net = SCFFNetwork(64, [20, 12], algorithms=[1, 1], activations=["triangle", "triangle"])
     assert count_macs(net, torch.rand(4, 1, 8, 8))["total"] == 4 * (64 * 20 + 20 * 12)
     assert count_parameters(net) == 64 * 20 + 20 + 20 * 12 + 12

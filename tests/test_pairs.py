@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from fwdlearn.data.transforms import standardize
-from fwdlearn.learners.pairs import carry_pairs, data_pairs, repair
 from fwdlearn.nn import PairedLinear
+from fwdlearn.objectives.scff import carry_pairs, data_pairs, repair
 
 
 def test_first_layer_pairs_without_translation(images):

@@ -6,15 +6,17 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import GradientArrivals, small_config
+from conftest import GradientArrivals, assert_local_update, small_config
 
 pytest.importorskip("brevitas", reason="quantised layers need the hardware extras")
 
-from fwdlearn.config import QuantConfig, config_from_dict  # noqa: E402
+from fwdlearn.config import QuantConfig  # noqa: E402
+from fwdlearn.learner import Batch  # noqa: E402
 from fwdlearn.errors import ConfigError  # noqa: E402
-from fwdlearn.learners import SCFFMLPLearner  # noqa: E402
-from fwdlearn.learners.pairs import data_pairs  # noqa: E402
 from fwdlearn.nn.quant import effective_weight  # noqa: E402
+from fwdlearn.objectives import data_pairs, scff_loss  # noqa: E402
+from fwdlearn.presets import config_from_dict  # noqa: E402
+from fwdlearn.rules.scff import SCFFLearner  # noqa: E402
 
 
 def quantised_config(weight_bits=4, act_bits=4, per_channel=False, **kwargs):
@@ -29,7 +31,7 @@ def _levels(values: torch.Tensor) -> int:
 
 @pytest.mark.parametrize("bits", [2, 4, 8])
 def test_weights_the_layer_computes_with_lie_on_a_grid_of_bits(bits):
-    learner = SCFFMLPLearner(quantised_config(weight_bits=bits, act_bits=0), 64)
+    learner = SCFFLearner(quantised_config(weight_bits=bits, act_bits=0), 64)
     layer = learner.network.layers[0]
     weight = effective_weight(layer.linear)
     assert _levels(weight) <= 2 ** bits - 1            # signed, narrow range: -(2^(b-1)-1) .. 2^(b-1)-1
@@ -39,7 +41,7 @@ def test_weights_the_layer_computes_with_lie_on_a_grid_of_bits(bits):
 
 
 def test_per_channel_scales_differ_between_output_units():
-    learner = SCFFMLPLearner(quantised_config(weight_bits=3, act_bits=0, per_channel=True), 64)
+    learner = SCFFLearner(quantised_config(weight_bits=3, act_bits=0, per_channel=True), 64)
     weight = effective_weight(learner.network.layers[0].linear)
     steps = weight.abs().amax(dim=1) / 3
     assert _levels(steps) > 1
@@ -48,35 +50,48 @@ def test_per_channel_scales_differ_between_output_units():
 
 
 def test_standardised_inputs_are_rounded_to_act_bits(images):
-    learner = SCFFMLPLearner(quantised_config(weight_bits=0, act_bits=3), 64)
+    learner = SCFFLearner(quantised_config(weight_bits=0, act_bits=3), 64)
     layer = learner.network.layers[0]
     seen = []
     layer.input_quant.register_forward_hook(lambda m, args, out: seen.append(out))
     layer.project(images)
     assert _levels(seen[0]) <= 2 ** 3
-    float_layer = SCFFMLPLearner(small_config(), 64).network.layers[0]
+    float_layer = SCFFLearner(small_config(), 64).network.layers[0]
     assert isinstance(float_layer.input_quant, torch.nn.Identity)
 
 
 def test_quantised_training_changes_weights_and_stays_local(images):
     """Layer 2's loss leaves every parameter of layer 1, quantiser scales included, without a gradient."""
-    learner = SCFFMLPLearner(quantised_config(), 64)
-    trainer_1, trainer_2 = learner.trainers
+    learner = SCFFLearner(quantised_config(), 64)
     before = [p.detach().clone() for p in learner.network.layers[0].parameters()]
     batch = data_pairs(images, learner.generator)
-    z_pos, z_neg, _ = trainer_1.update(batch)
+    z_pos, z_neg, _ = learner.update(0, batch)
     assert any(not torch.equal(a, b) for a, b in zip(before, learner.network.layers[0].parameters()))
     first = GradientArrivals(learner.network.layers[0].parameters())
     second = GradientArrivals(learner.network.layers[1].parameters())
-    trainer_2.update(learner.next_layer_batch(0, z_pos, z_neg))
+    learner.update(1, learner.next_layer_batch(0, z_pos, z_neg))
     assert len(first.params) > 2                         # weight, bias and the input quantiser's scale
     assert first.none() and second.all()
+    # control: layer 2's loss on an input still attached to layer 1 reaches layer 1, scale included
+    z_pos, z_neg = learner.preactivations(0, batch)
+    layer, c = learner.network.layers[1], learner.config.layers[1]
+    a_pos, a_neg = learner.preactivations(1, learner.next_layer_batch(0, z_pos, z_neg))
+    scff_loss(layer.goodness(a_pos), layer.goodness(a_neg), c.theta_pos, c.theta_neg, c.penalty).loss.backward()
+    assert first.all()
+
+
+@pytest.mark.parametrize("algorithm", [1, 2])
+def test_quantised_update_of_every_layer_is_local(images, algorithm):
+    """Both layers in one batch: each parameter (quantiser scales included) gets one gradient, its own layer's."""
+    learner = SCFFLearner(quantised_config(schedule="simultaneous", algorithm=algorithm), 64)
+    trace = assert_local_update(learner, Batch(images))
+    assert len(trace.params) == 6 and trace.arrivals == [1] * 6
 
 
 def test_quantised_network_state_dict_round_trips(images):
-    learner = SCFFMLPLearner(quantised_config(), 64)
-    learner.train_batch(images, active=[0])
-    twin = SCFFMLPLearner(quantised_config(), 64)
+    learner = SCFFLearner(quantised_config(), 64)
+    learner.train_batch(Batch(images), ["layer1"])
+    twin = SCFFLearner(quantised_config(), 64)
     twin.network.load_state_dict(learner.network.state_dict())
     learner.network.eval(), twin.network.eval()
     with torch.no_grad():
@@ -93,6 +108,17 @@ def test_invalid_quantisation_values_are_refused(change, message):
     values = small_config().to_dict()
     values["quant"] = {**dataclasses.asdict(QuantConfig(4, 4)), **change}
     with pytest.raises(ConfigError, match=message):
+        config_from_dict(values, "preset t")
+
+
+def test_quantisation_is_refused_for_a_rule_without_quantised_layers():
+    values = small_config().to_dict()
+    values["learner"] = "scff-cnn"
+    for layer in values["layers"]:
+        layer["conv"].update(kernel=3, padding=1)
+    assert not config_from_dict(values, "preset t").quant.enabled          # control: the float config loads
+    values["quant"] = dataclasses.asdict(QuantConfig(4, 4))
+    with pytest.raises(ConfigError, match=r"preset t\.quant: scff-cnn has no quantised layers yet"):
         config_from_dict(values, "preset t")
 
 
@@ -122,23 +148,24 @@ def _quantised_reference(direction, a: torch.Tensor, b: torch.Tensor, reverse: b
 def test_quantised_recurrent_goodness_is_the_step_by_step_brevitas_definition():
     from test_scff_rnn import F_IN, rnn_config, sequences
 
-    from fwdlearn.learners import SCFFRNNLearner
-    from fwdlearn.learners.scff_rnn import pair_examples
+    from fwdlearn.objectives import pair_examples
+    from fwdlearn.rules.scff_rnn import SCFFRNNLearner
 
     learner = SCFFRNNLearner(rnn_config(quant=QuantConfig(4, 3)), F_IN)
     x, lengths = sequences()
     left, right, pair_lengths = pair_examples(lengths, torch.Generator().manual_seed(1))
-    for trainer in learner.trainers:
+    for which, direction in enumerate(learner.network.directions):
         rounded = []
-        hook = trainer.direction.state_quant.register_forward_hook(lambda m, args, out: rounded.append(out))
-        drive = trainer.drive(x, lengths, left, right, pair_lengths)
-        g, valid = trainer.step_goodness(drive, pair_lengths, trainer.previous_states(drive, pair_lengths))
+        hook = direction.state_quant.register_forward_hook(lambda m, args, out: rounded.append(out))
+        drive = learner.network.drive(which, x, lengths, left, right, pair_lengths)
+        states = learner.previous_states(which, drive, pair_lengths)
+        g, valid = learner.step_goodness(which, drive, pair_lengths, states)
         hook.remove()
-        assert _levels(torch.cat([r.flatten() for r in rounded])) <= 2 ** 3
+        assert rounded and _levels(torch.cat([r.flatten() for r in rounded])) <= 2 ** 3
         with torch.no_grad():
             for e in range(left.shape[0]):
                 n = int(pair_lengths[e])
-                pre = _quantised_reference(trainer.direction, x[left[e], :n], x[right[e], :n], trainer.which == 1)
+                pre = _quantised_reference(direction, x[left[e], :n], x[right[e], :n], which == 1)
                 expected = torch.stack([torch.relu(z).square().mean() for z in pre])
                 torch.testing.assert_close(g[e, :n], expected, atol=1e-5, rtol=1e-4)
 

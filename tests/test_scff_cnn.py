@@ -9,17 +9,18 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import GradientArrivals
+from conftest import GradientArrivals, assert_local_update
 from test_cli import assert_one_line_error, assert_resumed_run_equals_whole_run, fwdlearn
 
-from fwdlearn.config import ConvConfig, DataConfig, LayerConfig, ProbeConfig, SCFFConfig, load_preset
+from fwdlearn.config import ConvConfig, DataConfig, LayerConfig, ProbeConfig, SCFFConfig
+from fwdlearn.learner import Batch
 from fwdlearn.data.augment import augment, random_crop, random_flip
 from fwdlearn.data.dataset import Split, validate_split
 from fwdlearn.errors import ConfigError, DataError
-from fwdlearn.learners import SCFFConvNetwork, SCFFMLPLearner
-from fwdlearn.learners.pairs import data_pairs
 from fwdlearn.nn.paired_conv import PairedConv2d
-from fwdlearn.objectives import scff_loss
+from fwdlearn.objectives import data_pairs, scff_loss
+from fwdlearn.presets import check_for_rule, load_preset
+from fwdlearn.rules.scff import SCFFConvLearner
 
 CONV = ConvConfig(kernel=3, padding=1, pool="max", pool_size=2, pool_stride=2, pool_padding=0,
                   readout_pool="avg", readout_size=2)
@@ -75,37 +76,43 @@ def test_goodness_per_position_and_loss_match_a_reference():
 
 @pytest.mark.parametrize("algorithm", [1, 2])
 def test_each_conv_layer_gets_gradients_from_its_own_loss_only(algorithm):
-    learner = SCFFMLPLearner(conv_config("simultaneous", algorithm, widths=(4, 6, 5)), (1, 8, 8))
+    learner = SCFFConvLearner(conv_config("simultaneous", algorithm, widths=(4, 6, 5)), (1, 8, 8))
     arrivals = [GradientArrivals(layer.parameters()) for layer in learner.network.layers]
-    learner.train_batch(torch.rand(8, 1, 8, 8), active=[0, 1, 2])
+    trace = assert_local_update(learner, Batch(torch.rand(8, 1, 8, 8)))
     assert [a.counts for a in arrivals] == [[1, 1]] * 3                 # weight and bias, once each
+    assert [sorted(trace.groups_of(b)) for b in trace.passes] == [["layer1"], ["layer2"], ["layer3"]]
 
 
 def test_training_layer_two_sends_nothing_to_layer_one():
-    learner = SCFFMLPLearner(conv_config(), (1, 8, 8))
+    learner = SCFFConvLearner(conv_config(), (1, 8, 8))
     batch = data_pairs(torch.rand(8, 1, 8, 8), learner.generator)
-    z_pos, z_neg = learner.trainers[0].preactivations(batch)             # with grad on layer 1
+    z_pos, z_neg = learner.preactivations(0, batch)                      # with grad on layer 1
     first = GradientArrivals(learner.network.layers[0].parameters())
     second = GradientArrivals(learner.network.layers[1].parameters())
-    learner.trainers[1].update(learner.next_layer_batch(0, z_pos.detach(), z_neg.detach()))
+    learner.update(1, learner.next_layer_batch(0, z_pos.detach(), z_neg.detach()))
     assert first.none() and second.all()
+    attached = learner.next_layer_batch(0, z_pos, z_neg)
     with pytest.raises(RuntimeError, match="detached"):
-        learner.trainers[1].update(learner.next_layer_batch(0, z_pos, z_neg))
+        learner.update(1, attached)
+    # control: layer 2's loss on the attached input would reach layer 1
+    layer, c = learner.network.layers[1], learner.config.layers[1]
+    a_pos, a_neg = learner.preactivations(1, attached)
+    scff_loss(layer.goodness(a_pos), layer.goodness(a_neg), c.theta_pos, c.theta_neg, c.penalty).loss.backward()
+    assert first.all()
 
 
 @pytest.mark.parametrize("algorithm", [1, 2])
 def test_algorithms_feed_layer_two_the_expected_examples(algorithm, monkeypatch):
-    learner = SCFFMLPLearner(conv_config(algorithm=algorithm), (1, 8, 8))
+    learner = SCFFConvLearner(conv_config(algorithm=algorithm), (1, 8, 8))
     seen = {}
-    for i, trainer in enumerate(learner.trainers):
-        original = trainer.update
+    original = learner.update
 
-        def spy(batch, i=i, original=original):
-            out = original(batch)
-            seen[i] = (batch, out[0], out[1])
-            return out
-        monkeypatch.setattr(trainer, "update", spy)
-    learner.train_batch(torch.rand(8, 1, 8, 8), active=[0, 1])
+    def spy(i, batch):
+        out = original(i, batch)
+        seen[i] = (batch, out[0], out[1])
+        return out
+    monkeypatch.setattr(learner, "update", spy)
+    learner.train_batch(Batch(torch.rand(8, 1, 8, 8)), ["layer1", "layer2"])
     _, z_pos, z_neg = seen[0]
     batch = seen[1][0]
     layer = learner.network.layers[0]
@@ -136,13 +143,21 @@ def test_flip_and_crop_shapes_determinism_and_content():
         assert len(matches) == 1
         offsets.add(matches[0])
     assert len(offsets) > 5
-    both = augment(x, DataConfig(flip=True, crop_pad=2), gen())
-    assert both.shape == x.shape and torch.equal(augment(x, DataConfig(), gen()), x)
+    both = augment(x, gen(), crop_pad=2, flip=True)
+    assert both.shape == x.shape and torch.equal(augment(x, gen()), x)
+    assert torch.equal(both, random_flip(random_crop(x, 2, gen()), _after_crop(x, 2)))   # crop, then flip
+
+
+def _after_crop(x: torch.Tensor, pad: int) -> torch.Generator:
+    """Generator 7 after a crop of ``x`` has drawn from it (what the flip that follows draws from)."""
+    generator = torch.Generator().manual_seed(7)
+    random_crop(x, pad, generator)
+    return generator
 
 
 def test_augmented_training_is_reproducible_from_the_seed():
     def trained():
-        learner = SCFFMLPLearner(conv_config(flip=True, crop_pad=1), (1, 8, 8))
+        learner = SCFFConvLearner(conv_config(flip=True, crop_pad=1), (1, 8, 8))
         learner.train(torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(3)), show_progress=False)
         return learner.network.state_dict()
     a, b = trained(), trained()
@@ -157,10 +172,10 @@ def test_bad_inputs_fail_with_one_line_naming_the_problem():
         with pytest.raises(DataError, match=r"^layer 1: .*") as info:
             layer(x)
         assert fragment in str(info.value) and "\n" not in str(info.value)
-    layers = conv_config().layers
-    layers[1].conv.readout_size = 8                      # layer 2 gets 4x4 maps from 8x8 images
+    config = conv_config()
+    config.layers[1].conv.readout_size = 8               # layer 2 gets 4x4 maps from 8x8 images
     with pytest.raises(DataError, match="too small") as info:
-        SCFFConvNetwork((1, 8, 8), layers)
+        SCFFConvLearner.build_network(config, (1, 8, 8))
     assert "\n" not in str(info.value) and "layer 2" in str(info.value)
     x = torch.rand(4, 1, 8, 8)
     x[2, 0, 3, 3] = float("nan")
@@ -176,26 +191,75 @@ def test_conv_settings_are_validated():
     config = conv_config()
     config.layers[1].conv = ConvConfig()
     with pytest.raises(ConfigError, match=r"layers\[1\]\.conv\.kernel must be >= 1 for scff-cnn"):
-        config.validate()
+        check_for_rule(config.validate())
+    with pytest.raises(ConfigError, match=r"layers\[1\]\.conv\.kernel must be >= 1 for scff-cnn"):
+        SCFFConvLearner(config, (1, 8, 8))
     mlp = load_preset("digits")
     mlp.layers[0].conv.kernel = 3
     with pytest.raises(ConfigError, match="applies to scff-cnn only"):
-        mlp.validate()
+        check_for_rule(mlp.validate())
     with pytest.raises(ConfigError, match="crop_pad must be >= 0"):
         conv_config(crop_pad=-1)
 
 
 def test_shipped_conv_presets_build_networks_of_the_paper_shapes():
-    cifar = SCFFConvNetwork((3, 32, 32), load_preset("cifar10-paper").layers)
+    cifar = SCFFConvLearner.build_network(load_preset("cifar10-paper"), (3, 32, 32))
     assert [s["pooled"] for s in cifar.shapes()] == [(96, 16, 16), (384, 8, 8), (1536, 4, 4)]   # Table D.1
-    stl = SCFFConvNetwork((3, 96, 96), load_preset("stl10-paper").layers)
+    stl = SCFFConvLearner.build_network(load_preset("stl10-paper"), (3, 96, 96))
     assert stl.feature_dims[-1] == 6144 * 2 * 2
-    features = SCFFConvNetwork((1, 28, 28), load_preset("mnist-conv").layers)(torch.rand(3, 1, 28, 28))
+    features = SCFFConvLearner.build_network(load_preset("mnist-conv"), (1, 28, 28))(torch.rand(3, 1, 28, 28))
     assert [f.shape[0] for f in features] == [3, 3] and all(f.dim() == 2 for f in features)
 
 
+TINY_CONV_PRESET = """
+name = "tiny-conv"
+learner = "scff-cnn"
+seed = 0
+batch_size = 50
+
+[data]
+dataset = "digits"
+
+[[layers]]
+width = 8
+lr = 1e-2
+theta_pos = 0.0
+theta_neg = 1.0
+epochs = 2
+
+[layers.conv]
+kernel = 3
+padding = 1
+pool = "max"
+pool_size = 4
+pool_stride = 2
+pool_padding = 1
+readout_size = 2
+
+[[layers]]
+width = 8
+lr = 2e-3
+theta_pos = 5.0
+theta_neg = 9.0
+penalty = 7e-4
+epochs = 2
+
+[layers.conv]
+kernel = 3
+padding = 1
+pool = "max"
+readout_size = 1
+
+[probe]
+epochs = 2
+"""
+
+
 def test_cli_trains_scff_cnn_writes_results_and_resumes(tmp_path):
-    args = ("train", "scff-cnn", "--preset", "digits-conv", "--epochs", "1", "--probe-epochs", "2", "--no-progress")
+    """The digits-conv recipe with 8 channels per layer (the shipped preset itself: ``test_cli``'s preset checks)."""
+    preset = tmp_path / "tiny-conv.toml"
+    preset.write_text(TINY_CONV_PRESET)
+    args = ("train", "scff-cnn", "--preset", str(preset), "--epochs", "1", "--probe-epochs", "1", "--no-progress")
     whole = assert_resumed_run_equals_whole_run(args, tmp_path)
     results = json.loads((whole / "results.json").read_text())
     accuracy = results["metrics"]["test_accuracy"]
@@ -214,7 +278,7 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_trains_on_cuda_and_returns_cpu_features():
     from fwdlearn.eval.features import layer_features
-    learner = SCFFMLPLearner(conv_config(flip=True, crop_pad=1), (1, 8, 8), device="cuda")
+    learner = SCFFConvLearner(conv_config(flip=True, crop_pad=1), (1, 8, 8), device="cuda")
     learner.train(torch.rand(16, 1, 8, 8), show_progress=False)
     assert all(p.is_cuda for p in learner.network.parameters())
     features = layer_features(learner.network, torch.rand(5, 1, 8, 8))
@@ -225,7 +289,7 @@ def test_mac_count_sees_every_convolution():
     """``hardware.ops.count_macs`` (the export report's figure) counts each layer's conv: H'W' * C_out * C_in * k^2."""
     from fwdlearn.hardware.ops import count_macs
 
-    network = SCFFConvNetwork((1, 8, 8), conv_config(widths=(6, 8)).layers)
+    network = SCFFConvLearner.build_network(conv_config(widths=(6, 8)), (1, 8, 8))
     counted = count_macs(network, torch.rand(2, 1, 8, 8))
     layer1 = 2 * 8 * 8 * 6 * 1 * 3 * 3      # 8x8 map (padding 1), 6 kernels over 1 channel
     layer2 = 2 * 4 * 4 * 8 * 6 * 3 * 3      # after the 2x2 max-pool: 4x4 map, 8 kernels over 6 channels

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import GradientArrivals
+from conftest import GradientArrivals, assert_local_update
 
 from fwdlearn.config import BPTTConfig, DataConfig, LayerConfig, ProbeConfig, QuantConfig, SCFFConfig
+from fwdlearn.learner import Batch
 from fwdlearn.data.transforms import standardize
-from fwdlearn.learners import SCFFRNNLearner
-from fwdlearn.learners.scff_rnn import pair_examples
 from fwdlearn.nn.local_birnn import LocalBiRNN
-from fwdlearn.objectives import scff_loss
+from fwdlearn.objectives import pair_examples, scff_loss
+from fwdlearn.rules.scff_rnn import DIRECTIONS, SCFFRNNLearner
 
 F_IN, HIDDEN = 6, 8
 
@@ -66,12 +66,13 @@ def test_step_goodness_matches_the_step_by_step_definition():
     learner = SCFFRNNLearner(rnn_config(), F_IN)
     x, lengths = sequences()
     left, right, pair_lengths = pair_examples(lengths, torch.Generator().manual_seed(1))
-    for trainer in learner.trainers:
-        drive = trainer.drive(x, lengths, left, right, pair_lengths)
-        g, valid = trainer.step_goodness(drive, pair_lengths, trainer.previous_states(drive, pair_lengths))
+    for which, direction in enumerate(learner.network.directions):
+        drive = learner.network.drive(which, x, lengths, left, right, pair_lengths)
+        states = learner.previous_states(which, drive, pair_lengths)
+        g, valid = learner.step_goodness(which, drive, pair_lengths, states)
         for e in range(left.shape[0]):
             n = int(pair_lengths[e])
-            pre = reference_direction(trainer.direction, x[left[e], :n], x[right[e], :n], reverse=trainer.which == 1)
+            pre = reference_direction(direction, x[left[e], :n], x[right[e], :n], reverse=which == 1)
             expected = torch.stack([torch.relu(z).square().mean() for z in pre])
             torch.testing.assert_close(g[e, :n], expected, atol=1e-5, rtol=1e-4)
             assert valid[e].sum() == n and not g[e, n:].any()
@@ -85,17 +86,16 @@ def test_no_gradient_flows_through_time(quant):
     lengths[:] = 6
     x = x.clone().requires_grad_(True)
     k = torch.arange(3)
-    trainer = learner.trainers[0]
-    drive = trainer.drive(x, lengths, k, k, lengths)
-    states = trainer.previous_states(drive, lengths)
+    drive = learner.network.drive(0, x, lengths, k, k, lengths)
+    states = learner.previous_states(0, drive, lengths)
     assert not states.requires_grad and states.grad_fn is None
-    g, _ = trainer.step_goodness(drive, lengths, states)
+    g, _ = learner.step_goodness(0, drive, lengths, states)
     t = 4
     (grad,) = torch.autograd.grad(g[:, t].sum(), x, retain_graph=True)   # drive is reused below
     assert grad[:, t].abs().sum() > 0
     assert torch.count_nonzero(grad[:, :t]) == 0 and torch.count_nonzero(grad[:, t + 1:]) == 0
     # the same quantity computed with the state attached (BPTT) does reach earlier steps
-    final, _ = trainer.direction.run(drive[:, :t + 1], torch.full((3,), t + 1))
+    final, _ = learner.network.directions[0].run(drive[:, :t + 1], torch.full((3,), t + 1))
     (bptt_grad,) = torch.autograd.grad(final.square().mean(), x)
     assert torch.count_nonzero(bptt_grad[:, :t]) > 0
 
@@ -105,11 +105,14 @@ def test_state_fed_to_a_step_must_be_detached(quant):
     learner = SCFFRNNLearner(rnn_config(quant=quant), F_IN)
     x, lengths = sequences()
     k = torch.arange(x.shape[0])
-    trainer = learner.trainers[0]
-    drive = trainer.drive(x, lengths, k, k, lengths)
-    attached = trainer.direction.run(drive, lengths, keep_states=True)[1]
+    drive = learner.network.drive(0, x, lengths, k, k, lengths)
+    attached = learner.network.directions[0].run(drive, lengths, keep_states=True)[1]
+    assert attached.requires_grad
     with pytest.raises(RuntimeError, match="detached"):
-        trainer.step_goodness(drive, lengths, attached)
+        learner.step_goodness(0, drive, lengths, attached)
+    detached = learner.previous_states(0, drive, lengths)                # control: the learner's own states
+    torch.testing.assert_close(detached, attached.detach())
+    learner.step_goodness(0, drive, lengths, detached)
 
 
 @pytest.mark.parametrize("quant", PRECISIONS)
@@ -119,14 +122,26 @@ def test_each_direction_learns_from_its_own_loss_only(quant):
     left, right, pair_lengths = pair_examples(lengths, torch.Generator().manual_seed(0))
     forward, backward = learner.network.directions
     to_forward, to_backward = GradientArrivals(forward.parameters()), GradientArrivals(backward.parameters())
-    learner.trainers[0].update(x, lengths, left, right, pair_lengths, x.shape[0])
+    learner.update(0, x, lengths, left, right, pair_lengths, x.shape[0])
     assert to_forward.all() and to_backward.none()
     before = [p.detach().clone() for p in forward.parameters()]
-    learner.trainers[1].update(x, lengths, left, right, pair_lengths, x.shape[0])
+    learner.update(1, x, lengths, left, right, pair_lengths, x.shape[0])
+    assert to_backward.all() and all(c == 1 for c in to_forward.counts)
     assert all(torch.equal(a, p) for a, p in zip(before, forward.parameters()))
-    for trainer, direction in zip(learner.trainers, learner.network.directions):
-        owned = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    for name, direction in zip(DIRECTIONS, learner.network.directions):
+        owned = {id(p) for p in learner.groups[name].parameters}
         assert owned == {id(p) for p in direction.parameters()}
+
+
+@pytest.mark.parametrize("quant", PRECISIONS)
+def test_one_batch_trains_each_direction_on_its_own_loss(quant):
+    """``train_batch`` of both directions: one backward per direction, each reaching its own parameters only
+    (quantiser scales included), every parameter's gradient computed once."""
+    learner = SCFFRNNLearner(rnn_config(quant=quant), F_IN)
+    x, lengths = sequences()
+    trace = assert_local_update(learner, Batch(x, lengths))
+    assert [sorted(trace.groups_of(b)) for b in trace.passes] == [["forward"], ["backward"]]
+    assert trace.arrivals == [1] * len(trace.params)
 
 
 def test_inference_reads_final_states_independent_of_padding():
@@ -167,9 +182,12 @@ def test_training_separates_positive_from_negative_goodness():
     lengths = torch.full((64,), 10)
     learner = SCFFRNNLearner(config, F_IN)
     learner.train(x, lengths, show_progress=False)
-    first, last = learner.history[0], learner.history[-1]
-    assert last.loss < first.loss
-    assert last.goodness_pos - last.goodness_neg > first.goodness_pos - first.goodness_neg
+    assert [(r["group"], r["epoch"]) for r in learner.history] == [(d, e) for e in range(1, 7) for d in DIRECTIONS]
+    for direction in DIRECTIONS:
+        records = [r for r in learner.history if r["group"] == direction]
+        first, last = records[0], records[-1]
+        assert last["loss"] < first["loss"]
+        assert last["goodness_pos"] - last["goodness_neg"] > first["goodness_pos"] - first["goodness_neg"]
 
 
 def test_wrong_feature_count_is_a_clear_error():

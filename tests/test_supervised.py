@@ -7,18 +7,54 @@ import json
 import pytest
 import torch
 from conftest import GradientArrivals, small_config
-from test_cli import TINY_PRESET, fwdlearn
 
 from fwdlearn.baselines import train_supervised
-from fwdlearn.config import BPTTConfig, config_from_dict
+from fwdlearn.config import BPTTConfig
+from fwdlearn.run import train_run
 from fwdlearn.errors import ConfigError
-from fwdlearn.learners.scff_network import SCFFNetwork
+from fwdlearn.presets import config_from_dict, load_preset
+from fwdlearn.rules.scff import SCFFLearner
+
+TINY_PRESET = """
+name = "tiny"
+learner = "scff-mlp"
+seed = 3
+batch_size = 50
+
+[data]
+dataset = "digits"
+translate = 1
+
+[[layers]]
+width = 48
+lr = 3e-3
+theta_pos = 4.0
+theta_neg = 6.0
+penalty = 1e-4
+weight_decay = 1e-5
+lr_decay = 0.9
+epochs = 1
+
+[[layers]]
+width = 32
+lr = 2e-3
+theta_pos = 1.0
+theta_neg = 1.0
+lr_decay = 0.8
+epochs = 1
+
+[probe]
+epochs = 3
+
+[bp]
+epochs = 2
+"""
 
 
 def test_the_head_error_reaches_every_layer_and_changes_it():
     """What SCFF avoids: the gradient of the classifier's loss crosses every layer boundary."""
     config = small_config()
-    network = SCFFNetwork(64, config.layers)
+    network = SCFFLearner.build_network(config, 64)
     before = [p.detach().clone() for p in network.parameters()]
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(48, 1, 8, 8, generator=g), torch.randint(0, 10, (48,), generator=g)
@@ -32,16 +68,18 @@ def test_the_head_error_reaches_every_layer_and_changes_it():
 
 
 def test_run_records_the_supervised_baseline_beside_scff(tmp_path):
+    """The one run path trains the ``[bp]`` baseline of a preset and reports it beside the SCFF network."""
     preset = tmp_path / "tiny.toml"
-    preset.write_text(TINY_PRESET + "\n[bp]\nepochs = 2\n")
+    preset.write_text(TINY_PRESET)
+    lines: list[str] = []
     out = tmp_path / "run"
-    result = fwdlearn("train", "scff-mlp", "--preset", str(preset), "--out", str(out), "--no-progress")
-    assert result.returncode == 0, result.stderr
+    train_run(load_preset(str(preset)), out, show_progress=False, log=lines.append)
     results = json.loads((out / "results.json").read_text())
     bp = results["baselines"]["bp"]
     assert 0.5 < bp["test_accuracy"] <= 1.0                     # 10 classes: far above chance
-    assert results["timing"]["bp_train_seconds"] > 0 and len(results["bp_history"]) == 2
-    assert "BP, end to end" in result.stdout
+    assert results["timing"]["bp_train_seconds"] > 0 and len(results["baseline_history"]["bp"]) == 2
+    assert all(r["loss"] > 0 for r in results["baseline_history"]["bp"])
+    assert any("BP, end to end" in line for line in lines)
 
 
 def test_supervised_baseline_is_for_the_mlp_only():
@@ -50,3 +88,13 @@ def test_supervised_baseline_is_for_the_mlp_only():
                   bp={"epochs": 3})
     with pytest.raises(ConfigError, match="bp applies to scff-mlp only"):
         config_from_dict(values, "preset t")
+    values["bp"] = {"epochs": 0}
+    assert config_from_dict(values, "preset t").learner == "scff-rnn"      # control: the same config without bp
+    values = small_config().to_dict()
+    values.update(learner="scff-cnn", bp={"epochs": 3})
+    for layer in values["layers"]:
+        layer["conv"].update(kernel=3, padding=1)
+    with pytest.raises(ConfigError, match="scff-cnn has no end-to-end baseline"):
+        config_from_dict(values, "preset t")
+    values["bp"] = {"epochs": 0}
+    assert config_from_dict(values, "preset t").learner == "scff-cnn"      # control: the same config without bp

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from ..core.learner import Batch, Learner, ParamGroup
+from ..learner import Batch, Learner, ParamGroup
 from ..nn.autoencoder import Autoencoder, reconstruction_error, reconstruction_target
 
 

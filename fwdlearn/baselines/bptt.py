@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..config import BPTTConfig
-from ..core.learner import Batch
+from ..learner import Batch
 from ..nn.local_birnn import LocalBiRNN
 from .end_to_end import train_end_to_end
 

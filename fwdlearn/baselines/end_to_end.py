@@ -2,7 +2,7 @@
 
 A linear head on the features the probe reads, cross-entropy, Adam, the gradient norm clipped if
 asked; the gradient reaches every layer of the network, which is what a local rule avoids. It
-trains in the same loop as every local rule (``core.learner.Learner``). Afterwards the head is
+trains in the same loop as every local rule (``learner.Learner``). Afterwards the head is
 dropped and the frozen network is read out by the same linear probe as the local learner, so the
 two are compared on equal terms.
 """
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import BPTTConfig
-from ..core.learner import Batch, Learner, ParamGroup
+from ..learner import Batch, Learner, ParamGroup
 from ..data.batching import epoch_batches
 
 

@@ -13,7 +13,7 @@ import torch
 
 from ..config import BPTTConfig
 from ..eval.features import probe_inputs
-from ..core.learner import Batch
+from ..learner import Batch
 from ..nn.scff_network import SCFFNetwork
 from .end_to_end import train_end_to_end
 

@@ -62,9 +62,19 @@ def _bp(widths: list[int], x: torch.Tensor) -> Update:
     return Update(step, params, lambda: params + optimizer_tensors([optimizer]) + [x, labels])
 
 
+def _rule_update(rule) -> Callable[[list[int], torch.Tensor], Update]:
+    """One update of a registered rule: its learner's ``train_batch`` on every group, on a fixed batch."""
+    def build(widths: list[int], x: torch.Tensor) -> Update:
+        learner, batch = rule.bench(widths, x)
+        active = list(learner.groups)
+        inputs = [t for t in (batch.x, batch.lengths, batch.y) if t is not None]
+        return Update(lambda: learner.train_batch(batch, active), *learner_resident(learner, inputs))
+    return build
+
+
 def builders() -> dict[str, Callable[[list[int], torch.Tensor], Update]]:
     """Every benchable rule of the registry, then the back-propagation reference ``bp``."""
-    return {**{name: rule.bench for name, rule in rules().items() if rule.bench is not None}, "bp": _bp}
+    return {**{name: _rule_update(rule) for name, rule in rules().items() if rule.bench is not None}, "bp": _bp}
 
 
 def bench_rules() -> dict[str, str]:

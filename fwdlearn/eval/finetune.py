@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..core.learner import Batch, Learner, ParamGroup
+from ..learner import Batch, Learner, ParamGroup
 from ..data.batching import epoch_batches
 from ..errors import check
 

@@ -89,19 +89,18 @@ def _extra_columns(rows: list[dict]) -> list[str]:
     return keys
 
 
-def summary_lines(results: dict) -> list[str]:
-    """The table a person reads at the end of a run: test accuracy of every read-out, rule beside baselines."""
-    from ..registry import report_label
-
+def summary_lines(results: dict, label: str) -> list[str]:
+    """The table a person reads at the end of a run: test accuracy of every read-out of the rule (``label``,
+    e.g. ``SCFF``) beside its baselines."""
     metrics, baselines = results["metrics"], results["baselines"]
-    label = report_label(results["learner"])
-    combined = "+".join(map(str, metrics["layers"]))
-    rows = [(f"{label}, layers {combined}", metrics)]
-    if len(metrics["per_layer"]) > 1:
+    several = len(metrics["per_layer"]) > 1
+    combined = f", layers {'+'.join(map(str, metrics['layers']))}" if several else ""
+    rows = [(f"{label}{combined}", metrics)]
+    if several:
         rows += [(f"{label}, {name.replace('layer', 'layer ')} alone", m) for name, m in metrics["per_layer"].items()]
     for name, entry in baselines.items():
         text = BASELINE_LABELS.get(name, name.replace("_", " "))
-        rows.append((f"{text}, layers {combined}" if "layers" in entry else text, entry))
+        rows.append((f"{text}{combined}" if "layers" in entry else text, entry))
     extra = _extra_columns([metrics, *baselines.values()])
     width = max(len(name) for name, _ in rows)
     lines = [f"  {'test accuracy'.ljust(width)}  linear probe" + "".join(f"  {k.replace('_', ' ')}" for k in extra)]

@@ -1,6 +1,6 @@
 """A fully connected Forward-Forward layer (Hinton 2022, arXiv:2212.13345, sections 2 and 2.1).
 
-The layer length-normalises its input (section 2.1), applies ``relu(W x + b)`` and is trained on
+The layer length-normalises its input (section 2.1; to length ``sqrt(in_features)``, see ``prepare``), applies ``relu(W x + b)`` and is trained on
 its own goodness ``sum_j y_j^2`` (section 2, ``fwdlearn.objectives.ff``). Only the orientation of
 the previous layer's activity reaches it, so it cannot read the previous layer's goodness off the
 length of its input and must build new features to tell positive from negative data.
@@ -32,9 +32,14 @@ class FFLinear(nn.Module):
         self.normalize_input = normalize_input
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, ...] -> [N, in]``: flatten, then length-normalise if ``normalize_input`` (section 2.1)."""
+        """``[N, ...] -> [N, in]``: flatten, then, if ``normalize_input``, scale each row to length ``sqrt(in)``.
+
+        Section 2.1 fixes the direction, not the length; length ``sqrt(in)`` (root mean square 1 per
+        input, as in loeweX/Forward-Forward) keeps every layer's activity of order one whatever its
+        width, so that the threshold ``theta = width`` suits every layer of a sum-of-squares goodness.
+        """
         flat = x.flatten(1)
-        return length_normalize(flat) if self.normalize_input else flat
+        return length_normalize(flat) * flat.shape[1] ** 0.5 if self.normalize_input else flat
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The activity ``relu(W prepare(x) + b)``, ``[N, out]``."""

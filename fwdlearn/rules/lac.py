@@ -32,13 +32,13 @@ import torch
 
 from ..baselines.bp_autoencoder import train_bp_autoencoder
 from ..config import BPTTConfig, DataConfig, ProbeConfig
-from ..core.learner import Batch, Learner, ParamGroup, TrainedBaseline
+from ..learner import Batch, Learner, ParamGroup, TrainedBaseline
 from ..errors import DataError, check
 from ..eval.finetune import FinetuneConfig, fine_tune
 from ..nn.autoencoder import Autoencoder, Encoder, build_autoencoder, reconstruction_error, reconstruction_target
 from ..nn.quant import QuantConfig
 from ..objectives.lac import hidden_contrast
-from ..registry import Rule
+from ..rule import Rule
 
 TARGETS = ("reconstruct", "flip")
 GRID_IMAGES = 10
@@ -168,19 +168,23 @@ class LACLearner(Learner):
 
     def train_batch(self, batch: Batch, active: list[str]) -> dict[str, dict[str, float]]:
         hidden_loss, output_loss = self.losses(batch.x)
-        hidden, output = self.groups["hidden"].optimizer, self.groups["output"].optimizer
-        hidden.zero_grad(set_to_none=True)
-        output.zero_grad(set_to_none=True)
+        losses = {"hidden": hidden_loss, "output": output_loss}
+        groups = [self.groups[name] for name in active]
+        for group in groups:
+            group.optimizer.zero_grad(set_to_none=True)
         # The two losses share no parameter (every layer's input is detached), so one backward
         # pass gives each optimiser exactly the gradient of its own loss.
-        (hidden_loss + output_loss).backward()
-        hidden.step()
-        output.step()
+        total = losses[active[0]]
+        for name in active[1:]:
+            total = total + losses[name]
+        total.backward()
+        for group in groups:
+            group.optimizer.step()
         n = batch.size
-        return {"hidden": {"loss": float(hidden_loss.detach()) / n}, "output": {"loss": float(output_loss.detach()) / n}}
+        return {name: {"loss": float(losses[name].detach()) / n} for name in active}
 
     def end_epoch(self, record: dict[str, dict[str, float]]) -> None:
-        if self.test_x is not None:
+        if self.test_x is not None and "output" in record:
             record["output"]["test_reconstruction_error"] = reconstruction_error(self.network, self.test_x,
                                                                                  self.config.target)
 
@@ -261,15 +265,13 @@ def save_reconstruction_grid(network: Autoencoder, images: torch.Tensor, target:
 
 def _bench_update(widths: list[int], x: torch.Tensor):
     """One LAC update: an autoencoder with these hidden layers, two passes, both groups stepped."""
-    from ..bench.updates import Update, learner_resident
-
     config = LACConfig(name="bench", hidden=list(widths), learner="lac-mlp", batch_size=x.shape[0],
                        encoder_layers=len(widths)).validate("bench")
     learner = LACLearner(config, (x.shape[1],), device=x.device)
     learner.network.train()
     batch = Batch(x)
     active = list(learner.groups)
-    return Update(lambda: learner.train_batch(batch, active), *learner_resident(learner, [x]))
+    return learner, batch
 
 
 IN_GRAPH = "{}, batch norm (running statistics), ReLU per encoder layer; linear read-out"

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 from ..baselines.supervised import train_supervised
-from ..core.learner import Batch, Learner, ParamGroup, TrainedBaseline, adamw_group, take_step
+from ..learner import Batch, Learner, ParamGroup, TrainedBaseline, adamw_group, take_step
 from ..config import SCFFConfig
 from ..data.augment import augment
 from ..data.transforms import EPS
@@ -35,7 +35,7 @@ from ..errors import DataError, check
 from ..nn.scff_conv_network import SCFFConvNetwork
 from ..nn.scff_network import SCFFNetwork
 from ..objectives.scff import PairBatch, carry_pairs, data_pairs, repair, scff_loss
-from ..registry import Rule
+from ..rule import Rule
 
 
 class SCFFLearner(Learner):
@@ -157,7 +157,6 @@ class SCFFConvLearner(SCFFLearner):
 
 def _bench_update(widths: list[int], x: torch.Tensor):
     """One SCFF update of every layer on every batch (simultaneous schedule, Algorithm 1 between layers)."""
-    from ..bench.updates import Update, learner_resident
     from ..config import LayerConfig
 
     layers = [LayerConfig(width=w, lr=1e-4, theta_pos=1.0, theta_neg=1.0, penalty=1e-4, activation="triangle")
@@ -167,7 +166,7 @@ def _bench_update(widths: list[int], x: torch.Tensor):
     learner = SCFFLearner(config, x.shape[1], device=x.device)
     active = list(learner.groups)
     batch = Batch(x)
-    return Update(lambda: learner.train_batch(batch, active), *learner_resident(learner, [x]))
+    return learner, batch
 
 
 RULES = (

@@ -22,14 +22,14 @@ import torch
 
 from ..baselines.bptt import train_bptt
 from ..config import SCFFConfig
-from ..core.learner import Batch, Learner, ParamGroup, TrainedBaseline, adamw_group, take_step
+from ..learner import Batch, Learner, ParamGroup, TrainedBaseline, adamw_group, take_step
 from ..data.batching import epoch_batches
 from ..data.transforms import EPS
 from ..errors import DataError, check
 from ..kernels.goodness import relu_goodness
 from ..nn.local_birnn import LocalBiRNN, check_sequences
 from ..objectives.scff import pair_examples, scff_loss
-from ..registry import Rule
+from ..rule import Rule
 
 DIRECTIONS = ("forward", "backward")
 

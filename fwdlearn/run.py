@@ -19,13 +19,14 @@ from typing import Callable
 
 import torch
 
-from ..atomic import save_json
-from ..checkpoint import load_checkpoint, resume_from_checkpoint, save_checkpoint
-from ..data import LabelledDataset, load_dataset
-from ..errors import CheckpointError, ConfigError
-from ..eval.report import evaluate, summary_lines
-from ..progress import bars_visible
-from ..registry import Rule, get_rule
+from .atomic import save_json
+from .checkpoint import load_checkpoint, resume_from_checkpoint, save_checkpoint
+from .data import LabelledDataset, load_dataset
+from .errors import CheckpointError, ConfigError
+from .eval.report import evaluate, summary_lines
+from .progress import bars_visible
+from .registry import get_rule
+from .rule import Rule
 from .learner import Learner, TrainedBaseline
 
 HALT_ENV = "FWDLEARN_HALT_AFTER_EPOCHS"   # test hook: hard-exit after N epochs, as a kill would
@@ -33,14 +34,14 @@ HALT_ENV = "FWDLEARN_HALT_AFTER_EPOCHS"   # test hook: hard-exit after N epochs,
 
 def device_description(device: str = "cpu") -> str:
     if torch.device(device).type == "cuda":
-        from ..bench.sweep import describe_device
+        from .bench.sweep import describe_device
         return f"cuda ({describe_device(device)})"
     return f"cpu ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
 
 
 def check_train_device(rule: Rule, device: str) -> None:
     """A one-line ``ConfigError`` for a device that does not exist here or that the rule cannot use."""
-    from ..bench.sweep import check_device
+    from .bench.sweep import check_device
     check_device(device)
     kind = torch.device(device).type
     if kind not in rule.devices:
@@ -50,7 +51,7 @@ def check_train_device(rule: Rule, device: str) -> None:
 
 
 def _rules_with_device(kind: str):
-    from ..registry import rules
+    from .registry import rules
     return [(name, r) for name, r in rules().items() if kind in r.devices]
 
 
@@ -168,14 +169,14 @@ def evaluate_run(rule: Rule, network: torch.nn.Module, baselines: dict[str, Trai
 
 def write_results(results: dict, out_dir: Path, log: Callable[[str], None] = print) -> Path:
     """``results.json`` and the figures; then the summary table for a person."""
-    from ..plots import plot_learning_curves, plot_probe_accuracy, plot_test_curves
+    from .plots import plot_learning_curves, plot_probe_accuracy, plot_test_curves
 
     path = save_json(results, out_dir / "results.json")
     if results.get("history"):
         plot_learning_curves(results["history"], out_dir / "learning_curves.png", get_rule(results["learner"]).label)
         plot_test_curves(results, out_dir / "test_curves.png")
     plot_probe_accuracy(results, out_dir / "probe_accuracy.png")
-    for line in summary_lines(results):
+    for line in summary_lines(results, get_rule(results["learner"]).label):
         log(line)
     log(f"results: {path}  (plots beside it)")
     return path

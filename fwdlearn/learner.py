@@ -25,9 +25,9 @@ from typing import Any, Callable, ClassVar
 
 import torch
 
-from ..data.batching import epoch_batches
-from ..errors import CheckpointError, DataError
-from ..progress import progress_bar
+from .data.batching import epoch_batches
+from .errors import CheckpointError, DataError
+from .progress import progress_bar
 
 
 @dataclass
@@ -71,7 +71,7 @@ class Learner:
 
     The class-level hooks below (``network_input``, ``check_config``, ``train_inputs``,
     ``probe_network``, ``baselines``, ``extra_metrics`` ...) are what the one run path
-    (``core/run.py``) asks of every rule; their defaults suit a rule whose network returns every
+    (``run.py``) asks of every rule; their defaults suit a rule whose network returns every
     layer's features and trains on unlabelled samples.
     """
 
