@@ -36,8 +36,10 @@ from make_table import write_table  # noqa: E402
 from fwdlearn.atomic import save_json  # noqa: E402
 from fwdlearn.bench.memory import optimizer_tensors, peak_tensor_bytes, tensor_bytes  # noqa: E402
 from fwdlearn.bench.sweep import check_device, describe_device  # noqa: E402
-from fwdlearn.config import load_preset  # noqa: E402
-from fwdlearn.learners import SCFFMLPLearner  # noqa: E402
+from fwdlearn.learner import Batch  # noqa: E402
+from fwdlearn.presets import check_for_rule, load_preset  # noqa: E402
+from fwdlearn.registry import get_rule  # noqa: E402
+from fwdlearn.rules.scff import SCFFConvLearner  # noqa: E402
 
 SHAPES = {"cifar10": (3, 32, 32), "stl10": (3, 96, 96), "mnist": (1, 28, 28), "digits": (1, 8, 8)}
 
@@ -47,34 +49,36 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_layer(learner: SCFFMLPLearner, index: int, batch: torch.Tensor, batches: int, warmup: int) -> dict:
-    """Time ``batches`` updates of layer ``index`` and measure one update's peak tensor memory."""
+def measure_layer(learner: SCFFConvLearner, index: int, images: torch.Tensor, batches: int, warmup: int) -> dict:
+    """Time ``batches`` updates of layer ``index`` (its parameter group alone, the layers below frozen)
+    and measure one update's peak tensor memory."""
     device = learner.device
+    batch, active = Batch(images), [f"layer{index + 1}"]
     for _ in range(warmup):
-        learner.train_batch(batch, [index])
+        learner.train_batch(batch, active)
     seconds = []
     for _ in range(batches):
         _sync(device)
         started = time.perf_counter()
-        learner.train_batch(batch, [index])
+        learner.train_batch(batch, active)
         _sync(device)
         seconds.append(time.perf_counter() - started)
     median = statistics.median(seconds)
     entry = {"layer": index + 1, "channels": learner.config.layers[index].width,
-             "images_per_second": round(batch.shape[0] / median, 1), "seconds_per_batch_median": round(median, 5),
+             "images_per_second": round(images.shape[0] / median, 1), "seconds_per_batch_median": round(median, 5),
              "seconds_per_batch": [round(s, 5) for s in seconds]}
-    above = peak_tensor_bytes(lambda: learner.train_batch(batch, [index]), device)
+    above = peak_tensor_bytes(lambda: learner.train_batch(batch, active), device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-        learner.train_batch(batch, [index])
+        learner.train_batch(batch, active)
         _sync(device)
         entry["memory"] = {"peak_allocated_bytes": torch.cuda.max_memory_allocated(device),
                            "peak_above_start_bytes": above,
                            "measure": "measured: torch.cuda.max_memory_allocated (absolute) and its rise during "
                                       "one update"}
     else:
-        resident = tensor_bytes(list(learner.network.parameters()) + [batch]
-                                + optimizer_tensors(t.optimizer for t in learner.trainers))
+        resident = tensor_bytes(list(learner.network.parameters()) + [images]
+                                + optimizer_tensors(group.optimizer for group in learner.groups.values()))
         entry["memory"] = {"peak_allocated_bytes": above + resident, "peak_above_start_bytes": above,
                            "measure": "measured: CPU allocator events (torch profiler) during one update, plus the "
                                       "network, optimiser state and batch live before it"}
@@ -97,13 +101,14 @@ def main() -> int:
     check_device(args.device)
     device = torch.device(args.device)
     config = load_preset(args.preset)
-    if config.learner != "scff-cnn" or config.data.dataset not in SHAPES:
-        parser.error(f"{args.preset} is not a convolutional preset on {', '.join(SHAPES)}")
+    rule = get_rule(config.learner)
+    if not issubclass(rule.learner, SCFFConvLearner) or config.data.dataset not in SHAPES:
+        parser.error(f"{args.preset} is not a convolutional SCFF preset on {', '.join(SHAPES)}")
     for layer in config.layers:
         layer.width = max(1, round(layer.width * args.width_scale))
     config.batch_size = args.batch_size or config.batch_size
     shape = SHAPES[config.data.dataset]
-    learner = SCFFMLPLearner(config.validate(), shape, device=device)
+    learner = rule.learner(check_for_rule(config.validate()), shape, device=device)
     batch = torch.rand(config.batch_size, *shape, generator=torch.Generator().manual_seed(0)).to(device)
     layers = []
     for index in range(len(config.layers)):

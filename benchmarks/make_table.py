@@ -1,10 +1,20 @@
-"""Regenerate ``benchmarks/results/README.md`` from every results JSON beside it."""
+"""Regenerate ``benchmarks/results/README.md`` from every results JSON beside it.
+
+Reads the files as they were recorded, old layouts included: LAC results written before the one run
+path carry ``metrics.linear_evaluation`` and a top-level ``reconstruction_error`` curve per encoder;
+newer ones carry the shared probe's ``metrics.test_accuracy`` with ``fine_tuning`` and
+``reconstruction_error`` beside it (and the same for each baseline). Rule and baseline names come
+from the package (``fwdlearn.registry.report_label``, ``fwdlearn.eval.report.BASELINE_LABELS``).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+
+from fwdlearn.eval.report import BASELINE_LABELS
+from fwdlearn.registry import report_label
 
 HEADER = """# Recorded results
 
@@ -20,7 +30,15 @@ def _pct(value: float, std: float | None = None) -> str:
     return text + (f" ± {100 * std:.2f}" if std else "")
 
 
-BASELINE_NAMES = {"raw_inputs": "raw inputs", "bptt": "BPTT", "bp": "supervised BP"}
+def _baseline_label(key: str) -> str:
+    return BASELINE_LABELS.get(key, key.replace("_", " "))
+
+
+def _mean_seconds(seconds) -> float | None:
+    """A recorded wall time: one number, or one per seed (their mean)."""
+    if isinstance(seconds, list):
+        return sum(seconds) / len(seconds) if seconds else None
+    return seconds
 
 
 def _baselines(b: dict) -> str:
@@ -29,54 +47,81 @@ def _baselines(b: dict) -> str:
     for key, entry in b.items():
         if key == "untrained":
             continue
-        text = f"{BASELINE_NAMES.get(key, key)} {_pct(entry['test_accuracy'], entry.get('test_accuracy_std'))}"
-        if entry.get("train_seconds"):
-            seconds = entry["train_seconds"]
-            text += f" ({sum(seconds) / len(seconds):.0f} s training)"
+        text = f"{_baseline_label(key)} {_pct(entry['test_accuracy'], entry.get('test_accuracy_std'))}"
+        seconds = _mean_seconds(entry.get("train_seconds"))
+        if seconds:
+            text += f" ({seconds:.0f} s training)"
         parts.append(text)
     return "; ".join(parts)
 
 
+def _group(name: str) -> str:
+    """A parameter group or layer as a column shows it: ``layer2`` -> ``2``, ``forward`` stays."""
+    return name.removeprefix("layer")
+
+
 def table(results: list[dict]) -> str:
-    lines = ["| experiment | data | seeds | SCFF (probe layers) | per layer | untrained network | other baselines "
-             "| s / epoch (per layer) | SCFF training s | probe s | device |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| experiment | rule | data | seeds | linear probe (layers) | per layer | untrained network "
+             "| other baselines | s / epoch (per group) | training s | probe s | device |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         m, b, t = r["metrics"], r["baselines"], r["timing"]
-        per_layer = ", ".join(f"{k[5:]}: {_pct(v['test_accuracy'])}" for k, v in m["per_layer"].items())
-        seconds = ", ".join(f"{k[5:]}: {v:.1f}" for k, v in t["seconds_per_epoch"].items())
-        train = t.get("train_seconds", [])
-        train_text = f"{sum(train) / len(train):.0f}" if train else ""
+        per_layer = ", ".join(f"{_group(k)}: {_pct(v['test_accuracy'])}" for k, v in m["per_layer"].items())
+        seconds = ", ".join(f"{_group(k)}: {v:.1f}" for k, v in t["seconds_per_epoch"].items())
+        train = _mean_seconds(t.get("train_seconds"))
+        train_text = f"{train:.0f}" if train else ""
         probe = t.get("probe_seconds", {}).get("combined", "")
-        lines.append(f"| {r['experiment']} | {r['dataset']} | {len(r['seeds'])} "
+        lines.append(f"| {r['experiment']} | {report_label(r['learner'])} | {r['dataset']} | {len(r['seeds'])} "
                      f"| **{_pct(m['test_accuracy'], m.get('test_accuracy_std'))}** ({'+'.join(map(str, m['layers']))}) "
                      f"| {per_layer} | {_pct(b['untrained']['test_accuracy'], b['untrained'].get('test_accuracy_std'))} "
                      f"| {_baselines(b)} | {seconds} | {train_text} | {probe} | {r['device']} |")
     return "\n".join(lines) + "\n"
 
 
-def _protocols(entry: dict) -> str:
-    linear = _pct(entry["linear_evaluation"]["test_accuracy"], entry["linear_evaluation"].get("test_accuracy_std"))
-    fine = entry.get("fine_tuning")
-    return f"{linear} | {_pct(fine['test_accuracy'], fine.get('test_accuracy_std')) if fine else '–'}"
+def _reconstructs(r: dict) -> bool:
+    """Results of a rule that pretrains an autoencoder (it reports a test reconstruction error)."""
+    return "reconstruction_error" in r or "reconstruction_error" in r["metrics"]
+
+
+def _encoder_rows(r: dict) -> list[tuple]:
+    """(name, linear probe entry, fine-tuning entry, (MSE before, after) or None, training seconds) per encoder."""
+    m, t = r["metrics"], r["timing"]
+    if "linear_evaluation" in m:        # recorded before the one run path: curves beside the metrics
+        curves = r["reconstruction_error"]
+        rows = [(report_label(r["learner"]), m["linear_evaluation"], m.get("fine_tuning"),
+                 curves["LAC"], t.get("lac_train_seconds", t.get("lac_train_seconds_this_process")))]
+        for key, entry in r["baselines"].items():
+            bp = key == "bp_autoencoder"
+            rows.append((_baseline_label(key), entry["linear_evaluation"], entry.get("fine_tuning"),
+                         curves.get("BP autoencoder") if bp else None, t.get("bp_train_seconds") if bp else None))
+        return [(name, linear, fine, (curve[0], curve[-1]) if curve else None, seconds)
+                for name, linear, fine, curve, seconds in rows]
+    before = r["baselines"].get("untrained", {}).get("reconstruction_error")   # the autoencoder as initialised
+
+    def mse(entry: dict):
+        after = entry.get("reconstruction_error")
+        return (before, after) if before is not None and after is not None else None
+
+    rows = [(report_label(r["learner"]), m, m.get("fine_tuning"), mse(m), _mean_seconds(t.get("train_seconds")))]
+    for key, entry in r["baselines"].items():
+        rows.append((_baseline_label(key), entry, entry.get("fine_tuning"),
+                     mse(entry) if key != "untrained" else None, _mean_seconds(entry.get("train_seconds"))))
+    return rows
 
 
 def lac_table(results: list[dict]) -> str:
-    """Autoencoder pretraining: linear evaluation and fine-tuning of each encoder (LAC paper, Table 1)."""
-    lines = ["| experiment | data | seeds | encoder | linear evaluation | fine-tuning | test reconstruction MSE "
+    """Autoencoder pretraining: linear probe and fine-tuning of each encoder (LAC paper, Table 1)."""
+    lines = ["| experiment | data | seeds | encoder | linear probe | fine-tuning | test reconstruction MSE "
              "(before → after) | training s | device |",
              "|---|---|---|---|---|---|---|---|---|"]
-    labels = {"no_pretraining": "no pretraining", "bp_autoencoder": "BP autoencoder"}
     for r in results:
-        t = r["timing"]
-        rows = [("LAC", r["metrics"], r["reconstruction_error"]["LAC"], t.get("lac_train_seconds", t.get("lac_train_seconds_this_process")))]
-        rows += [(labels.get(k, k), v, r["reconstruction_error"].get("BP autoencoder") if k == "bp_autoencoder" else None,
-                  t.get("bp_train_seconds") if k == "bp_autoencoder" else None) for k, v in r["baselines"].items()]
-        for name, entry, curve, seconds in rows:
-            mse = f"{curve[0]:.4f} → {curve[-1]:.4f}" if curve else ""
+        for name, linear, fine, mse, seconds in _encoder_rows(r):
+            linear_text = _pct(linear["test_accuracy"], linear.get("test_accuracy_std"))
+            fine_text = _pct(fine["test_accuracy"], fine.get("test_accuracy_std")) if fine else "–"
+            mse_text = f"{mse[0]:.4f} → {mse[1]:.4f}" if mse else ""
             secs = f"{seconds:.0f}" if seconds else ""
-            lines.append(f"| {r['experiment']} | {r['dataset']} | {len(r['seeds'])} | {name} | {_protocols(entry)} "
-                         f"| {mse} | {secs} | {r['device']} |")
+            lines.append(f"| {r['experiment']} | {r['dataset']} | {len(r['seeds'])} | {name} | {linear_text} "
+                         f"| {fine_text} | {mse_text} | {secs} | {r['device']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -146,16 +191,17 @@ def write_table(folder: Path) -> Path:
     costs = [r for r in results if r.get("kind") == "update-cost"]
     throughput = [r for r in results if r.get("kind") == "conv-throughput"]
     results = [r for r in results if r.get("kind") not in ("quant-sweep", "update-cost", "conv-throughput")]
-    scff = [r for r in results if not r["learner"].startswith("lac")]
-    lac = [r for r in results if r["learner"].startswith("lac")]
-    text = HEADER + "## SCFF\n\n" + table(scff)
-    if lac:
-        text += "\n## LAC autoencoders (pretraining, then down-stream classification)\n\n" + lac_table(lac)
+    autoencoders = [r for r in results if _reconstructs(r)]
+    probed = [r for r in results if not _reconstructs(r)]
+    text = HEADER + "## Local rules, read out by the linear probe\n\n" + table(probed)
+    if autoencoders:
+        text += ("\n## Autoencoders (pretraining, then down-stream classification)\n\n"
+                 + lac_table(autoencoders))
     if sweeps:
         text += ("\n## Quantisation-aware training: accuracy against bit width (weights and layer inputs)\n\n"
                  + quant_table(sweeps))
     if costs:
-        text += ("\n## Cost of one update: SCFF and LAC (local) against back-propagation\n\n"
+        text += ("\n## Cost of one update: local rules against back-propagation\n\n"
                  "Time and memory measured; MACs counted from the operations each update runs; energy modelled "
                  "from `hardware/energy.py` (Horowitz 2014) unless a counter was readable. \"Update allocates\": "
                  "the peak of tensors allocated during the update; \"peak\": that plus the parameters, optimiser "

@@ -8,7 +8,7 @@ at that width (``--per-channel``: one weight scale per unit), probed beside the 
 untrained (a recurrent preset's BPTT baseline is skipped), then exported (float ONNX, or QCDQ
 for quantised runs), verified against PyTorch, and
 the exported file's own test accuracy measured in onnxruntime (its read-out rounded to 8 bits).
-Runs go to ``benchmarks/runs/<preset>-w<b>a<b>/`` (resumable, not committed: a finished run's
+Runs go to ``benchmarks/runs/<preset>-w<b>a<b>/`` (``--runs``) (resumable, not committed: a finished run's
 results and a current export are reused, so deleting one run's folder redoes only that run); the sweep to
 ``benchmarks/results/quant-<preset>.json``, and ``benchmarks/results/README.md`` is regenerated.
 """
@@ -26,10 +26,12 @@ sys.path.insert(0, str(HERE))
 from make_table import write_table  # noqa: E402
 
 from fwdlearn.atomic import save_json  # noqa: E402
-from fwdlearn.config import load_preset  # noqa: E402
 from fwdlearn.data import load_dataset  # noqa: E402
 from fwdlearn.export import export_onnx, load_deployable, report_path  # noqa: E402
-from fwdlearn.runs import train_run  # noqa: E402
+from fwdlearn.presets import check_for_rule, load_preset  # noqa: E402
+from fwdlearn.run import train_run  # noqa: E402
+
+END_TO_END = ("bptt", "bp")   # baselines trained by back-propagation, skipped: each width beside the untrained twin
 
 
 def onnxruntime_accuracy(path: Path, config, data_dir) -> float:
@@ -71,21 +73,26 @@ def reuse(product: Path, source: Path, config=None) -> dict | None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="mnist-quant")
+    parser.add_argument("--preset", default="mnist-quant", help="shipped preset or TOML file")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--bits", type=int, nargs="+", default=[0, 8, 4, 2])
     parser.add_argument("--per-channel", action="store_true")
     parser.add_argument("--results", type=Path, default=HERE / "results")
+    parser.add_argument("--runs", type=Path, default=HERE / "runs", help="where each bit width's run directory goes")
     args = parser.parse_args()
     command = " ".join(["python", "benchmarks/quant_sweep.py"] + sys.argv[1:])
+    first = load_preset(args.preset)
+    name = first.name               # a shipped preset's name, or the name inside a TOML file
     rows = []
     for bits in args.bits:
         config = load_preset(args.preset)
         config.quant.weight_bits = config.quant.act_bits = bits
         config.quant.per_channel = bool(bits and args.per_channel)
-        config.bptt.epochs = 0   # the sweep compares each bit width with the same network untrained
-        config.validate(f"preset {args.preset}")
-        run_dir = HERE / "runs" / f"{args.preset}-w{bits}a{bits}{'-pc' if config.quant.per_channel else ''}"
+        for section in END_TO_END:   # the sweep compares each bit width with the same network untrained
+            if hasattr(config, section):
+                getattr(config, section).epochs = 0
+        check_for_rule(config.validate(f"preset {args.preset}"), f"preset {args.preset}")
+        run_dir = args.runs / f"{name}-w{bits}a{bits}{'-pc' if config.quant.per_channel else ''}"
         print(f"== {config.quant.label()}", flush=True)
         results = reuse(run_dir / "results.json", run_dir / "checkpoint.pt", config) or train_run(
             config, run_dir, args.data_dir, show_progress=sys.stderr.isatty(), command=command)
@@ -105,11 +112,10 @@ def main() -> int:
                        "max_abs_difference": check["max_abs_difference"], "tolerance": check["tolerance"],
                        "same_class": check["same_class"]},
         })
-    first = load_preset(args.preset)
-    sweep = {"kind": "quant-sweep", "experiment": f"quant-{args.preset}", "learner": first.learner,
+    sweep = {"kind": "quant-sweep", "experiment": f"quant-{name}", "learner": first.learner,
              "dataset": first.data.dataset, "command": command, "device": results["device"],
              "seeds": [first.seed], "date": results["date"], "rows": rows, "config": first.to_dict()}
-    path = save_json(sweep, args.results / f"quant-{args.preset}.json")
+    path = save_json(sweep, args.results / f"quant-{name}.json")
     write_table(args.results)
     print(f"recorded {path}")
     return 0

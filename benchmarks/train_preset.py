@@ -1,15 +1,18 @@
-"""Benchmark: train a preset (any learner) over one or more seeds; record accuracy and wall times.
+"""Benchmark: train a preset (any rule) over one or more seeds; record accuracy and wall times.
 
     python benchmarks/train_preset.py --preset mnist-paper --data-dir ../shared/data --seeds 0
     python benchmarks/train_preset.py --preset digits --seeds 0 1 2 3 4
     python benchmarks/train_preset.py --preset fsdd-paper --data-dir ../shared/data --seeds 0 1 2
+    python benchmarks/train_preset.py --preset lac-mnist --data-dir ../shared/data --seeds 0 1 2
 
-Each seed trains in ``benchmarks/runs/<preset>-seed<N>/`` (resumable, not committed). The
-aggregate goes to ``benchmarks/results/<preset>.json``: mean and spread over seeds of the SCFF
-probe and of every baseline beside it (untrained network; raw inputs for images; BPTT for the
-Bi-RNN), seconds per epoch per layer, and the wall time of each training. The first seed's
-figures are copied beside it, and ``benchmarks/results/README.md`` is regenerated from every
-results file.
+Every rule runs the same path (``fwdlearn.run.train_run``). Each seed trains in
+``benchmarks/runs/<preset>-seed<N>/`` (resumable, not committed). The aggregate goes to
+``benchmarks/results/<preset>.json``: mean and spread over seeds of the linear probe and of every
+baseline beside it (untrained network; raw inputs for images; BPTT, BP or the BP autoencoder where
+the preset trains one), of the rule's own accuracies (LAC: fine-tuning) and errors (LAC: test
+reconstruction error), seconds per epoch per parameter group, and the wall time of each training.
+The first seed's figures are copied beside it, and ``benchmarks/results/README.md`` is regenerated
+from every results file.
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ sys.path.insert(0, str(HERE))
 from make_table import write_table  # noqa: E402
 
 from fwdlearn.atomic import save_json  # noqa: E402
-from fwdlearn.config import load_preset  # noqa: E402
-from fwdlearn.lac.run import train_lac_run  # noqa: E402
-from fwdlearn.runs import train_run  # noqa: E402
+from fwdlearn.presets import load_preset  # noqa: E402
+from fwdlearn.run import train_run  # noqa: E402
+
+PROBE_KEYS = ("test_accuracy", "train_accuracy", "num_features", "probe_seconds", "layers", "per_layer")
+FIGURES = ("learning_curves.png", "probe_accuracy.png", "test_curves.png")
 
 
 def mean_and_std(values: list[float]) -> dict:
@@ -39,16 +44,39 @@ def mean_and_std(values: list[float]) -> dict:
             "std": round(statistics.stdev(values), 5) if len(values) > 1 else 0.0}
 
 
+def _accuracy(values: list[float]) -> dict:
+    stats = mean_and_std(values)
+    return {"test_accuracy": stats["mean"], "test_accuracy_std": stats["std"]}
+
+
+def _extras(entries: list[dict]) -> dict:
+    """What a rule reports beside the probe, over seeds: accuracies of its own protocols (LAC's
+    ``fine_tuning``, FF's goodness classification) and numbers (LAC's ``reconstruction_error``)."""
+    out: dict = {}
+    for key, value in entries[0].items():
+        if key in PROBE_KEYS:
+            continue
+        if isinstance(value, dict) and "test_accuracy" in value:
+            out[key] = _accuracy([e[key]["test_accuracy"] for e in entries])
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            stats = mean_and_std([e[key] for e in entries])
+            out[key], out[f"{key}_std"] = stats["mean"], stats["std"]
+    return out
+
+
 def aggregate(preset: str, runs: list[dict], command: str) -> dict:
+    """One results file (architecture.md's format) from the results of each seed."""
     first = runs[0]
-    acc = mean_and_std([r["metrics"]["test_accuracy"] for r in runs])
     layers = list(first["metrics"]["per_layer"])
-    per_layer = {name: mean_and_std([r["metrics"]["per_layer"][name]["test_accuracy"] for r in runs]) for name in layers}
+    metrics = {**_accuracy([r["metrics"]["test_accuracy"] for r in runs]), "layers": first["metrics"]["layers"],
+               "per_layer": {name: _accuracy([r["metrics"]["per_layer"][name]["test_accuracy"] for r in runs])
+                             for name in layers},
+               **_extras([r["metrics"] for r in runs])}
     baselines = {}
     for name in first["baselines"]:
-        stats = mean_and_std([r["baselines"][name]["test_accuracy"] for r in runs])
-        baselines[name] = {"test_accuracy": stats["mean"], "test_accuracy_std": stats["std"]}
-        if f"{name}_train_seconds" in first["timing"]:      # end-to-end baselines: bptt, bp
+        entries = [r["baselines"][name] for r in runs]
+        baselines[name] = {**_accuracy([e["test_accuracy"] for e in entries]), **_extras(entries)}
+        if f"{name}_train_seconds" in first["timing"]:      # trained baselines: bptt, bp, bp_autoencoder
             baselines[name]["train_seconds"] = [r["timing"][f"{name}_train_seconds"] for r in runs]
     seconds = {name: round(statistics.fmean(r["timing"]["seconds_per_epoch"][name] for r in runs), 2)
                for name in first["timing"]["seconds_per_epoch"]}
@@ -58,56 +86,39 @@ def aggregate(preset: str, runs: list[dict], command: str) -> dict:
     return {
         "experiment": preset, "learner": first["learner"], "dataset": first["dataset"], "command": command,
         "device": first["device"], "seeds": [r["seeds"][0] for r in runs], "date": first["date"],
-        "metrics": {"test_accuracy": acc["mean"], "test_accuracy_std": acc["std"], "layers": first["metrics"]["layers"],
-                    "per_layer": {k: {"test_accuracy": v["mean"], "test_accuracy_std": v["std"]}
-                                  for k, v in per_layer.items()}},
+        "metrics": metrics,
         "baselines": baselines,
         "timing": {"seconds_per_epoch": seconds, "probe_seconds": probe_seconds,
-                   "train_seconds": [r["timing"]["train_seconds_this_process"] for r in runs]},
+                   # every epoch's wall time, across resumes
+                   "train_seconds": [r["timing"]["train_seconds"] for r in runs]},
         "config": first["config"],
         "runs": [{"seed": r["seeds"][0], "metrics": r["metrics"], "baselines": r["baselines"], "timing": r["timing"],
-                  "history": r["history"], **{k: r[k] for k in ("bptt_history", "bp_history") if k in r}}
+                  "history": r["history"], **({"baseline_history": r["baseline_history"]}
+                                              if "baseline_history" in r else {})}
                  for r in runs],
     }
 
 
-def aggregate_lac(preset: str, runs: list[dict], command: str) -> dict:
-    """Mean and spread over seeds of both down-stream protocols, for LAC and each baseline encoder."""
-    first = runs[0]
-
-    def protocols(entries: list[dict]) -> dict:
-        out = {}
-        for protocol in ("linear_evaluation", "fine_tuning"):
-            if protocol in entries[0]:
-                stats = mean_and_std([e[protocol]["test_accuracy"] for e in entries])
-                out[protocol] = {"test_accuracy": stats["mean"], "test_accuracy_std": stats["std"]}
-        return out
-
-    for r in runs:  # total training time from the per-epoch records, which survive a resume
-        r["timing"]["lac_train_seconds"] = round(sum(h["seconds"] for h in r["history"]), 2)
-    metrics = protocols([r["metrics"] for r in runs])
-    metrics["test_accuracy"] = metrics["linear_evaluation"]["test_accuracy"]
-    return {
-        "experiment": preset, "learner": first["learner"], "dataset": first["dataset"], "command": command,
-        "device": first["device"], "seeds": [r["seeds"][0] for r in runs], "date": first["date"],
-        "metrics": metrics,
-        "baselines": {name: protocols([r["baselines"][name] for r in runs]) for name in first["baselines"]},
-        "reconstruction_error": first["reconstruction_error"],
-        "timing": {key: round(statistics.fmean(r["timing"][key] for r in runs), 2)
-                   for key in first["timing"] if key != "lac_train_seconds_this_process"},
-        "config": first["config"],
-        "runs": [{"seed": r["seeds"][0], "metrics": r["metrics"], "baselines": r["baselines"], "timing": r["timing"],
-                  "reconstruction_error": r["reconstruction_error"], "history": r["history"]} for r in runs],
-    }
+def copy_figures(run_dir: Path, figures: Path) -> None:
+    """The first seed's figures beside the results file (and, where the rule draws them, its first and
+    last reconstruction grids)."""
+    figures.mkdir(parents=True, exist_ok=True)
+    for name in FIGURES:
+        if (run_dir / name).exists():
+            shutil.copyfile(run_dir / name, figures / name)
+    grids = sorted((run_dir / "reconstructions").glob("*.png"))
+    for grid in dict.fromkeys(grids[:1] + grids[-1:]):
+        shutil.copyfile(grid, figures / f"reconstructions_{grid.name}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="mnist-paper")
+    parser.add_argument("--preset", default="mnist-paper", help="shipped preset or TOML file")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--results", type=Path, default=HERE / "results")
+    parser.add_argument("--runs", type=Path, default=HERE / "runs", help="where each seed's run directory goes")
     parser.add_argument("--aggregate-only", action="store_true",
                         help="do not train: aggregate the finished runs' results.json files again")
     args = parser.parse_args()
@@ -115,31 +126,21 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     command = " ".join(["python", "benchmarks/train_preset.py"] + sys.argv[1:])
     runs = []
+    name = load_preset(args.preset).name        # a shipped preset's name, or the name inside a TOML file
     for seed in args.seeds:
         config = load_preset(args.preset)
         config.seed = seed
-        run_dir = HERE / "runs" / f"{args.preset}-seed{seed}"
+        run_dir = args.runs / f"{name}-seed{seed}"
         if args.aggregate_only:
             runs.append(json.loads((run_dir / "results.json").read_text()))
             command = runs[-1]["command"]
         else:
-            train = train_lac_run if config.learner.startswith("lac") else train_run
-            runs.append(train(config, run_dir, args.data_dir, show_progress=sys.stderr.isatty(), command=command))
-    lac = runs[0]["learner"].startswith("lac")
-    result = (aggregate_lac if lac else aggregate)(args.preset, runs, command)
-    save_json(result, args.results / f"{args.preset}.json")
-    figures = args.results / args.preset
-    figures.mkdir(parents=True, exist_ok=True)
-    names = ("reconstruction_error.png", "downstream.png", "bp_reconstructions.png") if lac else \
-        ("learning_curves.png", "probe_accuracy.png")
-    if lac:
-        grids = sorted((HERE / "runs" / f"{args.preset}-seed{args.seeds[0]}" / "reconstructions").glob("*.png"))
-        for grid in (grids[0], grids[-1]):
-            shutil.copyfile(grid, figures / f"reconstructions_{grid.name}")
-    for name in names:
-        shutil.copyfile(HERE / "runs" / f"{args.preset}-seed{args.seeds[0]}" / name, figures / name)
+            runs.append(train_run(config, run_dir, args.data_dir, show_progress=sys.stderr.isatty(), command=command))
+    result = aggregate(name, runs, command)
+    save_json(result, args.results / f"{name}.json")
+    copy_figures(args.runs / f"{name}-seed{args.seeds[0]}", args.results / name)
     write_table(args.results)
-    print(f"recorded {args.results / (args.preset + '.json')}")
+    print(f"recorded {args.results / (name + '.json')}")
     return 0
 
 

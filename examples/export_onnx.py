@@ -13,10 +13,10 @@ from tempfile import mkdtemp
 import onnx
 import onnxruntime
 
-from fwdlearn.config import load_preset
 from fwdlearn.data import load_dataset
 from fwdlearn.export import export_onnx, load_deployable
-from fwdlearn.runs import train_run
+from fwdlearn.presets import load_preset
+from fwdlearn.run import train_run
 
 config = load_preset("digits")
 config.layers[0].epochs, config.layers[1].epochs = 10, 5       # a shorter run than the preset
@@ -30,6 +30,7 @@ print(f"wrote {run / 'digits.onnx'}: {report['model_bytes']:,} bytes, {report['p
 meta = {p.key: p.value for p in onnx.load(str(run / "digits.onnx")).metadata_props}
 print("preprocessing:", json.loads(meta["fwdlearn.preprocessing"]))
 print("input layout: ", json.loads(meta["fwdlearn.input_layout"]))
+print("in the graph: ", meta["fwdlearn.in_graph"])
 
 test = load_dataset("digits").test                              # already scaled to [0, 1], as the metadata says
 session = onnxruntime.InferenceSession(str(run / "digits.onnx"), providers=["CPUExecutionProvider"])

@@ -10,11 +10,12 @@ states out with a linear probe beside the same network with random weights.
 
 import argparse
 
-from fwdlearn.config import load_preset
 from fwdlearn.data import load_dataset
 from fwdlearn.eval.report import evaluate, summary_lines
-from fwdlearn.learners import SCFFRNNLearner
-from fwdlearn.runs import untrained_network
+from fwdlearn.presets import load_preset
+from fwdlearn.registry import get_rule
+from fwdlearn.rules.scff_rnn import SCFFRNNLearner
+from fwdlearn.run import untrained_network
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--data-dir", help="folder holding fsdd/recordings (omit for the synthetic task)")
@@ -28,11 +29,13 @@ dataset = load_dataset(config.data.dataset, args.data_dir)
 print(f"{dataset.name}: {len(dataset.train)} training / {len(dataset.test)} test sequences, "
       f"{dataset.num_features} features per step, up to {dataset.train.x.shape[1]} steps")
 
-learner = SCFFRNNLearner(config, dataset.num_features)
+learner = SCFFRNNLearner(config, dataset.num_features)         # parameter groups "forward", "backward"
 learner.train(dataset.train.x, dataset.train.lengths)          # hidden state detached between steps
-for record in learner.history:
-    print(f"epoch {record.epoch}: loss {record.loss:.4f}, G+ {record.goodness_pos:.3f}, "
-          f"G- {record.goodness_neg:.3f}, {record.seconds:.1f} s")
+for record in learner.history:                                 # one record per direction per epoch
+    print(f"{record['group']:8s} epoch {record['epoch']}: loss {record['loss']:.4f}, "
+          f"G+ {record['goodness_pos']:.3f}, G- {record['goodness_neg']:.3f}, {record['seconds']:.1f} s")
 
-report = evaluate(learner.network, {"untrained": untrained_network(config, dataset.num_features)}, dataset, config)
-print("\n".join(summary_lines(report)))
+untrained = {"untrained": untrained_network(config, dataset.num_features)}
+rule = get_rule(config.learner)
+report = evaluate(rule, learner.network, untrained, dataset, config)
+print("\n".join(summary_lines(report, rule.label)))

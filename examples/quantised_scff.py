@@ -11,17 +11,17 @@ exported as QCDQ ONNX and checked in onnxruntime.
 from pathlib import Path
 from tempfile import mkdtemp
 
-from fwdlearn.config import QuantConfig, load_preset
 from fwdlearn.export import export_onnx, load_deployable
-from fwdlearn.nn.quant import effective_weight
-from fwdlearn.runs import train_run
+from fwdlearn.nn.quant import QuantConfig, effective_weight
+from fwdlearn.presets import check_for_rule, load_preset
+from fwdlearn.run import train_run
 
 config = load_preset("digits")
 config.quant = QuantConfig(weight_bits=4, act_bits=4, per_channel=True)
 config.layers[0].epochs, config.layers[1].epochs = 10, 5       # a shorter run than the preset
 out = Path(mkdtemp(prefix="fwdlearn-quant-"))
 
-results = train_run(config.validate(), out / "run", show_progress=False)   # prints the probe table
+results = train_run(check_for_rule(config.validate()), out / "run", show_progress=False)   # prints the probe table
 
 network = load_deployable(out / "run" / "checkpoint.pt").model
 weight = effective_weight(network.encoder.layers[0].linear)

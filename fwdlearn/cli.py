@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help="random seed (overrides the preset)")
     train.add_argument("--epochs", type=int, help="unsupervised epochs for every layer (overrides the preset)")
     train.add_argument("--probe-epochs", type=_positive_int,
-                       help="linear-probe (lac: linear-evaluation) epochs (overrides the preset)")
+                       help="linear-probe epochs (overrides the preset)")
     train.add_argument("--schedule", choices=["sequential", "simultaneous"],
                        help="sequential: each layer trained then frozen; simultaneous: all layers at once")
     train.add_argument("--threads", type=_positive_int, help="CPU threads for PyTorch (default: all cores)")
@@ -150,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "from hardware/energy.py (Horowitz 2014, fp32 and int8) and measured where a counter exists "
                     "(NVML on NVIDIA GPUs, RAPL on Linux CPUs). Rules: " + "; ".join(
                         f"{name} ({doc})" for name, doc in bench_rules().items()) + ".")
-    bench.add_argument("--rules", nargs="+", default=list(bench_rules()), choices=list(bench_rules()),
-                       metavar="RULE", help=f"any of {', '.join(bench_rules())} (default: all)")
+    bench.add_argument("--rules", nargs="+", default=list(bench_rules()), metavar="RULE",
+                       help=f"any of {', '.join(bench_rules())} (default: all)")
     bench.add_argument("--depth", nargs="+", type=_positive_int, default=[2, 4, 8], help="hidden layers (default: 2 4 8)")
     bench.add_argument("--width", nargs="+", type=_positive_int, default=[512], help="units per layer (default: 512)")
     bench.add_argument("--batch", type=_positive_int, default=100, help="samples per update (default: 100)")
@@ -197,7 +197,7 @@ def _apply_overrides(config, args):
         raise ConfigError(f"preset {args.preset} is for {config.learner}, not {args.learner}")
     for option, path in OVERRIDES.items():
         value = getattr(args, option)
-        if value not in (None, [], False):
+        if value is not None and value is not False and value != []:   # 0 is a value (--seed 0, --bp-epochs 0)
             _set_path(config, path, list(value) if isinstance(value, list) else value, option)
     if args.epochs is not None:
         _set_epochs(config, args.epochs)

@@ -125,16 +125,26 @@ class ProbeConfig:
     layers: list[int] = field(default_factory=list)   # 1-based layers concatenated; empty = all
     standardize: bool = False      # standardise each sample's features over units before the read-out
 
-    def validate(self, where: str) -> None:
+    def validate(self, where: str, num_layers: int | None = None) -> None:
         check(self.epochs >= 1, f"{where}.epochs must be >= 1, got {self.epochs}")
         check(self.batch_size >= 1, f"{where}.batch_size must be >= 1, got {self.batch_size}")
         check(self.lr > 0, f"{where}.lr must be > 0, got {self.lr}")
         check(0 <= self.dropout < 1, f"{where}.dropout must lie in [0, 1), got {self.dropout}")
         check(all(0 < f < 1 for f in self.halve_at), f"{where}.halve_at fractions must lie in (0, 1)")
+        if num_layers is not None:
+            bad = [n for n in self.layers if not 1 <= n <= num_layers]
+            check(not bad, f"{where}.layers must name layers 1..{num_layers}, got {bad}")
+
+
+class RunConfig:
+    """What every rule's config offers the run path: ``to_dict()`` (saved in checkpoints and results)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass
-class SCFFConfig:
+class SCFFConfig(RunConfig):
     """A whole SCFF run: learner, data, layers, schedule, probe, and the end-to-end back-propagation
     baseline on the same network: ``bptt`` for scff-rnn, ``bp`` (supervised) for scff-mlp."""
 
@@ -160,16 +170,11 @@ class SCFFConfig:
         for i, layer in enumerate(self.layers):
             layer.validate(f"{where}.layers[{i}]")
         self.data.validate(f"{where}.data")
-        self.probe.validate(f"{where}.probe")
+        self.probe.validate(f"{where}.probe", len(self.layers))
         self.bptt.validate(f"{where}.bptt")
         self.bp.validate(f"{where}.bp")
         self.quant.validate(f"{where}.quant")
-        bad = [n for n in self.probe.layers if not 1 <= n <= len(self.layers)]
-        check(not bad, f"{where}.probe.layers must name layers 1..{len(self.layers)}, got {bad}")
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:

@@ -272,6 +272,27 @@ class Learner:
                                   f"({str(exc).splitlines()[0]})") from None
 
 
+class LayerwiseLearner(Learner):
+    """A rule whose layers each learn on their own objective (SCFF, FF): one AdamW group per layer, named
+    ``layer1``, ``layer2`` ..., from ``config.layers[i]`` (``lr``, ``weight_decay``, ``lr_decay``,
+    ``epochs``); ``config.schedule`` ``sequential`` trains them one after the other (one stage each),
+    ``simultaneous`` all on every batch."""
+
+    def make_groups(self) -> list[ParamGroup]:
+        return [adamw_group(f"layer{i + 1}", layer, c.lr, c.weight_decay, c.lr_decay, c.epochs)
+                for i, (layer, c) in enumerate(zip(self.network.layers, self.config.layers))]
+
+    @property
+    def stages(self) -> list[list[str]]:
+        names = list(self.groups)
+        return [[name] for name in names] if self.config.schedule == "sequential" else [names]
+
+    @staticmethod
+    def layer_indices(active: list[str]) -> list[int]:
+        """0-based layer indices of active groups ``layer1``, ``layer2`` ..."""
+        return [int(name.removeprefix("layer")) - 1 for name in active]
+
+
 @dataclass
 class TrainedBaseline:
     """A network of the same architecture trained by another rule (e.g. back-propagation end to end)."""

@@ -90,7 +90,10 @@ def test_help_explains_commands():
     assert result.returncode == 0
     for word in ("train", "eval", "presets", "--data-dir"):
         assert word in result.stdout
-    assert "scff-mlp" in fwdlearn("train", "--help").stdout
+    train_help = fwdlearn("train", "--help").stdout
+    from fwdlearn.registry import rules
+    for name, rule in rules().items():                  # the learners offered are the registered rules
+        assert name in train_help and rule.presets[None] in train_help, name
 
 
 def test_presets_lists_shipped_presets():
@@ -201,6 +204,24 @@ def test_an_option_set_to_zero_overrides_the_preset(learner, option, path):
     for part in parents:
         config = getattr(config, part)
     assert getattr(config, name) == 0
+
+
+def _rule_names() -> list[str]:
+    from fwdlearn.registry import rules
+    return list(rules())
+
+
+@pytest.mark.parametrize("learner", _rule_names())
+def test_probe_epochs_sets_the_probe_of_every_rule(learner):
+    from fwdlearn.cli import _apply_overrides, build_parser
+    from fwdlearn.presets import load_preset
+    from fwdlearn.registry import default_preset
+
+    args = build_parser().parse_args(["train", learner, "--probe-epochs", "7"])
+    args.preset = default_preset(learner, None)
+    config = load_preset(args.preset)
+    assert config.probe.epochs != 7
+    assert _apply_overrides(config, args).probe.epochs == 7
 
 
 def test_mnist_without_a_data_directory(tmp_path):

@@ -55,7 +55,8 @@ def to_toml(d: dict) -> str:
         lines += ["", f"[{key}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
     for key, items in arrays:
         for item in items:
-            lines += ["", f"[[{key}]]"] + [f"{k} = {_toml_value(v)}" for k, v in item.items() if not isinstance(v, dict)]
+            lines += ["", f"[[{key}]]"] + [f"{k} = {_toml_value(v)}" for k, v in item.items()
+                                           if not isinstance(v, dict)]
             for sub, table in ((k, v) for k, v in item.items() if isinstance(v, dict)):   # e.g. [layers.conv]
                 lines += [f"[{key}.{sub}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
     return "\n".join(lines) + "\n"
@@ -391,8 +392,7 @@ RULE_INVALID = [
     ("cnn-with-bp", _then(_cnn, _set("bp", {"epochs": 1})), "bp", "no end-to-end baseline"),
     ("lac-conv-two-convolutions", _then(lambda d: _lac(d, "lac-conv"), _set("hidden", [8, 8])), "hidden",
      "three convolutions"),
-    ("lac-probe-layer-2", _then(_lac, _set("probe", {"epochs": 2, "layers": [2]})), "probe.layers",
-     "encoder's output only"),
+    ("lac-probe-layer-2", _then(_lac, _set("probe", {"epochs": 2, "layers": [2]})), "probe.layers", "1"),
     ("lac-on-sequences", _then(_lac, _set("data", {"dataset": "sequences"})), "data.dataset", "take images"),
     ("lac-has-no-layers", _then(_lac, _set("layers", [{"width": 8}])), "layers", "unknown key"),
     ("lac-old-downstream-table", _then(_lac, _set("downstream", {"linear_epochs": 3})), "downstream",

@@ -137,7 +137,7 @@ def test_layer_forward_is_relu_of_linear_and_passes_activity_on():
     layer = FFLinear(4, 6)
     x = torch.randn(5, 4) * 3.0
     y = layer(x)
-    expected = torch.relu(x / x.norm(dim=1, keepdim=True) @ layer.linear.weight.T + layer.linear.bias)
+    expected = torch.relu(2.0 * x / x.norm(dim=1, keepdim=True) @ layer.linear.weight.T + layer.linear.bias)  # length sqrt(4)
     assert torch.allclose(y, expected, atol=1e-6)
     assert torch.allclose(layer(x * 10.0), y, atol=1e-5)    # only the orientation of the input counts
     assert torch.equal(layer.passed(y), y) and torch.equal(layer.tap(y), y)

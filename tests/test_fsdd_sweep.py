@@ -77,8 +77,19 @@ def test_a_job_trains_the_preset_with_its_trial_settings_and_records_what_resume
     for key, value in {"split": fsdd_sweep.validation_split(blob, "takes"), "holdout": "takes",
                        "features": "blob.pt", "device": "cpu"}.items():
         monkeypatch.setitem(fsdd_sweep._STATE, key, value)
+    import fwdlearn.presets
+    loaded, load_preset = [], fwdlearn.presets.load_preset
+
+    def short_probe(name):                          # the preset as it is, but a 2-epoch probe: a fast test
+        loaded.append(name)
+        config = load_preset(name)
+        config.probe.epochs = 2
+        return config
+
+    monkeypatch.setattr(fwdlearn.presets, "load_preset", short_probe)
     trial = {"epochs": 1, "lr": 1e-4, "negatives": 2}
     record = fsdd_sweep.run_job((3, trial, 7))
+    assert loaded == ["fsdd-paper"]
     assert record["trial"] == 3 and record["settings"] == trial and record["seed"] == 7
     assert 0 <= record["val_accuracy"] <= 100 and 0 <= record["fit_accuracy"] <= 100
     assert record["train_seconds"] <= record["total_seconds"]

@@ -165,12 +165,10 @@ def import_each_alone(names: list[str]) -> str:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
-    assert import_each_alone(sorted(m for m in MODULES if not m.endswith("__main__"))) == ""
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_the_import_check_reports_a_module_that_cannot_import():
-    assert import_each_alone(["fwdlearn.no_such_module"]).startswith("fwdlearn.no_such_module: ModuleNotFoundError")
+    """Every module imports alone; the control, a module that does not exist, is the one failure reported."""
+    report = import_each_alone(sorted(m for m in MODULES if not m.endswith("__main__")) + ["fwdlearn.no_such_module"])
+    assert report.splitlines() == ["fwdlearn.no_such_module: ModuleNotFoundError: No module named "
+                                   "'fwdlearn.no_such_module'"]
 
 
 def test_no_rule_is_named_outside_its_own_file():

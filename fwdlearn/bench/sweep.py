@@ -51,7 +51,7 @@ def run_sweep(rules: list[str], depths: list[int], widths: list[int], batch: int
 
 
 def header() -> str:
-    return (f"{'rule':5s} {'depth':>5s} {'width':>6s} {'ms/update (IQR)':>18s} {'peak MB':>8s} "
+    return (f"{'rule':8s} {'depth':>5s} {'width':>6s} {'ms/update (IQR)':>18s} {'peak MB':>8s} "
             f"{'resident MB':>11s} {'MMAC fwd / w-grad / in-grad':>28s} {'modelled uJ fp32 / int8':>24s}  measured")
 
 
@@ -61,5 +61,5 @@ def table_row(cost: dict) -> str:
     mac_text = " / ".join(f"{macs[k] / 1e6:.1f}" for k in ("forward", "weight_gradient", "input_gradient"))
     measured = cost["energy_measured"]
     energy = (f"{measured['joules_per_update'] * 1e6:.0f} uJ" if measured.get("available") else "n/a")
-    return (f"{cost['rule']:5s} {cost['depth']:5d} {cost['width']:6d} {timing:>18s} {m['peak_bytes'] / 1e6:8.2f} "
+    return (f"{cost['rule']:8s} {cost['depth']:5d} {cost['width']:6d} {timing:>18s} {m['peak_bytes'] / 1e6:8.2f} "
             f"{m['resident_bytes'] / 1e6:11.2f} {mac_text:>28s} {e['fp32'] * 1e6:11.1f} / {e['int8'] * 1e6:10.1f}  {energy}")

@@ -18,16 +18,14 @@ label input). Schedules as for SCFF: ``simultaneous`` (Hinton's: every layer on 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn as nn
 
 from ..baselines.end_to_end import train_end_to_end
-from ..config import SCHEDULES, BPTTConfig, DataConfig, ProbeConfig
-from ..learner import Batch, Learner, ParamGroup, TrainedBaseline, adamw_group, take_step
+from ..config import SCHEDULES, BPTTConfig, DataConfig, ProbeConfig, RunConfig
+from ..learner import Batch, LayerwiseLearner, TrainedBaseline, take_step
 from ..errors import DataError, check
 from ..eval.features import probe_inputs
 from ..nn.ff_layer import FFLinear
@@ -57,7 +55,7 @@ class FFLayerConfig:
 
 
 @dataclass
-class FFConfig:
+class FFConfig(RunConfig):
     """A whole Forward-Forward run. ``label_value``: the one-hot's height in the input (data in [0, 1]: 1).
     ``classify_from``: the first (1-based) layer whose goodness counts for classification. ``bp``: the
     same network trained end to end by supervised back-propagation (0 epochs skips it)."""
@@ -92,15 +90,10 @@ class FFConfig:
         self.data.validate(f"{where}.data")
         check(not self.data.is_sequence, f"{where}.data.dataset: ff takes fixed-size samples, "
                                          f"not the sequence data set {self.data.dataset!r}")
-        self.probe.validate(f"{where}.probe")
+        self.probe.validate(f"{where}.probe", len(self.layers))
         self.bp.validate(f"{where}.bp")
         self.quant.validate(f"{where}.quant")
-        bad = [n for n in self.probe.layers if not 1 <= n <= len(self.layers)]
-        check(not bad, f"{where}.probe.layers must name layers 1..{len(self.layers)}, got {bad}")
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 class FFNetwork(nn.Module):
@@ -142,7 +135,7 @@ class FFNetwork(nn.Module):
         return torch.stack(columns, dim=1)
 
 
-class FFLearner(Learner):
+class FFLearner(LayerwiseLearner):
     """Trains an ``FFNetwork`` layer-locally on labelled data; one parameter group per layer."""
 
     needs_labels = True
@@ -157,15 +150,6 @@ class FFLearner(Learner):
     @staticmethod
     def train_inputs(dataset):
         return dataset.train.x, None, dataset.train.y
-
-    def make_groups(self) -> list[ParamGroup]:
-        return [adamw_group(f"layer{i + 1}", layer, c.lr, c.weight_decay, c.lr_decay, c.epochs)
-                for i, (layer, c) in enumerate(zip(self.network.layers, self.config.layers))]
-
-    @property
-    def stages(self) -> list[list[str]]:
-        names = list(self.groups)
-        return [[name] for name in names] if self.config.schedule == "sequential" else [names]
 
     def check_data(self, x: torch.Tensor, lengths: torch.Tensor | None) -> None:
         if lengths is not None:
@@ -184,7 +168,7 @@ class FFLearner(Learner):
         wrong = wrong_labels(y, c.num_classes, self.generator)
         h = torch.cat([overlay_label(x, y, c.num_classes, c.label_value),
                        overlay_label(x, wrong, c.num_classes, c.label_value)])
-        indices = [int(name.removeprefix("layer")) - 1 for name in active]
+        indices = self.layer_indices(active)
         stats = {}
         for index in range(max(indices) + 1):
             layer = self.network.layers[index]

@@ -23,15 +23,13 @@ baselines: the untrained autoencoder and the back-propagation autoencoder (``[bp
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from ..baselines.bp_autoencoder import train_bp_autoencoder
-from ..config import BPTTConfig, DataConfig, ProbeConfig
+from ..config import BPTTConfig, DataConfig, ProbeConfig, RunConfig
 from ..learner import Batch, Learner, ParamGroup, TrainedBaseline
 from ..errors import DataError, check
 from ..eval.finetune import FinetuneConfig, fine_tune
@@ -46,7 +44,7 @@ GRID_FILES = 10
 
 
 @dataclass
-class LACConfig:
+class LACConfig(RunConfig):
     """A whole LAC run: autoencoder, its two optimisers, pretraining, baselines, evaluation.
 
     ``hidden`` lists the hidden layers (MLP: units, Linear-BN-ReLU; conv: channels of the three
@@ -90,17 +88,12 @@ class LACConfig:
         self.data.validate(f"{where}.data")
         check(not self.data.is_sequence, f"{where}.data.dataset: LAC autoencoders take images, "
                                          f"not the sequence data set {self.data.dataset!r}")
-        self.probe.validate(f"{where}.probe")
-        check(not self.probe.layers or self.probe.layers == [1],
-              f"{where}.probe.layers: LAC is read out on its encoder's output only (layer 1)")
+        self.probe.validate(f"{where}.probe", 1)    # one read-out layer: the encoder's output
         self.finetune.validate(f"{where}.finetune")
         self.bp.validate(f"{where}.bp")
         check(self.bp.batch_size >= 2, f"{where}.bp.batch_size must be >= 2 (batch norm), got {self.bp.batch_size}")
         self.quant.validate(f"{where}.quant")
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 class EncoderFeatures(Encoder):
@@ -115,6 +108,12 @@ class LACLearner(Learner):
 
     min_batch = 2   # batch norm
     kind = "mlp"
+    rule_name = "lac-mlp"
+
+    @classmethod
+    def check_config(cls, config, where: str) -> None:
+        check(config.learner == cls.rule_name, f"{where}.learner is {config.learner!r}; {cls.__name__} trains "
+                                               f"{cls.rule_name}")
 
     @staticmethod
     def network_input(dataset) -> tuple[int, ...]:
@@ -244,9 +243,11 @@ class LACLearner(Learner):
 
 class LACConvLearner(LACLearner):
     kind = "conv"
+    rule_name = "lac-conv"
 
     @classmethod
     def check_config(cls, config, where: str) -> None:
+        super().check_config(config, where)
         check(len(config.hidden) == 3, f"{where}.hidden: lac-conv has three convolutions, got {len(config.hidden)} "
                                        f"channel counts")
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 from ..baselines.supervised import train_supervised
-from ..learner import Batch, Learner, ParamGroup, TrainedBaseline, adamw_group, take_step
+from ..learner import Batch, LayerwiseLearner, TrainedBaseline, take_step
 from ..config import SCFFConfig
 from ..data.augment import augment
 from ..data.transforms import EPS
@@ -38,7 +38,7 @@ from ..objectives.scff import PairBatch, carry_pairs, data_pairs, repair, scff_l
 from ..rule import Rule
 
 
-class SCFFLearner(Learner):
+class SCFFLearner(LayerwiseLearner):
     """Trains an ``SCFFNetwork`` layer-locally (``scff-mlp``); ``SCFFConvLearner`` the convolutional one."""
 
     min_batch = 2   # a negative pair needs two samples
@@ -58,15 +58,6 @@ class SCFFLearner(Learner):
         layers = config.layers
         return SCFFNetwork(input_dim, [c.width for c in layers], [c.algorithm for c in layers],
                            [c.activation for c in layers], config.quant)
-
-    def make_groups(self) -> list[ParamGroup]:
-        return [adamw_group(f"layer{i + 1}", layer, c.lr, c.weight_decay, c.lr_decay, c.epochs)
-                for i, (layer, c) in enumerate(zip(self.network.layers, self.config.layers))]
-
-    @property
-    def stages(self) -> list[list[str]]:
-        names = list(self.groups)
-        return [[name] for name in names] if self.config.schedule == "sequential" else [names]
 
     def check_data(self, x: torch.Tensor, lengths: torch.Tensor | None) -> None:
         if lengths is not None:
@@ -103,7 +94,7 @@ class SCFFLearner(Learner):
 
     def train_batch(self, batch: Batch, active: list[str]) -> dict[str, dict[str, float]]:
         """One batch: frozen layers run forward only; each active layer takes its own step."""
-        indices = [int(name.removeprefix("layer")) - 1 for name in active]
+        indices = self.layer_indices(active)
         data = self.config.data
         x = augment(batch.x.to(self.device), self.generator, data.crop_pad, data.flip)
         pairs = data_pairs(x, self.generator, data.translate)

@@ -1,0 +1,150 @@
+"""The benchmark scripts on the package as it is: ``make_table`` reads every recorded results file (the
+layouts written before the one run path too), ``train_preset`` aggregates the seeds of any rule run by
+``fwdlearn.run.train_run``, ``update_cost`` and ``conv_throughput`` run on the registry's names."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from test_cli_lac import tiny_lac
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import make_table  # noqa: E402
+
+
+def script(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_make_table_reads_every_recorded_results_file(tmp_path):
+    recorded = sorted((BENCHMARKS / "results").glob("*.json"))
+    assert recorded
+    for path in recorded:
+        shutil.copy(path, tmp_path)
+    text = make_table.write_table(tmp_path).read_text()
+    for path in recorded:
+        document = json.loads(path.read_text())
+        if document.get("kind") == "update-cost":
+            for row in document["depth_sweep"] + document["width_sweep"]:
+                assert f"| {document['device']} | {row['rule']} | {row['depth']} | {row['width']} |" in text
+        else:
+            assert f"| {document['experiment']} |" in text, path.name
+
+
+OLD_LAC = {   # a LAC results file as train_preset.py wrote it before the one run path
+    "experiment": "old-lac", "learner": "lac-mlp", "dataset": "mnist", "seeds": [0, 1], "device": "cpu, 2 threads",
+    "metrics": {"linear_evaluation": {"test_accuracy": 0.8848, "test_accuracy_std": 0.00615},
+                "fine_tuning": {"test_accuracy": 0.9838, "test_accuracy_std": 0.00026}, "test_accuracy": 0.8848},
+    "baselines": {"no_pretraining": {"linear_evaluation": {"test_accuracy": 0.59963},
+                                     "fine_tuning": {"test_accuracy": 0.984}},
+                  "bp_autoencoder": {"linear_evaluation": {"test_accuracy": 0.94027},
+                                     "fine_tuning": {"test_accuracy": 0.97057}}},
+    "reconstruction_error": {"LAC": [0.2316, 0.0203, 0.0277], "BP autoencoder": [0.2316, 0.0077, 0.0045]},
+    "timing": {"lac_seconds_per_epoch": 16.18, "bp_train_seconds": 71.2, "lac_train_seconds": 80.91},
+}
+
+NEW_LAC = {   # the same as the one run path and train_preset.py write it now
+    "experiment": "new-lac", "learner": "lac-mlp", "dataset": "mnist", "seeds": [0], "device": "cpu, 2 threads",
+    "metrics": {"test_accuracy": 0.9, "test_accuracy_std": 0.0, "layers": [1],
+                "per_layer": {"layer1": {"test_accuracy": 0.9, "test_accuracy_std": 0.0}},
+                "fine_tuning": {"test_accuracy": 0.98, "test_accuracy_std": 0.0}, "reconstruction_error": 0.0277},
+    "baselines": {"untrained": {"test_accuracy": 0.6, "reconstruction_error": 0.2316,
+                                "fine_tuning": {"test_accuracy": 0.97}},
+                  "bp_autoencoder": {"test_accuracy": 0.94, "reconstruction_error": 0.0045,
+                                     "fine_tuning": {"test_accuracy": 0.96}, "train_seconds": [71.2]},
+                  "raw_inputs": {"test_accuracy": 0.92}},
+    "timing": {"seconds_per_epoch": {"hidden": 16.2, "output": 16.2}, "train_seconds": [80.9],
+               "probe_seconds": {"combined": 5.0}},
+}
+
+
+def test_make_table_shows_both_lac_layouts_with_both_protocols(tmp_path):
+    (tmp_path / "old-lac.json").write_text(json.dumps(OLD_LAC))
+    (tmp_path / "new-lac.json").write_text(json.dumps(NEW_LAC))
+    lines = make_table.write_table(tmp_path).read_text().splitlines()
+    expected = [
+        "| old-lac | mnist | 2 | LAC | 88.48 % ± 0.61 | 98.38 % ± 0.03 | 0.2316 → 0.0277 | 81 |",
+        "| old-lac | mnist | 2 | no pretraining | 59.96 % | 98.40 % |  |  |",
+        "| old-lac | mnist | 2 | BP autoencoder | 94.03 % | 97.06 % | 0.2316 → 0.0045 | 71 |",
+        "| new-lac | mnist | 1 | LAC | 90.00 % | 98.00 % | 0.2316 → 0.0277 | 81 |",
+        "| new-lac | mnist | 1 | untrained network | 60.00 % | 97.00 % |  |  |",
+        "| new-lac | mnist | 1 | BP autoencoder | 94.00 % | 96.00 % | 0.2316 → 0.0045 | 71 |",
+        "| new-lac | mnist | 1 | raw inputs | 92.00 % | – |  |  |",
+    ]
+    for row in expected:
+        assert any(line.startswith(row) for line in lines), row
+    assert len([line for line in lines if line.startswith("| new-lac |")]) == 4
+
+
+def test_train_preset_aggregates_the_seeds_of_a_lac_run(tmp_path):
+    """Any rule, one run path: two seeds of a tiny LAC preset, aggregated as architecture.md's results format."""
+    preset = tmp_path / "tiny-lac.toml"
+    preset.write_text(tiny_lac("lac-mlp"))
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    done = script("train_preset.py", "--preset", str(preset), "--seeds", "0", "1", "--threads", "1",
+                  "--results", str(results), "--runs", str(runs))
+    assert done.returncode == 0, done.stderr
+    document = json.loads((results / "tiny-lac.json").read_text())
+    seeds = [json.loads((runs / f"tiny-lac-seed{s}" / "results.json").read_text()) for s in (0, 1)]
+    assert document["experiment"] == "tiny-lac" and document["learner"] == "lac-mlp"
+    assert document["dataset"] == "digits" and document["seeds"] == [0, 1]
+    assert document["command"].startswith("python benchmarks/train_preset.py") and document["device"]
+    assert document["date"]
+
+    def spread(values):
+        return round(statistics.fmean(values), 5), round(statistics.stdev(values), 5)
+
+    m = document["metrics"]
+    assert (m["test_accuracy"], m["test_accuracy_std"]) == spread([r["metrics"]["test_accuracy"] for r in seeds])
+    assert (m["fine_tuning"]["test_accuracy"], m["fine_tuning"]["test_accuracy_std"]) == \
+        spread([r["metrics"]["fine_tuning"]["test_accuracy"] for r in seeds])
+    assert (m["reconstruction_error"], m["reconstruction_error_std"]) == \
+        spread([r["metrics"]["reconstruction_error"] for r in seeds])
+    assert set(document["baselines"]) == {"untrained", "bp_autoencoder", "raw_inputs"}
+    for name, entry in document["baselines"].items():
+        assert (entry["test_accuracy"], entry["test_accuracy_std"]) == \
+            spread([r["baselines"][name]["test_accuracy"] for r in seeds]), name
+    assert document["baselines"]["bp_autoencoder"]["train_seconds"] == \
+        [r["timing"]["bp_autoencoder_train_seconds"] for r in seeds]
+    assert set(document["timing"]["seconds_per_epoch"]) == {"hidden", "output"}
+    assert document["timing"]["train_seconds"] == [r["timing"]["train_seconds"] for r in seeds]
+    assert [r["seed"] for r in document["runs"]] == [0, 1]
+    figures = sorted(p.name for p in (results / "tiny-lac").iterdir())
+    assert {"learning_curves.png", "probe_accuracy.png", "test_curves.png", "reconstructions_epoch_000.png",
+            "reconstructions_epoch_002.png"} <= set(figures)
+    assert "| tiny-lac | digits | 2 | LAC |" in (results / "README.md").read_text()
+
+
+def test_update_cost_runs_the_registrys_rules_and_bp(tmp_path):
+    done = script("update_cost.py", "--rules", "scff-mlp", "lac-mlp", "bp", "--batch", "8", "--depths", "2",
+                  "--depth-width", "8", "--widths", "8", "--width-depth", "2", "--repeats", "2",
+                  "--results", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    document = json.loads((tmp_path / "update-cost-cpu.json").read_text())
+    assert [r["rule"] for r in document["depth_sweep"]] == ["scff-mlp", "lac-mlp", "bp"]
+    assert [r["rule"] for r in document["width_sweep"]] == ["scff-mlp", "lac-mlp", "bp"]
+    for name in ("depth.png", "width.png"):
+        assert (tmp_path / "update-cost-cpu" / name).stat().st_size > 1000
+    assert "| scff-mlp | 2 | 8 | 8 |" in (tmp_path / "README.md").read_text()
+
+
+def test_conv_throughput_measures_each_layer_of_a_convolutional_preset(tmp_path):
+    out = tmp_path / "ct.json"
+    done = script("conv_throughput.py", "--preset", "digits-conv", "--batches", "1", "--warmup", "0",
+                  "--width-scale", "0.25", "--batch-size", "8", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    document = json.loads(out.read_text())
+    assert [(layer["layer"], layer["channels"]) for layer in document["layers"]] == [(1, 8), (2, 16)]
+    assert all(layer["images_per_second"] > 0 and layer["memory"]["peak_allocated_bytes"] > 0
+               for layer in document["layers"])
+    refused = script("conv_throughput.py", "--preset", "digits", "--out", str(tmp_path / "no.json"))
+    assert refused.returncode == 2 and "not a convolutional SCFF preset" in refused.stderr
+    assert not (tmp_path / "no.json").exists()
