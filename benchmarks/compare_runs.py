@@ -1,6 +1,6 @@
 """Compare the results files of the same presets and seeds run by two versions of fwdlearn.
 
-    python benchmarks/compare_runs.py --before DIR --after DIR --out benchmarks/results/refactor-equivalence.json
+    python benchmarks/compare_runs.py --before DIR --after DIR --out benchmarks/results/refactor/equivalence.json
 
 Each DIR holds one run folder per preset and seed, named ``<preset>-s<seed>`` (``fwdlearn train ...
 --out DIR/<preset>-s<seed>``). With ``--records benchmarks/results``, a run with no ``--before`` folder is
@@ -61,7 +61,7 @@ def main() -> int:
     parser.add_argument("--note", default="", help="what changed between the two versions")
     args = parser.parse_args()
     runs = {}
-    for folder in sorted(args.after.iterdir()):
+    for folder in sorted(p for p in args.after.iterdir() if p.is_dir() and "-s" in p.name):
         before = args.before / folder.name / "results.json"
         after = folder / "results.json"
         preset, seed = folder.name.rsplit("-s", 1)
@@ -89,7 +89,7 @@ def main() -> int:
                                                 s.get(k, {}).get("after") is not None for s in seeds.values())},
         }
     document = {"experiment": "refactor-equivalence", "note": args.note,
-                "command": " ".join(["python"] + sys.argv), "presets": presets}
+                "command": " ".join(["python"] + sys.argv).replace(str(Path.cwd()) + "/", ""), "presets": presets}
     print(f"results: {save_json(document, args.out)}")
     for preset, entry in presets.items():
         same = [k for k, v in entry["equal_seed_for_seed"].items() if v]

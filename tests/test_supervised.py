@@ -13,42 +13,11 @@ from fwdlearn.config import BPTTConfig
 from fwdlearn.run import train_run
 from fwdlearn.errors import ConfigError
 from fwdlearn.presets import config_from_dict, load_preset
+from test_cli import TINY_PRESET as CLI_TINY_PRESET  # noqa: E402
 from fwdlearn.rules.scff import SCFFLearner
 
-TINY_PRESET = """
-name = "tiny"
-learner = "scff-mlp"
-seed = 3
-batch_size = 50
-
-[data]
-dataset = "digits"
-translate = 1
-
-[[layers]]
-width = 48
-lr = 3e-3
-theta_pos = 4.0
-theta_neg = 6.0
-penalty = 1e-4
-weight_decay = 1e-5
-lr_decay = 0.9
-epochs = 1
-
-[[layers]]
-width = 32
-lr = 2e-3
-theta_pos = 1.0
-theta_neg = 1.0
-lr_decay = 0.8
-epochs = 1
-
-[probe]
-epochs = 3
-
-[bp]
-epochs = 2
-"""
+# The tiny SCFF preset of the CLI tests, one epoch per layer, with the supervised BP baseline.
+TINY_PRESET = CLI_TINY_PRESET.replace("epochs = 2", "epochs = 1") + "\n[bp]\nepochs = 2\n"
 
 
 def test_the_head_error_reaches_every_layer_and_changes_it():

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..config import from_dict
 from ..errors import ConfigError, check
-from ..registry import config_class_for, get_rule
+from ..registry import config_class_for, get_rule, rules
 
 
 def preset_names() -> list[str]:
@@ -55,11 +55,6 @@ def check_for_rule(config, where: str = "config"):
     rule = get_rule(config.learner)
     check(rule.quantisable or not config.quant.enabled,
           f"{where}.quant: {rule.name} has no quantised layers yet (quantisable: "
-          f"{', '.join(n for n, r in _quantisable().items() if r)})")
+          f"{', '.join(name for name, r in rules().items() if r.quantisable)})")
     rule.learner.check_config(config, where)
     return config
-
-
-def _quantisable() -> dict[str, bool]:
-    from ..registry import rules
-    return {name: rule.quantisable for name, rule in rules().items()}
