@@ -218,11 +218,9 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     _set_threads(getattr(args, "threads", None))
     if args.command == "train":
-        from .run import check_train_device, train_run
-        from .registry import get_rule
+        from .run import train_run
         args.preset = _choose_preset(args)
         config = _apply_overrides(load_preset(args.preset), args)
-        check_train_device(get_rule(config.learner), args.device or "cpu")
         out = args.out or Path("runs") / config.name
         train_run(config, out, args.data_dir, fresh=args.fresh, show_progress=not args.no_progress,
                   device=args.device or "cpu")

@@ -115,6 +115,11 @@ class LACLearner(Learner):
         check(config.learner == cls.rule_name, f"{where}.learner is {config.learner!r}; {cls.__name__} trains "
                                                f"{cls.rule_name}")
 
+    def __init__(self, config, input_dim, device="cpu"):
+        self.initial_test_error: float | None = None   # set by ``monitor``
+        self.test_x: torch.Tensor | None = None
+        super().__init__(config, input_dim, device)
+
     @staticmethod
     def network_input(dataset) -> tuple[int, ...]:
         return dataset.sample_shape
@@ -141,8 +146,6 @@ class LACLearner(Learner):
         c = self.config
         hidden = torch.optim.RMSprop(self.network.hidden_parameters(), lr=c.hidden_lr, weight_decay=c.weight_decay)
         output = torch.optim.Adam(self.network.output.parameters(), lr=c.output_lr, weight_decay=c.weight_decay)
-        self.initial_test_error: float | None = None
-        self.test_x: torch.Tensor | None = None
         return [ParamGroup("hidden", hidden, c.epochs), ParamGroup("output", output, c.epochs)]
 
     def check_data(self, x: torch.Tensor, lengths: torch.Tensor | None) -> None:

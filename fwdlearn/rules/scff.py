@@ -38,6 +38,12 @@ from ..objectives.scff import PairBatch, carry_pairs, data_pairs, repair, scff_l
 from ..rule import Rule
 
 
+def _check_images(config, where: str) -> None:
+    """The MLP and conv rules train on fixed-size samples; sequences are scff-rnn's."""
+    check(not config.data.is_sequence, f"{where}.data.dataset {config.data.dataset!r} is a sequence data set; "
+                                       f"use scff-rnn")
+
+
 class SCFFLearner(LayerwiseLearner):
     """Trains an ``SCFFNetwork`` layer-locally (``scff-mlp``); ``SCFFConvLearner`` the convolutional one."""
 
@@ -45,8 +51,7 @@ class SCFFLearner(LayerwiseLearner):
 
     @classmethod
     def check_config(cls, config, where: str) -> None:
-        check(not config.data.is_sequence, f"{where}.data.dataset {config.data.dataset!r} is a sequence data set; "
-                                           f"use scff-rnn")
+        _check_images(config, where)
         for i, layer in enumerate(config.layers):
             check(not layer.conv.enabled, f"{where}.layers[{i}].conv applies to scff-cnn only")
         check(config.bptt.epochs == 0, f"{where}.bptt applies to scff-rnn only")
@@ -127,8 +132,7 @@ class SCFFConvLearner(SCFFLearner):
 
     @classmethod
     def check_config(cls, config, where: str) -> None:
-        check(not config.data.is_sequence, f"{where}.data.dataset {config.data.dataset!r} is a sequence data set; "
-                                           f"use scff-rnn")
+        _check_images(config, where)
         for i, layer in enumerate(config.layers):
             check(layer.conv.enabled, f"{where}.layers[{i}].conv.kernel must be >= 1 for scff-cnn")
         check(config.bp.epochs == 0 and config.bptt.epochs == 0,
