@@ -49,6 +49,8 @@ def resume_from_checkpoint(learner, path: str | Path, config, log, data: dict | 
         raise CheckpointError(f"{path}: holds a run with a different configuration; "
                               f"use another --out directory or --fresh to start over")
     saved = payload.get("data")
+    if saved is not None and data is not None and "content" not in saved:   # written before content digests
+        data = {k: v for k, v in data.items() if k != "content"}
     if saved is not None and data is not None and saved != data:
         differ = sorted(k for k in set(saved) | set(data) if saved.get(k) != data.get(k))
         if differ == ["meta"]:

@@ -21,6 +21,10 @@ class CheckpointError(FwdlearnError):
     """A checkpoint is missing, corrupt, or does not match the requested run."""
 
 
+class DivergenceError(FwdlearnError):
+    """Training produced a non-finite loss or parameter (the learning rate is usually too large)."""
+
+
 class ExportError(FwdlearnError):
     """A model could not be exported, or its export did not agree with PyTorch."""
 

@@ -19,6 +19,7 @@ every group's optimiser and schedule, the generator, the history and the positio
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
@@ -26,7 +27,7 @@ from typing import Any, Callable, ClassVar
 import torch
 
 from .data.batching import epoch_batches
-from .errors import CheckpointError, DataError
+from .errors import CheckpointError, DataError, DivergenceError
 from .progress import progress_bar
 
 
@@ -199,6 +200,7 @@ class Learner:
               on_epoch_end: Callable[["Learner"], None] | None = None, show_progress: bool = True) -> None:
         """Train on samples ``x`` (with ``lengths`` for sequences, ``y`` for supervised rules) from wherever
         the learner stands, fresh or resumed."""
+        check_training_inputs(x, lengths, y)
         self.check_data(x, lengths)
         if self.needs_labels and y is None:
             raise DataError(f"{type(self).__name__} trains on labelled data; pass y")
@@ -229,6 +231,7 @@ class Learner:
             for name in active:
                 if self.groups[name].scheduler is not None:
                     self.groups[name].scheduler.step()
+            check_finite(record, self.next_epoch + 1, {name: self.groups[name].parameters for name in active})
             self.end_epoch(record)
             for name in active:
                 self.history.append({"group": name, "epoch": self.next_epoch + 1, **record[name], "seconds": seconds})
@@ -291,6 +294,38 @@ class LayerwiseLearner(Learner):
     def layer_indices(active: list[str]) -> list[int]:
         """0-based layer indices of active groups ``layer1``, ``layer2`` ..."""
         return [int(name.removeprefix("layer")) - 1 for name in active]
+
+
+def check_training_inputs(x, lengths, y) -> None:
+    """Refuse what no rule can learn from: not a float tensor, an empty set, NaN or infinite samples,
+    labels or lengths that do not match the samples (one-line ``DataError`` naming the first bad sample)."""
+    if not isinstance(x, torch.Tensor) or not torch.is_floating_point(x):
+        raise DataError(f"training samples must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
+    if x.dim() < 2 or x.shape[0] == 0:
+        raise DataError(f"training samples must be a non-empty batch [N, ...], got shape {list(x.shape)}")
+    finite = torch.isfinite(x.flatten(1)).all(1)
+    if not bool(finite.all()):
+        raise DataError(f"training sample {int((~finite).nonzero()[0])} contains NaN or infinite values")
+    for name, values in (("lengths", lengths), ("labels", y)):
+        if values is not None and (not isinstance(values, torch.Tensor) or values.shape != (x.shape[0],)
+                                   or values.dtype != torch.int64):
+            raise DataError(f"training {name} must be int64 of shape [{x.shape[0]}], got "
+                            f"{getattr(values, 'dtype', type(values).__name__)} {list(getattr(values, 'shape', []))}")
+
+
+def check_finite(record: dict[str, dict[str, float]], epoch: int, parameters: dict[str, list[torch.Tensor]]) -> None:
+    """The divergence guard: a ``DivergenceError`` naming the group (layer) and epoch whose averaged statistics
+    (loss ...) or parameters are NaN or infinite. Called before the epoch is recorded or checkpointed, so the
+    last checkpoint on disk stays the last finite one."""
+    for name, stats in record.items():
+        bad = [key for key, value in stats.items() if not math.isfinite(value)]
+        if bad:
+            raise DivergenceError(f"{name} diverged in epoch {epoch}: {bad[0]} is {stats[bad[0]]} "
+                                  f"(lower its learning rate)")
+    for name, params in parameters.items():
+        if not all(bool(torch.isfinite(p).all()) for p in params):
+            raise DivergenceError(f"{name} diverged in epoch {epoch}: its parameters hold NaN or infinite values "
+                                  f"(lower its learning rate)")
 
 
 @dataclass

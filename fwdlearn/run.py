@@ -19,10 +19,10 @@ from typing import Callable
 
 import torch
 
-from .atomic import save_json
+from .atomic import prepare_folder, remove_stale_temporaries, save_json
 from .checkpoint import load_checkpoint, resume_from_checkpoint, save_checkpoint
 from .data import LabelledDataset, load_dataset
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, DivergenceError
 from .eval.report import evaluate, summary_lines
 from .progress import bars_visible
 from .registry import get_rule
@@ -30,6 +30,11 @@ from .rule import Rule
 from .learner import Learner, TrainedBaseline
 
 HALT_ENV = "FWDLEARN_HALT_AFTER_EPOCHS"   # test hook: hard-exit after N epochs, as a kill would
+
+# What a run writes into its folder (files and folders); ``--fresh`` or a run without a checkpoint clears
+# them first, so nothing of an older run (a read-out, results, an export) stays beside the new checkpoint.
+RUN_OUTPUTS = ("checkpoint.pt", "results.json", "readout.pt", "learning_curves.png", "test_curves.png",
+               "probe_accuracy.png", "reconstructions", "eval", "model.onnx", "model.report.json")
 
 
 def device_description(device: str = "cpu") -> str:
@@ -88,12 +93,17 @@ def train_run(config, out_dir: str | Path, data_dir: str | Path | None = None, f
     out_dir = Path(out_dir)
     rule = get_rule(config.learner)
     check_train_device(rule, device)
+    prepare_folder(out_dir, "--out")
+    folder_existed = out_dir.exists()
     dataset = load_run_dataset(config, data_dir)
     input_dim = rule.network_input(dataset)
     learner = rule.learner(config, input_dim, device=device)
     checkpoint_path, data = out_dir / "checkpoint.pt", dataset.fingerprint()
+    remove_stale_temporaries(out_dir)
     if checkpoint_path.exists() and not fresh:
         resume_from_checkpoint(learner, checkpoint_path, config, log, data)
+    else:
+        clear_run_outputs(out_dir)
     halt_after = int(os.environ.get(HALT_ENV, "0"))
     epochs_this_process = 0
 
@@ -114,7 +124,18 @@ def train_run(config, out_dir: str | Path, data_dir: str | Path | None = None, f
         f"{learner.total_epochs} epochs{_schedule(config)}, {device}")
     learner.epoch_artifacts(out_dir, dataset, first=True)
     started = time.perf_counter()
-    learner.train(x, lengths, y, on_epoch_end=on_epoch_end, show_progress=show_progress)
+    try:
+        learner.train(x, lengths, y, on_epoch_end=on_epoch_end, show_progress=show_progress)
+    except DivergenceError as exc:
+        if checkpoint_path.exists():
+            kept = (f"the last finite checkpoint ({learner.completed_epochs}/{learner.total_epochs} epochs) is kept "
+                    f"in {checkpoint_path}")
+        else:   # nothing worth keeping: leave the folder as it was
+            clear_run_outputs(out_dir)
+            if not folder_existed and out_dir.is_dir() and not any(out_dir.iterdir()):
+                out_dir.rmdir()
+            kept = "nothing was written"
+        raise DivergenceError(f"{exc}; {kept}") from None
     train_seconds = time.perf_counter() - started
     if not checkpoint_path.exists():   # nothing was left to train: still leave a checkpoint to evaluate
         save_checkpoint(checkpoint_path, config, input_dim, learner.state_dict(), True, data)
@@ -136,6 +157,18 @@ def train_run(config, out_dir: str | Path, data_dir: str | Path | None = None, f
             results.setdefault("baseline_history", {})[name] = baseline.history
     write_results(results, out_dir, log)
     return results
+
+
+def clear_run_outputs(out_dir: Path) -> None:
+    """Remove what an earlier run wrote into ``out_dir`` (``RUN_OUTPUTS``); nothing else."""
+    import shutil
+
+    for name in RUN_OUTPUTS:
+        path = out_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def _schedule(config) -> str:
@@ -186,6 +219,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path | None, out
                         show_progress: bool = True, baselines: bool = True, log: Callable[[str], None] = print) -> dict:
     """Reload a checkpoint's network and evaluate it again (probe, and the rule's own evaluation)."""
     payload = load_checkpoint(checkpoint)
+    out_dir = Path(out) if out else Path(checkpoint).parent / "eval"
+    prepare_folder(out_dir, "--out")
+    remove_stale_temporaries(out_dir)
     config = payload["config"]
     rule = get_rule(config.learner)
     if not payload["finished"]:
@@ -200,7 +236,6 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path | None, out
         network.load_state_dict(payload["state"]["network"])
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{checkpoint}: weights do not match its configuration ({str(exc).splitlines()[0]})") from None
-    out_dir = Path(out) if out else Path(checkpoint).parent / "eval"
     compared = {"untrained": TrainedBaseline(untrained_network(config, saved))} if baselines else {}
     results = evaluate_run(rule, network, compared, dataset, config, show_progress, readout_to=out_dir / "readout.pt",
                            raw_inputs=baselines)

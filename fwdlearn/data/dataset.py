@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 
 import torch
 
+from ..digest import tensors_digest
 from ..errors import DataError
 
 
@@ -52,12 +54,21 @@ class LabelledDataset:
 
     def fingerprint(self) -> dict:
         """What identifies the samples (not where they were cached), in JSON types: a checkpoint keeps it so
-        that a run is not resumed on other data, e.g. features computed with other settings."""
+        that a run is not resumed on other data: other images of the same counts (``content``), or features
+        computed with other settings (``meta``)."""
         meta = {key: value for key, value in self.meta.items() if key not in VOLATILE_META}
         return json.loads(json.dumps({"name": self.name, "train": len(self.train), "test": len(self.test),
                                       "unlabelled": 0 if self.unlabelled is None else len(self.unlabelled),
-                                      "sample_shape": list(self.sample_shape), "meta": meta},
+                                      "sample_shape": list(self.sample_shape), "meta": meta,
+                                      "content": self.content_digest},
                                      sort_keys=True, default=str))
+
+    @functools.cached_property
+    def content_digest(self) -> str:
+        """A digest of every sample, label and length of every split (computed once per loaded data set)."""
+        splits = [("train", self.train), ("test", self.test)]
+        return tensors_digest([(f"{name}.{part}", getattr(split, part)) for name, split in splits
+                               for part in ("x", "y", "lengths")] + [("unlabelled", self.unlabelled)])
 
     @property
     def sample_shape(self) -> tuple[int, ...]:

@@ -3,7 +3,9 @@
 ``readout.pt`` holds the read-out's weights and everything a deployer needs to feed it: which
 layers' features it reads (and whether they are standardised per sample first), the data set's
 sample shape and class names, and the test accuracy it reached. ``fwdlearn export`` joins it to
-the checkpoint's encoder (``fwdlearn.export``).
+the checkpoint's encoder (``fwdlearn.export``) only if the encoder is the one it was trained on:
+``encoder_digest`` (``digest.network_digest`` of the encoder's weights) must match the checkpoint's
+(``check_bound``).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from pathlib import Path
 import torch
 
 from ..atomic import read_torch_dict, save_torch
+from ..digest import network_digest
 from ..errors import CheckpointError
 from .features import probe_inputs
 
 FORMAT = "fwdlearn-readout"
-VERSION = 1
+VERSION = 2   # 2: encoder_digest
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Readout:
     test_accuracy: float
     dataset_meta: dict = field(default_factory=dict)
     logit_bound: float = 0.0        # largest |logit| on the training set (range of quantised logits)
+    encoder_digest: str = ""        # network_digest of the encoder's state_dict it was trained on
 
     def features(self, per_layer: list[torch.Tensor]) -> torch.Tensor:
         return probe_inputs(per_layer, self.layers, self.standardized)
@@ -59,10 +63,19 @@ class Readout:
                                 "no trained read-out (run 'fwdlearn eval' on the checkpoint to train one)", FORMAT)
         del state["format"]
         if state.pop("version", None) != VERSION:
-            raise CheckpointError(f"{path}: read-out file version is not supported (this fwdlearn reads {VERSION})")
+            raise CheckpointError(f"{path}: read-out file version is not supported (this fwdlearn reads {VERSION}); "
+                                  f"run 'fwdlearn eval' on its checkpoint to train a new one")
         state["class_names"] = tuple(state["class_names"])
         state["sample_shape"] = tuple(state["sample_shape"])
         readout = cls(**state)
         if readout.weight.shape[0] != len(readout.class_names) or readout.bias.shape != (len(readout.class_names),):
             raise CheckpointError(f"{path}: read-out weights do not match its {len(readout.class_names)} classes")
         return readout
+
+    def check_bound(self, path: str | Path, network_state: dict, checkpoint: str | Path) -> None:
+        """Refuse, in one line naming both files, a read-out trained on another network than ``checkpoint``'s."""
+        found = network_digest(network_state)
+        if self.encoder_digest != found:
+            raise CheckpointError(f"{path} was trained on another network (encoder {self.encoder_digest or '?'}) "
+                                  f"than {checkpoint} (encoder {found}); use the read-out of that run, or run "
+                                  f"'fwdlearn eval {checkpoint}' to train one")

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..data import LabelledDataset, standardize
+from ..digest import network_digest
 from .features import layer_features, probe_inputs
 from .linear_probe import ProbeResult, train_linear_probe
 from .readout import Readout
@@ -61,8 +62,10 @@ def evaluate(rule, network: torch.nn.Module, baselines: dict[str, torch.nn.Modul
     if readout_to is not None:
         best = by_set[tuple(combined)]
         Readout(best.weight, best.bias, combined, config.probe.standardize, dataset.name, dataset.class_names,
-                dataset.sample_shape, round(best.test_accuracy, 5), dataset.meta, best.logit_bound).save(readout_to)
+                dataset.sample_shape, round(best.test_accuracy, 5), dataset.meta, best.logit_bound,
+                network_digest(network.state_dict())).save(readout_to)
     report = {
+        "encoder_digest": network_digest(network.state_dict()),
         "metrics": {**_entry(by_set[tuple(combined)], combined),
                     "per_layer": {f"layer{i}": _entry(by_set[(i,)]) for i in range(1, n_layers + 1)},
                     **learner.extra_metrics(config, network, dataset, show_progress)},

@@ -126,9 +126,13 @@ def load_deployable(checkpoint: str | Path, readout: str | Path | None = None, b
     if not payload["finished"]:
         raise CheckpointError(f"{checkpoint}: the run has not finished training; finish it (run the same "
                               f"'fwdlearn train' command again) before exporting")
+    config = payload["config"]
+    if sequence_length is not None and not get_rule(config.learner).sequence:
+        raise CheckpointError(f"--sequence-length applies to recurrent models; {checkpoint} holds a "
+                              f"{config.learner} network of fixed-size inputs")
     readout_path = Path(readout) if readout else default_readout(checkpoint)
     head = Readout.load(readout_path)
-    config = payload["config"]
+    head.check_bound(readout_path, payload["state"]["network"], checkpoint)
     if head.dataset != config.data.dataset:
         raise CheckpointError(f"{readout_path}: read-out trained on {head.dataset}, but {checkpoint} on "
                               f"{config.data.dataset}")
@@ -150,7 +154,7 @@ def load_deployable(checkpoint: str | Path, readout: str | Path | None = None, b
     try:
         with torch.no_grad():
             logits = model(*example)
-    except (RuntimeError, ValueError) as exc:
+    except (RuntimeError, ValueError, IndexError) as exc:
         raise CheckpointError(f"{readout_path}: read-out does not fit the network of {checkpoint} "
                               f"({str(exc).splitlines()[0]})") from None
     if logits.shape != (batch, len(head.class_names)):
