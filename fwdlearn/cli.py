@@ -133,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["float", "qcdq", "qonnx"],
                         help="float ONNX (float models; the default for them), QCDQ (quantised models, run by "
                              "onnxruntime and most runtimes; their default) or QONNX (quantised, for FINN/hls4ml)")
-    export.add_argument("--opset", type=_positive_int, default=None, help="ONNX opset (default: 18)")
+    export.add_argument("--opset", type=int, default=None,
+                        help="ONNX opset (default: 18): float from 13, qcdq from 18, each up to the newest "
+                             "the installed torch exporter writes; qonnx takes none (Brevitas chooses)")
     export.add_argument("--hls4ml", action="store_true",
                         help="with --format qonnx: also convert with hls4ml, compile its C++ model (g++) and check "
                              "it against PyTorch (QONNX MLPs: the LAC-MLP encoder)")
@@ -182,8 +184,8 @@ def _set_path(config, path: str, value, option: str) -> None:
 
 def _set_epochs(config, epochs: int) -> None:
     """``--epochs``: every layer's epochs where the rule has layers of their own, else the rule's ``epochs``."""
-    if epochs < 0:
-        raise ConfigError(f"--epochs must be >= 0, got {epochs}")
+    if epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1 (0 would report an untrained network), got {epochs}")
     layers = getattr(config, "layers", None)
     if layers and hasattr(layers[0], "epochs"):
         for layer in layers:
@@ -237,13 +239,13 @@ def run(argv: list[str] | None = None) -> int:
 
 def _export(args) -> int:
     try:
-        from .export import DEFAULT_OPSET, export_onnx, load_deployable, report_path
+        from .export import export_onnx, load_deployable, report_path
     except ImportError as exc:
         raise ConfigError(f"export needs the export extras ({exc.name} is missing): "
                           f"pip install 'fwdlearn[export]'") from None
     deployable = load_deployable(args.checkpoint, args.readout, sequence_length=args.sequence_length)
     out = args.out or args.checkpoint.parent / "model.onnx"
-    report = export_onnx(deployable, out, args.format, args.opset or DEFAULT_OPSET, hls4ml=args.hls4ml)
+    report = export_onnx(deployable, out, args.format, args.opset, hls4ml=args.hls4ml)
     check = report["verification"].get("onnxruntime") or report["verification"]["qonnx"]
     print(f"wrote {out} ({report['format']}, {report['model_bytes']:,} bytes, opset {report['opset']}, "
           f"{report['parameters']:,} parameters, {report['macs_per_inference']['total']:,} MACs per inference)")
@@ -258,12 +260,27 @@ def _export(args) -> int:
     return 0
 
 
+def _check_json_out(path: Path, option: str) -> None:
+    """Before any work: ``path`` can be written as a ``.json`` file (its folder need not exist yet)."""
+    from .atomic import folder_problem
+
+    if path.suffix != ".json":
+        raise ConfigError(f"{option} {path}: the results file must end in .json")
+    if path.is_dir():
+        raise ConfigError(f"{option} {path}: is a folder; name a .json file")
+    problem = folder_problem(path.parent)
+    if problem:
+        raise ConfigError(f"{option} {path}: {problem}")
+
+
 def _bench(args) -> int:
     from .atomic import save_json
     from .bench.sweep import run_sweep
 
     if args.batch < 2:
         raise ConfigError(f"--batch must be >= 2, got {args.batch}")
+    if args.out:
+        _check_json_out(args.out, "--out")
     document = run_sweep(args.rules, args.depth, args.width, args.batch, args.input_dim, args.repeats, args.device)
     if args.out:
         print(f"results: {save_json(document, args.out)}")

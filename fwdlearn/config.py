@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, get_args, get_origin, get_type_hints
 
@@ -20,6 +21,21 @@ from .nn.quant import QuantConfig
 
 SCHEDULES = ("sequential", "simultaneous")
 SEQUENCE_DATASETS = ("fsdd", "sequences")
+RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")   # one folder name: no separator, no "..", not hidden
+
+
+def check_run_name(name: str, where: str) -> None:
+    """``name`` names the default run folder ``runs/<name>``, so it must stay one folder inside ``runs/``:
+    letters, digits, ``-``, ``_`` and ``.``, not starting with ``.`` (never empty, absolute or ``..``)."""
+    check(RUN_NAME.fullmatch(name) is not None,
+          f"{where}.name must be one folder name (letters, digits, '-', '_', '.'; not starting with '.'), "
+          f"got {name!r}")
+
+
+def check_trained_epochs(epochs: int, where: str) -> None:
+    """A part the rule trains needs at least one epoch: 0 would report results of an untrained network.
+    (A baseline's ``epochs`` may be 0: that skips it.)"""
+    check(epochs >= 1, f"{where}.epochs must be >= 1 (0 leaves it untrained), got {epochs}")
 
 
 @dataclass
@@ -51,7 +67,7 @@ class LayerConfig:
         check(self.penalty >= 0, f"{where}.penalty must be >= 0, got {self.penalty}")
         check(self.weight_decay >= 0, f"{where}.weight_decay must be >= 0, got {self.weight_decay}")
         check(0 < self.lr_decay <= 1, f"{where}.lr_decay must lie in (0, 1], got {self.lr_decay}")
-        check(self.epochs >= 0, f"{where}.epochs must be >= 0, got {self.epochs}")
+        check_trained_epochs(self.epochs, where)
         check(self.algorithm in (1, 2), f"{where}.algorithm must be 1 or 2, got {self.algorithm}")
         check(self.activation in ("triangle", "relu"),
                f"{where}.activation must be 'triangle' or 'relu', got {self.activation!r}")
@@ -163,6 +179,7 @@ class SCFFConfig(RunConfig):
 
     def validate(self, where: str = "config") -> "SCFFConfig":
         """Checks every rule using this config shares; each rule adds its own (``Learner.check_config``)."""
+        check_run_name(self.name, where)
         check(len(self.layers) >= 1, f"{where}.layers must list at least one layer")
         check(self.batch_size >= 2, f"{where}.batch_size must be >= 2 (negatives pair different samples), "
                                     f"got {self.batch_size}")

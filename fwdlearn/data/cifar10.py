@@ -40,6 +40,8 @@ def find_cifar10_dir(data_dir: Path) -> Path:
 
 
 def _load_dict(path: Path) -> dict:
+    if path.is_dir():
+        raise DataError(f"CIFAR-10: {path} is a folder, not a batch file")
     if not path.is_file():
         raise DataError(f"CIFAR-10: missing {path.name} in {path.parent}")
     content = load_restricted(path)

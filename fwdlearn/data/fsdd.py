@@ -44,7 +44,8 @@ and every WAV's name, size and modification time: changing any of them recompute
 
 Only single-channel recordings are accepted (FSDD is mono; a stereo file is rejected rather than
 silently reduced to one channel). Files that do not end in ``.wav`` and hidden files (names
-starting with ``.``, e.g. macOS ``._*`` resource forks) are ignored.
+starting with ``.``, e.g. macOS ``._*`` resource forks) are ignored; a folder named like a
+recording is refused (it would silently be missing from the data).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ from ..atomic import save_torch
 from ..errors import ConfigError, DataError, FwdlearnError
 from ..progress import progress_bar
 from .dataset import LabelledDataset, Split
+from .folders import require_folder
 from .transforms import standardize
 
 SOURCE_RATE = 8000                  # every FSDD recording is 8 kHz mono
@@ -206,23 +208,23 @@ class Recording:
 def find_fsdd_dir(data_dir: Path) -> Path:
     """Accept the folder holding the WAVs, or a parent with ``recordings/`` or ``fsdd/recordings/``."""
     for candidate in (data_dir, data_dir / "recordings", data_dir / "fsdd" / "recordings"):
-        if candidate.is_dir() and any(_is_wav(p) for p in candidate.iterdir()):
+        if candidate.is_dir() and any(_named_like_wav(p) for p in candidate.iterdir()):
             return candidate
-    if not data_dir.is_dir():
-        problem = "is not a directory" if data_dir.exists() else "does not exist"
-        raise DataError(f"FSDD: data directory {data_dir} {problem}")
+    require_folder(data_dir, "FSDD")
     raise DataError(f"FSDD: no .wav recordings in {data_dir}, {data_dir / 'recordings'} "
                     f"or {data_dir / 'fsdd' / 'recordings'}")
 
 
-def _is_wav(path: Path) -> bool:
-    return path.suffix.lower() == ".wav" and not path.name.startswith(".") and path.is_file()
+def _named_like_wav(path: Path) -> bool:
+    return path.suffix.lower() == ".wav" and not path.name.startswith(".")
 
 
 def list_recordings(folder: Path) -> list[Recording]:
     """Every recording in ``folder``, ordered by file name (the order of the loaded splits)."""
     recordings = []
-    for path in sorted((p for p in folder.iterdir() if _is_wav(p)), key=lambda p: p.name):
+    for path in sorted((p for p in folder.iterdir() if _named_like_wav(p)), key=lambda p: p.name):
+        if path.is_dir():
+            raise DataError(f"{path}: a folder named like a recording; FSDD recordings are .wav files")
         match = NAME_PATTERN.match(path.name)
         if match is None:
             raise DataError(f"{path}: file name does not match {{digit}}_{{speaker}}_{{index}}.wav")

@@ -24,6 +24,8 @@ def _read_bytes(path: Path) -> bytes:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not an IDX file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     if raw[:2] == b"\x1f\x8b":

@@ -8,6 +8,7 @@ import torch
 
 from ..errors import DataError
 from .dataset import LabelledDataset, Split
+from .folders import require_folder
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 
 FILES = {
@@ -21,15 +22,18 @@ def find_mnist_dir(data_dir: Path) -> Path:
     for candidate in (data_dir, data_dir / "mnist", data_dir / "MNIST" / "raw"):
         if candidate.is_dir() and any(candidate.glob("train-images-idx3-ubyte*")):
             return candidate
-    if not data_dir.is_dir():
-        raise DataError(f"MNIST: data directory {data_dir} does not exist")
+    require_folder(data_dir, "MNIST")
     raise DataError(f"MNIST: no train-images-idx3-ubyte[.gz] in {data_dir} or {data_dir / 'mnist'}")
 
 
 def _locate(folder: Path, stem: str) -> Path:
-    for name in (stem + ".gz", stem):
-        if (folder / name).is_file():
-            return folder / name
+    candidates = [folder / (stem + ".gz"), folder / stem]
+    for path in candidates:
+        if path.is_file():
+            return path
+    for path in candidates:
+        if path.is_dir():
+            raise DataError(f"MNIST: {path} is a folder, not an IDX file")
     raise DataError(f"MNIST: missing {stem}[.gz] in {folder}")
 
 

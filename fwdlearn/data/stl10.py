@@ -41,6 +41,8 @@ def find_stl10_dir(data_dir: Path) -> Path:
 
 
 def _size(path: Path) -> int:
+    if path.is_dir():
+        raise DataError(f"STL-10: {path} is a folder, not a binary file")
     if not path.is_file():
         raise DataError(f"STL-10: missing {path.name} in {path.parent}")
     try:

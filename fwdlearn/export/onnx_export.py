@@ -14,13 +14,20 @@ Recurrent models are unrolled over a fixed number of frames (inputs zero-padded 
 data-dependent loop. Each file is written to a temporary name, checked with ``onnx.checker``
 (full check), run against PyTorch, and only then renamed into place; a report
 (``<name>.report.json``) goes beside it.
+
+The opset is checked before anything is traced (``opset_range``), and nothing the exporters print
+(TorchScript's C++ log dumps the whole graph when it fails) reaches the terminal: a failure is the
+one-line ``ExportError``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import io
 import logging
+import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -37,6 +44,76 @@ from .verify import check_onnx, compare_onnxruntime, compare_qonnx, sample_input
 
 DEFAULT_OPSET = 18
 FORMATS = ("float", "qcdq", "qonnx")
+# The oldest opset each format is written at. float: 13 (every rule's graph was checked from 13 to the
+# TorchScript exporter's newest, 20; older ones are not offered, and the Bi-RNN's ``arange`` needs 9).
+# qcdq: 18, the opset Brevitas' exporter (torch's dynamo exporter) writes; asked for less, its version
+# converter fails on these graphs and the file silently stays at 18.
+OLDEST_OPSET = {"float": 13, "qcdq": 18}
+
+
+def opset_range(export_format: str) -> tuple[int, int] | None:
+    """The opsets (inclusive) ``export_format`` can be written at; ``None`` for qonnx, whose opset Brevitas picks.
+
+    The newest is the exporter's own (torch's TorchScript exporter for float, its dynamo exporter for
+    qcdq; no public torch API states them), and never past what the installed onnx knows.
+    """
+    if export_format not in OLDEST_OPSET:
+        return None
+    import onnx
+    from torch.onnx import _constants
+    newest = _constants.ONNX_MAX_OPSET
+    if export_format == "float":
+        newest = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", newest)
+    return OLDEST_OPSET[export_format], min(newest, onnx.defs.onnx_opset_version())
+
+
+def check_opset(export_format: str, opset: int | None) -> int | None:
+    """The opset to export at (``DEFAULT_OPSET`` when ``None``), or a one-line ``ExportError`` naming the range."""
+    supported = opset_range(export_format)
+    if supported is None:
+        if opset is not None:
+            raise ExportError(f"{export_format} export takes no opset (Brevitas chooses it); got {opset}")
+        return None
+    opset = DEFAULT_OPSET if opset is None else opset
+    oldest, newest = supported
+    if not oldest <= opset <= newest:
+        raise ExportError(f"opset {opset} is not supported for {export_format} export: "
+                          f"choose one of {oldest}..{newest}")
+    return opset
+
+
+STANDARD_DESCRIPTORS = (1, 2)   # stdout, stderr
+
+
+@contextlib.contextmanager
+def _silenced():
+    """Send everything printed inside to the null device: Python's streams, and file descriptors 1 and 2,
+    which C++ code writes to directly (torch's ONNX log, onnx's version converter)."""
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        _flush(stream)
+    saved = {}
+    with contextlib.suppress(OSError):           # a closed descriptor: nothing to redirect
+        saved = {fd: os.dup(fd) for fd in STANDARD_DESCRIPTORS}
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in saved:
+            os.dup2(null, fd)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        for stream in (sys.__stdout__, sys.__stderr__):
+            _flush(stream)
+        with contextlib.suppress(Exception):     # C stdio buffers filled inside go to the null device too
+            ctypes.CDLL(None).fflush(None)
+        for fd, original in saved.items():
+            os.dup2(original, fd)
+            os.close(original)
+        os.close(null)
+
+
+def _flush(stream) -> None:
+    with contextlib.suppress(Exception):         # a stream may be None or already closed
+        stream.flush()
 
 
 def _dynamic_axes(deployable: Deployable) -> dict:
@@ -56,18 +133,18 @@ def _trace_qcdq(deployable: Deployable, path: Path, opset: int) -> None:
                      dynamic_axes=_dynamic_axes(deployable))
 
 
-def _trace_qonnx(deployable: Deployable, path: Path, opset: int) -> None:
+def _trace_qonnx(deployable: Deployable, path: Path, opset: None) -> None:
     from brevitas.export import export_qonnx
     one = tuple(t[:1] for t in deployable.example_inputs)
     export_qonnx(deployable.model, one, export_path=str(path), input_names=deployable.input_names,
                  output_names=["logits"])
 
 
-TRACERS: dict[str, Callable[[Deployable, Path, int], None]] = {
+TRACERS: dict[str, Callable[[Deployable, Path, int | None], None]] = {
     "float": _trace_float, "qcdq": _trace_qcdq, "qonnx": _trace_qonnx}
 
 
-def _write(deployable: Deployable, path: Path, export_format: str, opset: int) -> None:
+def _write(deployable: Deployable, path: Path, export_format: str, opset: int | None) -> None:
     """Trace to ``path``; then fold, add metadata and save it as one self-contained file."""
     side_file = path.with_name(path.name + ".data")   # the dynamo exporter (Brevitas) puts weights here
     try:
@@ -76,13 +153,13 @@ def _write(deployable: Deployable, path: Path, export_format: str, opset: int) -
         side_file.unlink(missing_ok=True)
 
 
-def _trace_and_finish(deployable: Deployable, path: Path, export_format: str, opset: int) -> None:
+def _trace_and_finish(deployable: Deployable, path: Path, export_format: str, opset: int | None) -> None:
     import onnx
 
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)         # "torchvision is not installed" notices of the dynamo exporter
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):   # and its step-by-step log
+    with warnings.catch_warnings(), _silenced():   # and its step-by-step log; TorchScript's graph dump
         warnings.simplefilter("ignore")   # tracer warnings about Python-side shape checks
         try:
             TRACERS[export_format](deployable, path, opset)
@@ -121,8 +198,10 @@ def default_format(deployable: Deployable) -> str:
 
 
 def export_onnx(deployable: Deployable, path: str | Path, export_format: str | None = None,
-                opset: int = DEFAULT_OPSET, hls4ml: bool = False) -> dict:
+                opset: int | None = None, hls4ml: bool = False) -> dict:
     """Write ``path`` and its report; return the report. Nothing is left behind on failure.
+
+    ``opset``: ``DEFAULT_OPSET`` when ``None``; it must lie in ``opset_range(export_format)`` (qonnx takes none).
 
     ``hls4ml`` (QONNX only): also convert the file with hls4ml, compile its C++ model and compare
     it with PyTorch (``hls4ml_check.py``) before the file is kept.
@@ -138,6 +217,7 @@ def export_onnx(deployable: Deployable, path: str | Path, export_format: str | N
                           f"models; this one is {'quantised: use qcdq or qonnx' if deployable.quantised else 'float'}")
     if hls4ml and export_format != "qonnx":
         raise ExportError("the hls4ml check reads QONNX: use --format qonnx with --hls4ml")
+    opset = check_opset(export_format, opset)
     verification: dict = {}
 
     def write(tmp: Path) -> None:

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from ..baselines.end_to_end import train_end_to_end
-from ..config import SCHEDULES, BPTTConfig, DataConfig, ProbeConfig, RunConfig
+from ..config import SCHEDULES, BPTTConfig, DataConfig, ProbeConfig, RunConfig, check_run_name, check_trained_epochs
 from ..learner import Batch, LayerwiseLearner, TrainedBaseline, take_step
 from ..errors import DataError, check
 from ..eval.features import probe_inputs
@@ -51,7 +51,7 @@ class FFLayerConfig:
         check(self.theta > 0, f"{where}.theta must be > 0, got {self.theta}")
         check(self.weight_decay >= 0, f"{where}.weight_decay must be >= 0, got {self.weight_decay}")
         check(0 < self.lr_decay <= 1, f"{where}.lr_decay must lie in (0, 1], got {self.lr_decay}")
-        check(self.epochs >= 0, f"{where}.epochs must be >= 0, got {self.epochs}")
+        check_trained_epochs(self.epochs, where)
 
 
 @dataclass
@@ -77,6 +77,7 @@ class FFConfig(RunConfig):
     quant: QuantConfig = field(default_factory=QuantConfig)
 
     def validate(self, where: str = "config") -> "FFConfig":
+        check_run_name(self.name, where)
         check(len(self.layers) >= 1, f"{where}.layers must list at least one layer")
         for i, layer in enumerate(self.layers):
             layer.validate(f"{where}.layers[{i}]")
