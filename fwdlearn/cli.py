@@ -207,9 +207,12 @@ def _apply_overrides(config, args):
 
 
 def _set_threads(threads: int | None) -> None:
+    """``--threads``: PyTorch's threads and the Numba kernels' (the linear probe)."""
     if threads:
+        import numba
         import torch
         torch.set_num_threads(threads)
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -262,6 +262,9 @@ class Learner:
     def load_state_dict(self, state: dict) -> None:
         try:
             self.network.load_state_dict(state["network"])
+            # Loading may replace parameters (Brevitas re-creates a quantiser's learned scale): rebuild the
+            # optimisers on the parameters the network now holds, so every one of them keeps training.
+            self.groups = {g.name: g for g in self.make_groups()}
             if set(state["groups"]) != set(self.groups):
                 raise KeyError(f"parameter groups {sorted(state['groups'])}, expected {sorted(self.groups)}")
             for name, group in self.groups.items():

@@ -247,21 +247,26 @@ epochs = {epochs}
 
 
 def preset(folder: Path, learner: str, name: str = "tiny", epochs: int = 1, extra: str = "") -> Path:
-    """A minimal preset of ``learner`` (scff-mlp or ff) with two layers, the second trained for ``epochs``."""
-    layer = SCFF_LAYER if learner == "scff-mlp" else FF_LAYER
-    text = f"name = {json.dumps(name)}\nlearner = {json.dumps(learner)}\n{extra}\n"
-    text += layer.format(epochs=1) + layer.format(epochs=epochs)
+    """A minimal preset of ``learner`` (scff-mlp or ff: two layers, the second trained for ``epochs``; lac-mlp:
+    one autoencoder trained for ``epochs``)."""
+    text = f"name = {json.dumps(name)}\nlearner = {json.dumps(learner)}\n"
+    if learner == "lac-mlp":
+        text += f"hidden = [8, 8]\nencoder_layers = 1\nepochs = {epochs}\n{extra}\n"
+    else:
+        layer = SCFF_LAYER if learner == "scff-mlp" else FF_LAYER
+        text += f"{extra}\n" + layer.format(epochs=1) + layer.format(epochs=epochs)
     path = folder / "preset.toml"
     path.write_text(text)
     return path
 
 
-@pytest.mark.parametrize("learner", ["scff-mlp", "ff"])
-def test_a_layer_with_zero_epochs_is_refused(capsys, tmp_path, monkeypatch, learner):
+@pytest.mark.parametrize("learner, field", [("scff-mlp", "layers[1].epochs"), ("ff", "layers[1].epochs"),
+                                            ("lac-mlp", "epochs")])
+def test_a_layer_with_zero_epochs_is_refused(capsys, tmp_path, monkeypatch, learner, field):
     """It used to run and report the results of an untrained layer."""
     monkeypatch.chdir(tmp_path)
     path = preset(tmp_path, learner, epochs=0)
-    assert_refused(capsys, ["train", learner, "--preset", path, "--no-progress"], f"{path}.layers[1].epochs", "got 0")
+    assert_refused(capsys, ["train", learner, "--preset", path, "--no-progress"], f"{path}.{field}", "got 0")
     assert files_under(tmp_path) == {path}
 
 
@@ -280,7 +285,7 @@ def test_a_skipped_baseline_may_keep_zero_epochs(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["ABS", "../..", "a/b", "", ".hidden", "..", "a\\b", "tab\tname"])
-@pytest.mark.parametrize("learner", ["scff-mlp", "ff"])
+@pytest.mark.parametrize("learner", ["scff-mlp", "ff", "lac-mlp"])
 def test_a_preset_name_that_is_not_one_folder_name_is_refused(capsys, tmp_path, monkeypatch, learner, name):
     """The default run folder is runs/<name>: a name with a separator, "..", a leading "." or nothing would
     put it elsewhere. (ABS stands for an absolute folder under tmp_path.)"""

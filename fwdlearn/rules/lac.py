@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from ..baselines.bp_autoencoder import train_bp_autoencoder
-from ..config import BPTTConfig, DataConfig, ProbeConfig, RunConfig
+from ..config import BPTTConfig, DataConfig, ProbeConfig, RunConfig, check_run_name, check_trained_epochs
 from ..learner import Batch, Learner, ParamGroup, TrainedBaseline
 from ..errors import DataError, check
 from ..eval.finetune import FinetuneConfig, fine_tune
@@ -75,12 +75,13 @@ class LACConfig(RunConfig):
     quant: QuantConfig = field(default_factory=QuantConfig)   # every layer's weights and input (nn/quant.py)
 
     def validate(self, where: str = "config") -> "LACConfig":
+        check_run_name(self.name, where)
         check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
               f"{where}.hidden must list positive layer sizes, got {self.hidden}")
         check(1 <= self.encoder_layers <= len(self.hidden),
               f"{where}.encoder_layers must lie in 1..{len(self.hidden)}, got {self.encoder_layers}")
         check(self.batch_size >= 2, f"{where}.batch_size must be >= 2 (batch norm), got {self.batch_size}")
-        check(self.epochs >= 0, f"{where}.epochs must be >= 0, got {self.epochs}")
+        check_trained_epochs(self.epochs, where)
         check(self.target in TARGETS, f"{where}.target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         for name in ("hidden_lr", "output_lr"):
             check(getattr(self, name) > 0, f"{where}.{name} must be > 0, got {getattr(self, name)}")
@@ -206,15 +207,17 @@ class LACLearner(Learner):
                                             if r["group"] == "output"]
 
     def epoch_artifacts(self, out_dir: str | Path, dataset, first: bool = False) -> None:
-        """Test images above their reconstructions: before training, then about ``GRID_FILES`` times."""
+        """Test images above their reconstructions: before training, then about ``GRID_FILES`` times.
+
+        On resuming (``first`` after some epochs) the grid due after the last epoch done is written (again): a
+        kill after that epoch's checkpoint but before its grid was renamed into place would otherwise lose it."""
         if self.test_x is None:
             self.monitor(dataset.test.x)
         grid = dataset.test.x[:GRID_IMAGES]
         grids = Path(out_dir) / "reconstructions"
-        if first:
-            if self.completed_epochs == 0:
-                save_reconstruction_grid(self.network, grid, self.config.target, grids / "epoch_000.png",
-                                         "initial weights")
+        if first and self.completed_epochs == 0:
+            save_reconstruction_grid(self.network, grid, self.config.target, grids / "epoch_000.png",
+                                     "initial weights")
             return
         every = -(-self.config.epochs // GRID_FILES)
         epoch = self.completed_epochs
