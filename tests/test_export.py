@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,10 @@ from test_cli_lac import tiny_lac  # noqa: E402
 from test_cli_rnn import TINY_RNN  # noqa: E402
 
 from fwdlearn.run import train_run  # noqa: E402
-from fwdlearn.errors import CheckpointError, FwdlearnError  # noqa: E402
+from fwdlearn.data import load_dataset  # noqa: E402
+from fwdlearn.errors import CheckpointError, ExportError, FwdlearnError  # noqa: E402
 from fwdlearn.export import export_onnx, load_deployable, report_path  # noqa: E402
-from fwdlearn.export.verify import sample_inputs  # noqa: E402
+from fwdlearn.export.verify import judge  # noqa: E402
 from fwdlearn.presets import load_preset  # noqa: E402
 from fwdlearn.registry import get_rule, rules  # noqa: E402
 
@@ -89,6 +91,35 @@ def _train(kind: str, folder: Path) -> Path:
     return folder / kind / "checkpoint.pt"
 
 
+def data_samples(deployable, n: int) -> tuple[torch.Tensor, ...]:
+    """``n`` samples spread over the test split of the run's (embedded) data set, as the graph takes them:
+    sequences cut or zero-padded to the frames the graph is unrolled over."""
+    split = load_dataset(deployable.readout.dataset).test
+    index = torch.arange(n) * (len(split) // n)
+    if not deployable.is_sequence:
+        return (split.x[index],)
+    steps = deployable.example_inputs[0].shape[1]
+    x = split.x[index, :steps]
+    x = torch.nn.functional.pad(x, (0, 0, 0, steps - x.shape[1]))
+    return x, split.lengths[index].clamp(max=steps)
+
+
+def run_both(path: Path, deployable, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """The exported file's logits in onnxruntime (our own session) and PyTorch's, on ``inputs``."""
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(["logits"], {name: t.numpy() for name, t in zip(deployable.input_names, inputs)})
+    with torch.no_grad():
+        expected = deployable.model(*inputs)
+    return torch.from_numpy(got), expected
+
+
+def parity(got: torch.Tensor, expected: torch.Tensor) -> dict:
+    """Fraction of logits not bit-identical, largest difference, fraction of samples with the same class."""
+    return {"differing": float((got != expected).float().mean()),
+            "max_difference": float((got - expected).abs().max()),
+            "same_class": float((got.argmax(1) == expected.argmax(1)).float().mean())}
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("export-runs")
@@ -103,15 +134,14 @@ def test_every_model_type_exports_and_matches_pytorch_in_onnxruntime(runs, tmp_p
     path = tmp_path / "model.onnx"
     report = export_onnx(deployable, path, "float")
     onnx.checker.check_model(str(path), full_check=True)
-    # Our own comparison, independent of the exporter's: a batch size it was not traced with.
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    inputs = sample_inputs(deployable, 5, seed=11)
-    (got,) = session.run(None, {name: t.numpy() for name, t in zip(deployable.input_names, inputs)})
-    with torch.no_grad():
-        expected = deployable.model(*inputs)
-    assert got.shape == (5, 10)
-    assert float((torch.from_numpy(got) - expected).abs().max()) <= 1e-4
-    assert report["verification"]["onnxruntime"]["max_abs_difference"] <= 1e-4
+    # Our own comparison, independent of the exporter's: real test samples, a batch size it was not traced with.
+    got, expected = run_both(path, deployable, data_samples(deployable, 5))
+    assert got.shape == (5, 10) and torch.isfinite(expected).all()
+    measured = parity(got, expected)
+    assert measured["max_difference"] <= 1e-4 and measured["same_class"] == 1.0
+    check = report["verification"]["onnxruntime"]
+    assert check["inputs"] == f"{deployable.readout.dataset} test split, 64 samples" and check["samples"] == 64
+    assert check["max_abs_difference"] <= 1e-4 and check["same_class"] == "64/64"
     assert json.loads(report_path(path).read_text()) == report
     assert report["model_bytes"] == path.stat().st_size
     assert report["parameters"] == sum(p.numel() for p in deployable.model.parameters())
@@ -206,7 +236,7 @@ def test_recurrent_export_respects_each_sequence_length(runs, tmp_path):
     path = tmp_path / "rnn.onnx"
     export_onnx(deployable, path, "float")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    x, lengths = sample_inputs(deployable, 3, seed=5)
+    x, _ = data_samples(deployable, 3)                     # test sequences, cut to 10 frames
     lengths = torch.tensor([10, 4, 7])
     noisy = x.clone()
     for i, n in enumerate(lengths.tolist()):
@@ -229,10 +259,11 @@ def test_unfinished_run_is_refused(tmp_path):
 
 
 def test_readout_of_another_run_is_refused(runs, tmp_path):
-    with pytest.raises(CheckpointError, match="read-out"):
-        load_deployable(runs["scff-mlp"], readout=runs["lac-mlp"].parent / "readout.pt")
-    with pytest.raises(CheckpointError, match="does not fit"):
-        load_deployable(runs["lac-mlp"], readout=runs["lac-conv"].parent / "readout.pt")
+    """Another rule's read-out, and one of the same rule on another network: refused in a line naming it."""
+    for run, other in (("scff-mlp", "lac-mlp"), ("lac-mlp", "lac-conv")):
+        readout = runs[other].parent / "readout.pt"
+        with pytest.raises(CheckpointError, match=re.escape(str(readout))):
+            load_deployable(runs[run], readout=readout)
 
 
 def test_missing_readout_and_corrupt_checkpoint_give_one_line_errors(runs, tmp_path):
@@ -302,15 +333,16 @@ def test_quantised_model_exports_within_one_output_step(runs, tmp_path, export_f
         assert weights and all(i.data_type == onnx.TensorProto.INT8 for i in weights)
     check = report["verification"]["onnxruntime" if export_format == "qcdq" else "qonnx"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, report_path(path).name])
-    assert check["max_abs_difference"] <= step * (1 + 1e-4)
-    if export_format == "qcdq":   # our own run, at a batch size of our choosing
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        (x,) = sample_inputs(deployable, 9, seed=3)
-        (got,) = session.run(["logits"], {"x": x.numpy()})
-        with torch.no_grad():
-            expected = deployable.model(x)
-        assert float((torch.from_numpy(got) - expected).abs().max()) <= step * (1 + 1e-4)
-        grid = torch.from_numpy(got) / step                 # the logits leave the graph on the 8-bit grid
+    # the exporter's own check ran on test images: (nearly) every logit bit-identical, the rest one step off
+    assert check["inputs"].startswith("digits test split")
+    assert check["differing_fraction"] <= 0.01 and check["max_abs_difference"] <= step * (1 + 1e-4)
+    assert check["same_class"] == f"{check['samples']}/{check['samples']}"
+    if export_format == "qcdq":   # our own run on 100 test images, at a batch size of our choosing
+        got, expected = run_both(path, deployable, data_samples(deployable, 100))
+        measured = parity(got, expected)
+        assert measured["differing"] <= 0.01 and measured["max_difference"] <= step * (1 + 1e-4)
+        assert measured["same_class"] == 1.0
+        grid = got / step                                   # the logits leave the graph on the 8-bit grid
         assert torch.allclose(grid, grid.round(), atol=1e-3) and grid.abs().max() <= 128
 
 
@@ -328,14 +360,74 @@ def test_quantised_recurrent_model_exports_to_qcdq_within_one_output_step(runs, 
     assert not [i for i in matrices if i.data_type == onnx.TensorProto.FLOAT]
     # the state of each of 6 steps in both directions, each direction's frames (all steps at once), the logits
     assert report["operators"]["QuantizeLinear"] >= 2 * 6 + 2 + 1
-    assert report["verification"]["onnxruntime"]["max_abs_difference"] <= step * (1 + 1e-4)
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    x, lengths = sample_inputs(deployable, 9, seed=5)
-    (got,) = session.run(["logits"], {"x": x.numpy(), "lengths": lengths.numpy()})
+    check = report["verification"]["onnxruntime"]
+    assert check["inputs"] == "sequences test split, 64 samples"
+    assert check["differing_fraction"] <= 0.01 and check["max_abs_difference"] <= step * (1 + 1e-4)
+    assert check["same_class"] == "64/64"
+    got, expected = run_both(path, deployable, data_samples(deployable, 60))   # our own: 60 test sequences
+    measured = parity(got, expected)
+    assert measured["differing"] <= 0.01 and measured["max_difference"] <= step * (1 + 1e-4)
+    assert measured["same_class"] == 1.0
+
+
+def test_a_model_that_outputs_nan_fails_verification_and_writes_nothing(runs, tmp_path):
+    """Every weight NaN: the logits are NaN, which no max-difference test sees (``max(0.0, nan)`` is 0.0);
+    the export must fail, naming the file, and leave nothing behind."""
+    deployable = load_deployable(runs["scff-mlp"])
     with torch.no_grad():
-        expected = deployable.model(x, lengths)
-    assert float((torch.from_numpy(got) - expected).abs().max()) <= step * (1 + 1e-4)
-    assert (torch.from_numpy(got).argmax(1) == expected.argmax(1)).float().mean() >= 8 / 9
+        for parameter in deployable.model.parameters():
+            parameter.fill_(float("nan"))
+    path = tmp_path / "nan.onnx"
+    with pytest.raises(ExportError, match=f"^{re.escape(str(path))}: PyTorch's output is not finite"):
+        export_onnx(deployable, path, "float")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_verification_refuses_non_finite_runtime_output():
+    expected = torch.zeros(4, 10).numpy()
+    for bad in (float("nan"), float("inf")):
+        got = expected.copy()
+        got[2, 3] = bad
+        with pytest.raises(ExportError, match="^m.onnx: rt's output is not finite .1 of 40 logits"):
+            judge("m.onnx", "rt", expected, got, 0.0)
+    with pytest.raises(ExportError, match="not finite"):
+        judge("m.onnx", "rt", expected, expected * float("nan"), 0.0)
+
+
+def test_quantised_verification_allows_few_logits_one_step_off_and_no_class_change_without_a_tie():
+    """Logits on a grid of step 0.5, 100 samples of 10 classes, class 3 two steps above the rest."""
+    step = 0.5
+    expected = torch.zeros(100, 10)
+    expected[:, 3] = 2 * step
+    expected = expected.numpy()
+    got = expected.copy()
+    got[:5, 5] += step                              # 5 of 1000 logits one step off: accepted
+    figures = judge("m.onnx", "rt", expected, got, step)
+    assert figures["differing_fraction"] == 0.005 and figures["max_abs_difference"] == step
+    assert figures["same_class"] == "100/100"
+    got = expected.copy()
+    got[:, 5] += step                               # 10 % of the logits one step off: refused
+    with pytest.raises(ExportError, match=r"one step off PyTorch's in 10.0% of the logits"):
+        judge("m.onnx", "rt", expected, got, step)
+    got = expected + step / 1000                    # every logit on PyTorch's level, in a runtime's fixed point
+    assert judge("m.onnx", "rt", expected, got, step)["differing_fraction"] == 0
+    got = expected.copy()
+    got[7, 5] += 2 * step                           # one logit two steps off: refused
+    with pytest.raises(ExportError, match="differs from PyTorch by 1 .2.00 output steps"):
+        judge("m.onnx", "rt", expected, got, step)
+    got = expected.copy()
+    got[7, 3] -= step                               # each logit one step off, but class 1 now wins
+    got[7, 1] += step                               # where PyTorch had a two-step margin: refused
+    with pytest.raises(ExportError, match="another class than PyTorch on 1 of 100 samples .1 of them without"):
+        judge("m.onnx", "rt", expected, got, step)
+    tied = expected.copy()
+    tied[7, 1] = step                               # PyTorch's top two one step apart: a one-step change
+    got = tied.copy()                               # may break that near-tie either way
+    got[7, 1] += step
+    assert judge("m.onnx", "rt", tied, got, step)["same_class"] == "99/100"
+    tied[7:10, 1], got[7:10, 1] = step, 2 * step   # but not on more than 2 % of the samples
+    with pytest.raises(ExportError, match="another class than PyTorch on 3 of 100 samples .0 of them without"):
+        judge("m.onnx", "rt", tied, got, step)
 
 
 def test_format_must_suit_the_model(runs, tmp_path):

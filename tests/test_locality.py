@@ -3,8 +3,11 @@
 The contract (``Rule.local``) is checked once, generically, for every rule the registry lists as local,
 on its own embedded preset shrunk by ``conftest.tiny_config``: disjoint optimisers covering the network,
 one gradient per parameter per batch, and no objective (backward call, or term of a summed loss) that
-reaches two groups' parameters. The controls below show the checks failing when a layer's input is left
-attached (SCFF: one backward per layer; LAC: one backward of the summed losses), so the checks can fail.
+reaches two groups' parameters -- or two *layers'* parameters (a group may hold several layers: LAC's
+``hidden``) -- and no weight applied to a value computed from itself (the recurrent state is detached: no
+gradient through time). Every check runs one real ``train_batch`` through the network's own forward; the test
+detaches nothing. The controls below show the checks failing when a layer's input is left attached (SCFF: one
+backward per layer; LAC: one backward of the summed losses) and on the Bi-RNN's end-to-end graph.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import (
-    GradientArrivals,
     assert_local_update,
     mixed_terms,
     small_config,
@@ -92,27 +94,129 @@ def test_an_update_of_one_group_leaves_every_other_group_unchanged(name):
             assert changed == (g == active), (active, g)
 
 
+# ----- per layer and through time: one real update, the network's own forward ------------------------------
+
+# Autograd nodes that only re-shape a tensor: a parameter reached through a chain of them is used as itself.
+_VIEWS = {"TBackward0", "ViewBackward0", "TransposeBackward0", "PermuteBackward0", "UnsqueezeBackward0",
+          "ExpandBackward0", "SqueezeBackward0", "SqueezeBackward1", "ReshapeAliasBackward0", "AliasBackward0",
+          "UnsafeViewBackward0", "ToCopyBackward0"}
+
+
+def layer_of_parameter(network: torch.nn.Module) -> dict[int, str]:
+    """The layer owning each trainable parameter: every element of a ``ModuleList`` child of the network
+    (``layers[1]``, ``hidden[0]``, ``directions[1]``) or any other child that holds parameters (``output``)."""
+    owner = {}
+    for name, child in network.named_children():
+        parts = enumerate(child) if isinstance(child, torch.nn.ModuleList) else [(None, child)]
+        for i, module in parts:
+            for p in module.parameters():
+                if p.requires_grad:
+                    owner[id(p)] = name if i is None else f"{name}[{i}]"
+    return owner
+
+
+def _children(node) -> list:
+    return [child for child, _ in node.next_functions if child is not None]
+
+
+def _parameter_used(node) -> int | None:
+    """``id`` of the parameter ``node`` is, possibly through reshaping views, else ``None``."""
+    while node is not None and type(node).__name__ in _VIEWS and len(_children(node)) == 1:
+        node = _children(node)[0]
+    variable = getattr(node, "variable", None)
+    return None if variable is None else id(variable)
+
+
+def _reached_parameters(root) -> dict:
+    """For every node of the graph below ``root``: the ``id`` s of the parameters it reaches."""
+    reached, stack = {}, [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if node in reached:
+            continue
+        if expanded:
+            variable = getattr(node, "variable", None)
+            found = {id(variable)} if variable is not None else set()
+            for child in _children(node):
+                found |= reached[child]
+            reached[node] = found
+        else:
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node) if child not in reached)
+    return reached
+
+
+def self_fed_parameters(root) -> set[int]:
+    """Parameters the graph below ``root`` applies to a value that was itself computed from them: a weight
+    applied to a state it produced (gradient through time) or to its own earlier output. Empty for a local
+    update, in which every operation reads its weights and an input that carries none of them."""
+    reached = _reached_parameters(root)
+    fed = set()
+    for node in reached:
+        children = _children(node)
+        for child in children:
+            used = _parameter_used(child)
+            if used is not None and any(used in reached[other] for other in children if other is not child):
+                fed.add(used)
+    return fed
+
+
+@pytest.mark.parametrize("name", LOCAL_RULES)
+def test_no_objective_reaches_two_layers(name):
+    """One real update (``train_batch`` of every group, the network's own forward): every backward the rule
+    takes, split into the summands of its loss, has terms that each reach the parameters of one *layer* only
+    (LAC's ``hidden`` group is several layers: each must learn from its own contrast, Eq. 8); every layer
+    receives a gradient. Removing a detach between layers (``nn/autoencoder.py``, ``rules/scff.py``,
+    ``rules/ff.py``) makes a deeper layer's term reach the layer below, and this fails."""
+    learner, batch = tiny_learner(name)
+    owner = layer_of_parameter(learner.network)
+    assert len(set(owner.values())) >= 2 and set(owner) == {id(p) for p in learner.network.parameters()
+                                                            if p.requires_grad}
+    trace = trace_update(learner, batch)
+    mixed = [bad for backward in trace.passes for root in backward.roots for bad in mixed_terms(root, owner)]
+    assert not mixed, f"{name}: an objective reaches the parameters of several layers: {mixed}"
+    assert {owner[id(trace.params[i])] for backward in trace.passes for i in backward.params} == \
+        set(owner.values())
+
+
+@pytest.mark.parametrize("name", LOCAL_RULES)
+def test_no_gradient_flows_through_time_or_through_a_layers_own_output(name):
+    """One real update: no weight is applied to a value computed from that same weight. For ``scff-rnn``
+    this is the recurrent state being detached between steps (no back-propagation through time): the
+    update's graph reads ``W_hh`` once per step with a constant state."""
+    learner, batch = tiny_learner(name)
+    owner = layer_of_parameter(learner.network)
+    trace = trace_update(learner, batch)
+    assert trace.passes
+    fed = {owner[i] for backward in trace.passes for root in backward.roots for i in self_fed_parameters(root)}
+    assert not fed, f"{name}: gradient through the layers' own earlier outputs in {sorted(fed)}"
+
+
+def test_the_time_check_catches_back_propagation_through_time():
+    """Control: the Bi-RNN's own end-to-end forward (the graph the BPTT baseline trains through) feeds each
+    direction's recurrent weight and bias the state they computed; the check names both directions."""
+    learner, batch = tiny_learner("scff-rnn")
+    owner = layer_of_parameter(learner.network)
+    features = learner.network(batch.x, batch.lengths)[0]
+    fed = self_fed_parameters(features.square().sum().grad_fn)
+    recurrent = {id(p) for d in learner.network.directions for p in d.recurrent.parameters()}
+    assert fed == recurrent and {owner[i] for i in fed} == {"directions[0]", "directions[1]"}
+
+
+def test_the_layer_check_catches_a_hidden_layer_fed_an_attached_input(monkeypatch):
+    """Control: LAC with every layer's input left attached (the network's own ``passes(local=False)``): the
+    hidden contrast of a deeper layer reaches the layers below it, which the group-level check cannot see
+    (they are all the group ``hidden``)."""
+    learner, batch = tiny_learner("lac-mlp")
+    owner = layer_of_parameter(learner.network)
+    passes = learner.network.passes
+    monkeypatch.setattr(learner.network, "passes", lambda x, local=True: passes(x, local=False))
+    trace = trace_update(learner, batch)
+    mixed = [bad for backward in trace.passes for root in backward.roots for bad in mixed_terms(root, owner)]
+    assert {"hidden[0]", "hidden[1]"} in mixed
+
+
 # ----- the checks can fail: inputs left attached ----------------------------------------------------------
-
-def test_deeper_layer_loss_has_no_path_to_earlier_parameters(images):
-    """Backward of layer 2's loss computes no gradient for any parameter of layer 1; with layer 2's input
-    left attached to layer 1 (control), the same count is not zero."""
-    learner = SCFFLearner(small_config(), 64)
-    batch = data_pairs(images, learner.generator)
-    z_pos, z_neg = learner.preactivations(0, batch)            # computed WITH grad on layer 1's weights
-    assert z_pos.requires_grad
-    first = GradientArrivals(learner.network.layers[0].parameters())
-    second = GradientArrivals(learner.network.layers[1].parameters())
-    learner.update(1, learner.next_layer_batch(0, z_pos.detach(), z_neg.detach()))
-    assert first.none() and second.all()
-    # control: layer 2's loss on an input still attached to layer 1 does reach layer 1
-    attached = learner.next_layer_batch(0, z_pos, z_neg)
-    layer = learner.network.layers[1]
-    c = learner.config.layers[1]
-    a_pos, a_neg = learner.preactivations(1, attached)
-    scff_loss(layer.goodness(a_pos), layer.goodness(a_neg), c.theta_pos, c.theta_neg, c.penalty).loss.backward()
-    assert first.all()
-
 
 def test_update_refuses_an_input_attached_to_another_layer(images):
     learner = SCFFLearner(small_config(), 64)

@@ -40,7 +40,7 @@ from .deployable import Deployable
 from .fold import fold_weight_quantizers
 from .metadata import model_metadata
 from .report import export_report
-from .verify import check_onnx, compare_onnxruntime, compare_qonnx, sample_inputs
+from .verify import check_onnx, compare_onnxruntime, compare_qonnx, parity_inputs
 
 DEFAULT_OPSET = 18
 FORMATS = ("float", "qcdq", "qonnx")
@@ -234,7 +234,7 @@ def export_onnx(deployable: Deployable, path: str | Path, export_format: str | N
             verification["qonnx"] = compare_qonnx(tmp, deployable)
             if hls4ml:
                 from .hls4ml_check import check_hls4ml
-                verification["hls4ml"] = check_hls4ml(tmp, deployable, sample_inputs(deployable, 32, seed=5)[0])
+                verification["hls4ml"] = check_hls4ml(tmp, deployable, parity_inputs(deployable, 32)[0][0])
         else:
             verification["onnxruntime"] = compare_onnxruntime(tmp, deployable)
 
