@@ -35,25 +35,28 @@ _WIDTH_FIELDS = ("width",)               # one layer's size
 _WIDTH_LIST_FIELDS = ("hidden", "widths")  # a list of layer sizes
 
 
-def _shrink(value) -> None:
-    """Shrink a config dataclass in place, generically: layer sizes, batch sizes and epoch counts."""
+def shrink(value, width: int | None, batch: int | None, epochs: int | None, keep: tuple[str, ...] = ()) -> None:
+    """Cap, in a config dataclass and the dataclasses it holds, generically: layer sizes at ``width``, batch sizes
+    at ``batch``, epoch counts at ``epochs`` (``None``: as they are; 0 stays 0). Sections named in ``keep``
+    (e.g. ``probe``) are left alone."""
     for f in dataclasses.fields(value):
         current = getattr(value, f.name)
+        if f.name in keep or isinstance(current, bool):
+            continue
         if dataclasses.is_dataclass(current):
-            _shrink(current)
+            shrink(current, width, batch, epochs, keep)
         elif isinstance(current, list) and current and all(dataclasses.is_dataclass(v) for v in current):
             for item in current:
-                _shrink(item)
-        elif isinstance(current, bool):
-            continue
-        elif f.name in _WIDTH_FIELDS and isinstance(current, int):
-            setattr(value, f.name, min(current, TINY_WIDTH))
-        elif f.name in _WIDTH_LIST_FIELDS and isinstance(current, list) and all(isinstance(v, int) for v in current):
-            setattr(value, f.name, [min(v, TINY_WIDTH) for v in current])
-        elif f.name == "batch_size" and isinstance(current, int):
-            setattr(value, f.name, min(current, TINY_BATCH))
-        elif f.name == "epochs" and isinstance(current, int):
-            setattr(value, f.name, min(current, TINY_EPOCHS))
+                shrink(item, width, batch, epochs, keep)
+        elif width is not None and f.name in _WIDTH_FIELDS and isinstance(current, int):
+            setattr(value, f.name, min(current, width))
+        elif (width is not None and f.name in _WIDTH_LIST_FIELDS and isinstance(current, list)
+              and all(isinstance(v, int) for v in current)):
+            setattr(value, f.name, [min(v, width) for v in current])
+        elif batch is not None and f.name == "batch_size" and isinstance(current, int):
+            setattr(value, f.name, min(current, batch))
+        elif epochs is not None and f.name == "epochs" and isinstance(current, int):
+            setattr(value, f.name, min(current, epochs))
 
 
 def tiny_config(name: str):
@@ -64,7 +67,7 @@ def tiny_config(name: str):
     from fwdlearn.registry import get_rule
 
     config = load_preset(get_rule(name).presets[None])
-    _shrink(config)
+    shrink(config, TINY_WIDTH, TINY_BATCH, TINY_EPOCHS)
     config.validate("tiny")
     return check_for_rule(config, "tiny")
 

@@ -38,6 +38,7 @@ import torch
 import fwdlearn.learner
 import fwdlearn.objectives.scff
 import fwdlearn.registry
+from conftest import shrink
 from fwdlearn.data import LabelledDataset, Split, load_dataset
 from fwdlearn.errors import DivergenceError
 from fwdlearn.eval.report import probe_network
@@ -86,27 +87,6 @@ class Run:
         return untrained_network(self.config, self.input_dim)
 
 
-def _cap(value, epochs: int, width: int | None) -> None:
-    """Cap, in a config dataclass and the dataclasses it holds, every training epoch count (fields ``epochs``) at
-    ``epochs`` and every layer size (``width``, the list ``hidden``) at ``width`` (``None``: as they are). The probe
-    (``probe``) keeps its own settings, so that it reads every network as the run path does."""
-    for f in dataclasses.fields(value):
-        current = getattr(value, f.name)
-        if f.name == "probe" or isinstance(current, bool):
-            continue
-        if dataclasses.is_dataclass(current):
-            _cap(current, epochs, width)
-        elif isinstance(current, list) and current and all(dataclasses.is_dataclass(v) for v in current):
-            for item in current:
-                _cap(item, epochs, width)
-        elif f.name == "epochs" and isinstance(current, int):
-            setattr(value, f.name, min(current, epochs))
-        elif width is not None and f.name == "width" and isinstance(current, int):
-            setattr(value, f.name, min(current, width))
-        elif width is not None and f.name == "hidden" and isinstance(current, list):
-            setattr(value, f.name, [min(v, width) for v in current])
-
-
 @cache
 def subsampled(name: str, train: int) -> LabelledDataset:
     """Embedded data set ``name`` with ``train`` of its training samples (the same ones every time) and its whole
@@ -129,7 +109,7 @@ def quick_config(name: str, seed: int = 0):
     rule = fwdlearn.registry.get_rule(name)
     config = load_preset(rule.presets[None])
     settings = expectation(name)
-    _cap(config, settings.epochs, settings.width)
+    shrink(config, settings.width, None, settings.epochs, keep=("probe",))   # the probe reads as the run path does
     if settings.adjust is not None:
         settings.adjust(config)
     config.seed = seed
