@@ -82,15 +82,35 @@ def _storage_failure(path: Path, exc: BaseException) -> FwdlearnError:
     return FwdlearnError(f"cannot write {path}: {reason}")
 
 
+def _missing_folders(folder: Path) -> list[Path]:
+    """The folders ``mkdir(parents=True)`` would create for ``folder``, deepest first."""
+    missing = []
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Undo ``mkdir`` of ``folders`` (deepest first) after a failed write, where they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     problem = folder_problem(path.parent)
     if problem:
         raise FwdlearnError(f"cannot write {path}: {problem}")
+    created = _missing_folders(path.parent)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
+        _remove_empty(created)
         raise _storage_failure(path, exc) from None
     os.close(fd)
     tmp = Path(tmp_name)
@@ -102,6 +122,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        _remove_empty(created)
         if _is_storage_failure(exc):
             raise _storage_failure(path, exc) from None
         raise

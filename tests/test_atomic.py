@@ -112,6 +112,21 @@ def test_callback_fails_after_partial_write(tmp_path):
     assert temp_files(tmp_path) == []
 
 
+def test_a_failed_write_removes_the_folders_it_created(tmp_path):
+    """Nothing is left of a write that failed: not its temporary file, not the folders made for it."""
+    from fwdlearn.atomic import atomic_write
+
+    (tmp_path / "kept").mkdir()
+
+    def fail(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(FwdlearnError, match="No space left on device"):
+        atomic_write(tmp_path / "kept" / "new" / "deeper" / "r.pt", fail)
+    assert [p.name for p in tmp_path.rglob("*")] == ["kept"]
+
+
 def test_interrupt_midway_keeps_old_file(tmp_path):
     """Even a KeyboardInterrupt during the write removes the temp file and propagates unchanged."""
     path = tmp_path / "ckpt.pt"
