@@ -69,18 +69,20 @@ def time_crop(x: torch.Tensor, lengths: torch.Tensor, start: torch.Tensor,
     return moved * valid_frames(new_lengths, x.shape[1]).to(x.device)[:, :, None], new_lengths
 
 
+def _in_band(size: int, start: torch.Tensor, width: torch.Tensor, device) -> torch.Tensor:
+    """Bool ``[N, size]``: positions ``start .. start+width-1`` of each row (int ``[N]`` each)."""
+    positions = torch.arange(size, device=device)[None, :]
+    return (positions >= start.to(device)[:, None]) & (positions < (start + width).to(device)[:, None])
+
+
 def time_mask(x: torch.Tensor, start: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
     """Zero frames ``start .. start+width-1`` of each sequence (int ``[N]`` each)."""
-    steps = torch.arange(x.shape[1], device=x.device)[None, :]
-    band = (steps >= start.to(x.device)[:, None]) & (steps < (start + width).to(x.device)[:, None])
-    return x.masked_fill(band[:, :, None], 0.0)
+    return x.masked_fill(_in_band(x.shape[1], start, width, x.device)[:, :, None], 0.0)
 
 
 def freq_mask(x: torch.Tensor, start: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
     """Zero features ``start .. start+width-1`` of every frame of each sequence (int ``[N]`` each)."""
-    features = torch.arange(x.shape[2], device=x.device)[None, :]
-    band = (features >= start.to(x.device)[:, None]) & (features < (start + width).to(x.device)[:, None])
-    return x.masked_fill(band[:, None, :], 0.0)
+    return x.masked_fill(_in_band(x.shape[2], start, width, x.device)[:, None, :], 0.0)
 
 
 def add_noise(x: torch.Tensor, lengths: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
