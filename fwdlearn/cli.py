@@ -15,6 +15,7 @@ from .data import DATA_DIR_ENV, DATASETS
 from .data.batching import BATCHING
 from .errors import ConfigError, FwdlearnError
 from .presets import check_for_rule, load_preset, preset_names
+from .baselines.self_supervised import METHODS as SELF_SUPERVISED_METHODS
 from .bench.updates import bench_rules
 from .registry import default_preset, rules
 
@@ -22,7 +23,7 @@ from .registry import default_preset, rules
 OVERRIDES = {"dataset": "data.dataset", "holdout_speakers": "data.holdout_speakers", "batching": "data.batching",
              "bptt_epochs": "bptt.epochs", "bp_epochs": "bp.epochs", "finetune_epochs": "finetune.epochs",
              "target": "target", "seed": "seed", "probe_epochs": "probe.epochs", "schedule": "schedule",
-             "weight_bits": "quant.weight_bits", "act_bits": "quant.act_bits", "per_channel": "quant.per_channel"}
+             "method": "method", "weight_bits": "quant.weight_bits", "act_bits": "quant.act_bits", "per_channel": "quant.per_channel"}
 
 def epilog() -> str:
     """Examples for ``--help``: one line per registered rule, then the other commands."""
@@ -85,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="lac: epochs of the BP autoencoder baseline; scff-mlp: epochs of the supervised BP "
                             "baseline, the same network trained end to end (0 skips either)")
     train.add_argument("--finetune-epochs", type=int, help="lac: fine-tuning epochs (0 skips fine-tuning)")
+    train.add_argument("--method", choices=list(SELF_SUPERVISED_METHODS),
+                       help="ssl-mlp: the self-supervised method trained by back-propagation")
     train.add_argument("--weight-bits", type=int, metavar="BITS",
                        help="quantisation-aware training with BITS-bit weights (2-8; 0 = float)")
     train.add_argument("--act-bits", type=int, metavar="BITS",

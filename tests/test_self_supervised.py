@@ -93,3 +93,29 @@ def test_invalid_settings_are_refused_in_one_line_before_training(setting, messa
     with pytest.raises(ConfigError) as excinfo:
         config.validate()
     assert message in str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
+def test_method_is_chosen_on_the_command_line_for_ssl_mlp_only():
+    from fwdlearn.cli import _apply_overrides, build_parser
+    from fwdlearn.presets import load_preset
+
+    args = build_parser().parse_args(["train", "ssl-mlp", "--method", "vicreg"])
+    args.preset = "ssl-digits"
+    assert load_preset("ssl-digits").method == "simclr"
+    assert _apply_overrides(load_preset("ssl-digits"), args).method == "vicreg"
+    args = build_parser().parse_args(["train", "scff-mlp", "--method", "vicreg"])
+    args.preset = "digits"
+    with pytest.raises(ConfigError, match="--method does not apply to scff-mlp"):
+        _apply_overrides(load_preset("digits"), args)
+
+
+def test_ssl_mlp_builds_the_scff_mlp_encoder_with_the_same_initialisation():
+    """Same encoder, same initial weights: the comparison with the local rule is on one network."""
+    from fwdlearn.presets import load_preset
+    from fwdlearn.registry import get_rule
+
+    ssl, scff = load_preset("ssl-digits"), load_preset("digits")
+    ssl.widths, ssl.seed = [c.width for c in scff.layers], scff.seed
+    a = get_rule("ssl-mlp").learner.build_network(ssl, 64).state_dict()
+    b = get_rule("scff-mlp").learner.build_network(scff, 64).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -164,12 +164,14 @@ def _bench_update(widths: list[int], x: torch.Tensor):
     return learner, batch
 
 
+MLP_GRAPH = (f"per-sample standardisation of the input (mean 0, population std 1 over all values, eps {EPS}); "
+             "each layer 2·(W·x + b) (tied-weight pair [x, x]), triangle/ReLU; linear read-out")
+
 RULES = (
     Rule(name="scff-mlp", label="SCFF", learner=SCFFLearner, config=SCFFConfig,
          summary="Self-Contrastive Forward-Forward on a fully connected network (Chen et al.)",
          presets={None: "digits", "mnist": "mnist-paper"},
-         in_graph=f"per-sample standardisation of the input (mean 0, population std 1 over all values, eps {EPS}); "
-                  "each layer 2·(W·x + b) (tied-weight pair [x, x]), triangle/ReLU; linear read-out",
+         in_graph=MLP_GRAPH,
          hls4ml=False, bench=_bench_update),
     Rule(name="scff-cnn", label="SCFF", learner=SCFFConvLearner, config=SCFFConfig,
          summary="the same rule on a convolutional network (Table D.1)",
