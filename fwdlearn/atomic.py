@@ -41,10 +41,12 @@ def folder_problem(folder: Path) -> str | None:
 
 
 def prepare_folder(folder: str | Path, option: str) -> None:
-    """Check, before any work, that the output folder given by ``option`` can be written (creates nothing)."""
+    """Before any work: check that the output folder given by ``option`` can be written (creating nothing), and
+    remove the temporary files a killed write left in it (``remove_stale_temporaries``)."""
     problem = folder_problem(Path(folder))
     if problem:
         raise FwdlearnError(f"{option} {folder}: {problem}")
+    remove_stale_temporaries(folder)
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:

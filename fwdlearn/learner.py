@@ -27,6 +27,7 @@ from typing import Any, Callable, ClassVar
 import torch
 
 from .data.batching import epoch_batches
+from .data.dataset import check_samples
 from .errors import CheckpointError, DataError, DivergenceError
 from .progress import progress_bar
 
@@ -300,20 +301,12 @@ class LayerwiseLearner(Learner):
 
 
 def check_training_inputs(x, lengths, y) -> None:
-    """Refuse what no rule can learn from: not a float tensor, an empty set, NaN or infinite samples,
-    labels or lengths that do not match the samples (one-line ``DataError`` naming the first bad sample)."""
-    if not isinstance(x, torch.Tensor) or not torch.is_floating_point(x):
-        raise DataError(f"training samples must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
-    if x.dim() < 2 or x.shape[0] == 0:
-        raise DataError(f"training samples must be a non-empty batch [N, ...], got shape {list(x.shape)}")
-    finite = torch.isfinite(x.flatten(1)).all(1)
-    if not bool(finite.all()):
-        raise DataError(f"training sample {int((~finite).nonzero()[0])} contains NaN or infinite values")
-    for name, values in (("lengths", lengths), ("labels", y)):
-        if values is not None and (not isinstance(values, torch.Tensor) or values.shape != (x.shape[0],)
-                                   or values.dtype != torch.int64):
-            raise DataError(f"training {name} must be int64 of shape [{x.shape[0]}], got "
-                            f"{getattr(values, 'dtype', type(values).__name__)} {list(getattr(values, 'shape', []))}")
+    """Refuse what no rule can learn from (``data.dataset.check_samples``) and labels that do not match the
+    samples (one-line ``DataError``)."""
+    check_samples(x, lengths, "training data")
+    if y is not None and (not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],) or y.dtype != torch.int64):
+        raise DataError(f"training data: labels must be int64 of shape [{x.shape[0]}], got "
+                        f"{getattr(y, 'dtype', type(y).__name__)} {list(getattr(y, 'shape', []))}")
 
 
 def check_finite(record: dict[str, dict[str, float]], epoch: int, parameters: dict[str, list[torch.Tensor]]) -> None:

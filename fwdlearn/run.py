@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from .atomic import prepare_folder, remove_stale_temporaries, save_json
+from .atomic import prepare_folder, save_json
 from .checkpoint import load_checkpoint, resume_from_checkpoint, save_checkpoint
 from .data import LabelledDataset, load_dataset
 from .errors import CheckpointError, ConfigError, DivergenceError
@@ -99,7 +99,6 @@ def train_run(config, out_dir: str | Path, data_dir: str | Path | None = None, f
     input_dim = rule.network_input(dataset)
     learner = rule.learner(config, input_dim, device=device)
     checkpoint_path, data = out_dir / "checkpoint.pt", dataset.fingerprint()
-    remove_stale_temporaries(out_dir)
     if checkpoint_path.exists() and not fresh:
         resume_from_checkpoint(learner, checkpoint_path, config, log, data)
     else:
@@ -221,7 +220,6 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path | None, out
     payload = load_checkpoint(checkpoint)
     out_dir = Path(out) if out else Path(checkpoint).parent / "eval"
     prepare_folder(out_dir, "--out")
-    remove_stale_temporaries(out_dir)
     config = payload["config"]
     rule = get_rule(config.learner)
     if not payload["finished"]:

@@ -175,15 +175,16 @@ class SelfSupervisedLearner(Learner):
         self._batches_per_epoch = len(batches)
         return batches
 
+    def _heads(self) -> list[tuple[str, torch.nn.Module]]:
+        """What the checkpoint holds beside the encoder (``state_dict``'s ``network``): heads, target, queue."""
+        return [(name, module) for name, module in (("projector", self.online.projector), ("predictor", self.predictor),
+                                                     ("target", self.target), ("queue", self.queue))
+                if module is not None]
+
     def extra_state(self) -> dict:
-        return {"steps": self.steps,
-                **{name: module.state_dict() for name, module in
-                   (("online", self.online), ("predictor", self.predictor), ("target", self.target),
-                    ("queue", self.queue)) if module is not None}}
+        return {"steps": self.steps, **{name: module.state_dict() for name, module in self._heads()}}
 
     def load_extra_state(self, state: dict) -> None:
         self.steps = state["steps"]
-        for name, module in (("online", self.online), ("predictor", self.predictor), ("target", self.target),
-                             ("queue", self.queue)):
-            if module is not None:
-                module.load_state_dict(state[name])
+        for name, module in self._heads():
+            module.load_state_dict(state[name])

@@ -86,27 +86,34 @@ class LabelledDataset:
         return len(self.class_names)
 
 
-def validate_split(split: Split, where: str, num_classes: int) -> Split:
-    """Check dtype, shape agreement, emptiness, label range and finiteness; raise a one-line ``DataError``."""
-    x, y = split.x, split.y
+def check_samples(x, lengths, where: str) -> None:
+    """Refuse samples no rule can learn from: not a floating-point ``[N, ...]`` tensor, none at all, NaN or
+    infinite values (naming the first bad sample), sequence lengths not int64 ``[N]`` within ``1..T``."""
     if not isinstance(x, torch.Tensor) or not torch.is_floating_point(x):
         raise DataError(f"{where}: samples must be a floating-point tensor, got {getattr(x, 'dtype', type(x))}")
-    if y.dtype != torch.int64:
-        raise DataError(f"{where}: labels must be int64, got {y.dtype}")
+    if x.dim() < 2:
+        raise DataError(f"{where}: samples must be a batch [N, ...], got shape {list(x.shape)}")
     if x.shape[0] == 0:
         raise DataError(f"{where}: the data set is empty")
-    if x.shape[0] != y.shape[0]:
-        raise DataError(f"{where}: {x.shape[0]} samples but {y.shape[0]} labels")
     if not torch.isfinite(x).all():
         bad = int((~torch.isfinite(x)).flatten(1).any(1).nonzero()[0])
         raise DataError(f"{where}: sample {bad} contains NaN or infinite values")
-    if split.lengths is not None:
-        lengths = split.lengths
-        if lengths.dtype != torch.int64 or lengths.shape != (x.shape[0],):
+    if lengths is not None:
+        if not isinstance(lengths, torch.Tensor) or lengths.dtype != torch.int64 or lengths.shape != (x.shape[0],):
             raise DataError(f"{where}: sequence lengths must be int64 of shape [{x.shape[0]}]")
         if int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]:
             raise DataError(f"{where}: sequence lengths must lie in 1..{x.shape[1]}, "
                             f"found {int(lengths.min())}..{int(lengths.max())}")
+
+
+def validate_split(split: Split, where: str, num_classes: int) -> Split:
+    """Check dtype, shape agreement, emptiness, label range and finiteness; raise a one-line ``DataError``."""
+    x, y = split.x, split.y
+    check_samples(x, split.lengths, where)
+    if y.dtype != torch.int64:
+        raise DataError(f"{where}: labels must be int64, got {y.dtype}")
+    if x.shape[0] != y.shape[0]:
+        raise DataError(f"{where}: {x.shape[0]} samples but {y.shape[0]} labels")
     if int(y.min()) < 0 or int(y.max()) >= num_classes:
         raise DataError(f"{where}: labels must lie in 0..{num_classes - 1}, found {int(y.min())}..{int(y.max())}")
     return split
