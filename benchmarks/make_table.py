@@ -143,6 +143,11 @@ def quant_table(sweeps: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cost_rows(document: dict) -> list[dict]:
+    """The rows of an update-cost document: ``fwdlearn bench --out`` (``rows``) or ``update_cost.py`` (sweeps)."""
+    return document.get("rows") or document["depth_sweep"] + document["width_sweep"]
+
+
 def update_table(documents: list[dict]) -> str:
     """One row per rule, depth and width: time, memory, MACs by role, modelled and measured energy."""
     lines = ["| device | rule | depth | width | batch | ms / update, median (IQR) | update allocates MB | "
@@ -151,7 +156,7 @@ def update_table(documents: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in documents:
         seen = set()
-        for row in d["depth_sweep"] + d["width_sweep"]:
+        for row in _cost_rows(d):
             key = (row["rule"], row["depth"], row["width"])
             if key in seen:
                 continue
@@ -168,6 +173,100 @@ def update_table(documents: list[dict]) -> str:
                 f"| {e['arithmetic_joules']['fp32'] * 1e6:,.0f} / {e['arithmetic_joules']['int8'] * 1e6:,.0f} "
                 f"(+ {e['dram_joules']['low'] * 1e6:,.0f}–{e['dram_joules']['high'] * 1e6:,.0f}) | {measured_text} |")
     return "\n".join(lines) + "\n"
+
+
+METHOD_LABELS = {"simclr": "SimCLR", "moco": "MoCo v2", "byol": "BYOL", "simsiam": "SimSiam",
+                 "barlow_twins": "Barlow Twins", "vicreg": "VICReg", "sce": "SCE"}
+
+
+def _encoder_shape(r: dict) -> str:
+    """The network a record trained, in one line (``784-2000-2000``, ``conv 16-32``, ``Bi-RNN 500x2``)."""
+    c = r["config"]
+    if "hidden" in c:                                       # LAC autoencoders
+        return "autoencoder " + "-".join(map(str, c["hidden"]))
+    widths = [layer["width"] for layer in c["layers"]]
+    if r["learner"] == "scff-rnn":
+        return f"Bi-RNN {widths[0]}x2"
+    if r["learner"] == "scff-cnn":
+        return "conv " + "-".join(map(str, widths))
+    return "-".join(map(str, widths))
+
+
+def _update_costs(costs: list[dict], shape: tuple[int, int, int]) -> dict[str, dict]:
+    """Bench rows of the MLP ``(input_dim, depth, width)`` by bench name (``scff-mlp``, ``ssl-byol``, ``bp``)."""
+    found = {}
+    for d in costs:
+        if d.get("input_dim", 784) != shape[0]:
+            continue
+        for row in _cost_rows(d):
+            if (row["depth"], row["width"]) == shape[1:]:
+                found[row["rule"]] = {**row, "device": d["device"]}
+    return found
+
+
+def _cost_cells(row: dict | None) -> str:
+    if row is None:
+        return "| | |"
+    e = row["energy_modelled"]["arithmetic_joules"]
+    return (f"| {row['seconds']['median'] * 1e3:.0f} | {row['memory']['peak_bytes'] / 1e6:.0f} "
+            f"| {e['fp32'] * 1e3:.2f} / {e['int8'] * 1e3:.3f} |")
+
+
+def side_by_side(results: list[dict], costs: list[dict]) -> str:
+    """For each local rule's record that self-supervised baselines were trained beside (their ``encoder``),
+    one table: the untrained network, the local rule, each method, supervised BP, other local rules on the
+    same data; accuracy, time per epoch, training time and, for the MLP, one update's cost (``fwdlearn bench``
+    on the same layer sizes)."""
+    text = ""
+    for local in results:
+        methods = [r for r in results if r.get("config", {}).get("encoder") == local["experiment"]]
+        if not methods or local["learner"] not in ("scff-mlp", "scff-cnn", "scff-rnn"):
+            continue
+        shape = _encoder_shape(local)
+        mlp = local["learner"] == "scff-mlp"
+        widths = [layer["width"] for layer in local["config"]["layers"]]
+        cost = _update_costs(costs, (784, len(widths), widths[0])) if mlp and len(set(widths)) == 1 else {}
+        batch = next(iter(cost.values()))["batch"] if cost else None
+        text += (f"\n### {local['dataset']}, {local['learner']} encoder {shape} (`{local['experiment']}`)\n\n"
+                 f"| rule | network | seeds | linear probe | s / epoch | epochs | training s "
+                 f"| ms / update{f' (batch {batch})' if batch else ''} | peak MB | modelled mJ fp32 / int8 |\n"
+                 "|---|---|---|---|---|---|---|---|---|---|\n")
+
+        def row(label: str, r: dict | None, accuracy: dict, network: str, bench: str | None,
+                seconds: dict | None = None, epochs: str = "", train: str = "") -> str:
+            per_epoch = ", ".join(f"{v:.1f}" for v in (seconds or {}).values())
+            return (f"| {label} | {network} | {len(r['seeds']) if r else ''} "
+                    f"| {_pct(accuracy['test_accuracy'], accuracy.get('test_accuracy_std'))} | {per_epoch} "
+                    f"| {epochs} | {train} " + _cost_cells(cost.get(bench) if bench else None) + "\n")
+
+        def trained(r: dict) -> str:
+            seconds = _mean_seconds(r["timing"].get("train_seconds"))
+            return f"{seconds:.0f}" if seconds else ""
+
+        text += row("untrained network", local, local["baselines"]["untrained"], shape, None)
+        text += row(f"**{report_label(local['learner'])}** (local)", local, local["metrics"], shape,
+                    local["learner"], local["timing"]["seconds_per_epoch"],
+                    "+".join(str(layer["epochs"]) for layer in local["config"]["layers"]), trained(local))
+        supervised = None
+        for r in sorted(methods, key=lambda r: list(METHOD_LABELS).index(r["config"]["method"])):
+            method = r["config"]["method"]
+            text += row(f"{METHOD_LABELS[method]} (BP)", r, r["metrics"], shape, f"ssl-{method}",
+                        r["timing"]["seconds_per_epoch"], str(r["config"]["epochs"]), trained(r))
+            supervised = supervised or next(((r, k) for k in ("bp", "bptt") if k in r["baselines"]), None)
+        if supervised:
+            r, key = supervised
+            entry = r["baselines"][key]
+            seconds = _mean_seconds(entry.get("train_seconds"))
+            text += row(f"supervised {key.upper()} (labels)", r, entry, shape, "bp" if mlp else None,
+                        epochs=str(r["config"]["bp"]["epochs"]), train=f"{seconds:.0f}" if seconds else "")
+        for other in results:
+            if (other["dataset"] == local["dataset"] and other is not local and "encoder" not in other["config"]
+                    and other["learner"] in ("ff", "lac-mlp") and mlp):
+                accuracy = other["metrics"]
+                text += row(f"{report_label(other['learner'])} (local, own network)", other, accuracy,
+                            _encoder_shape(other) if "layers" in other["config"] or "hidden" in other["config"]
+                            else "", None, other["timing"]["seconds_per_epoch"], "", trained(other))
+    return text
 
 
 def throughput_table(documents: list[dict]) -> str:
@@ -193,7 +292,14 @@ def write_table(folder: Path) -> Path:
     results = [r for r in results if r.get("kind") not in ("quant-sweep", "update-cost", "conv-throughput")]
     autoencoders = [r for r in results if _reconstructs(r)]
     probed = [r for r in results if not _reconstructs(r)]
-    text = HEADER + "## Local rules, read out by the linear probe\n\n" + table(probed)
+    text = HEADER + "## Local rules and baselines, read out by the linear probe\n\n" + table(probed)
+    compared = side_by_side(probed, costs)
+    if compared:
+        text += ("\n## What a local rule gives up and saves against back-propagation on the same encoder\n\n"
+                 "Same network, same initialisation, same linear probe: the local rule, the self-supervised "
+                 "back-propagation baselines (`ssl-*`, views of `fwdlearn.views`) and supervised back-propagation. "
+                 "The update's cost is `fwdlearn bench` on the same layer sizes (ms and peak tensor memory measured; "
+                 "energy modelled, Horowitz 2014; arithmetic only).\n" + compared)
     if autoencoders:
         text += ("\n## Autoencoders (pretraining, then down-stream classification)\n\n"
                  + lac_table(autoencoders))

@@ -4,6 +4,10 @@
     python benchmarks/train_preset.py --preset digits --seeds 0 1 2 3 4
     python benchmarks/train_preset.py --preset fsdd-paper --data-dir ../shared/data --seeds 0 1 2
     python benchmarks/train_preset.py --preset lac-mnist --data-dir ../shared/data --seeds 0 1 2
+    python benchmarks/train_preset.py --preset ssl-mnist --method byol --epochs 3 --data-dir ../shared/data --seeds 0 1 2
+
+``--method`` (the self-supervised rules) records ``<preset>-<method>``; ``--epochs`` and ``--bp-epochs``
+override the preset as ``fwdlearn train`` does.
 
 Every rule runs the same path (``fwdlearn.run.train_run``). Each seed trains in
 ``benchmarks/runs/<preset>-seed<N>/`` (resumable, not committed). The aggregate goes to
@@ -32,7 +36,8 @@ sys.path.insert(0, str(HERE))
 from make_table import write_table  # noqa: E402
 
 from fwdlearn.atomic import save_json  # noqa: E402
-from fwdlearn.presets import load_preset  # noqa: E402
+from fwdlearn.cli import set_epochs  # noqa: E402
+from fwdlearn.presets import check_for_rule, load_preset  # noqa: E402
 from fwdlearn.run import train_run  # noqa: E402
 
 PROBE_KEYS = ("test_accuracy", "train_accuracy", "num_features", "probe_seconds", "layers", "per_layer")
@@ -111,7 +116,20 @@ def copy_figures(run_dir: Path, figures: Path) -> None:
         shutil.copyfile(grid, figures / f"reconstructions_{grid.name}")
 
 
-def main() -> int:
+def configured(args, seed: int):
+    """The preset with the command line's overrides (as ``fwdlearn train`` applies them) and ``seed``."""
+    config = load_preset(args.preset)
+    config.seed = seed
+    if args.method:
+        config.method = args.method
+    if args.epochs:
+        set_epochs(config, args.epochs)
+    if args.bp_epochs is not None:
+        config.bp.epochs = args.bp_epochs
+    return check_for_rule(config.validate(f"preset {args.preset}"), f"preset {args.preset}")
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="mnist-paper", help="shipped preset or TOML file")
     parser.add_argument("--data-dir", default=None)
@@ -119,17 +137,22 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--runs", type=Path, default=HERE / "runs", help="where each seed's run directory goes")
+    parser.add_argument("--method", help="ssl-*: the self-supervised method (recorded as <preset>-<method>)")
+    parser.add_argument("--epochs", type=int, help="training epochs (every layer's), overriding the preset")
+    parser.add_argument("--bp-epochs", type=int, help="epochs of the supervised BP baseline on the same network")
     parser.add_argument("--aggregate-only", action="store_true",
                         help="do not train: aggregate the finished runs' results.json files again")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     if args.threads:
         torch.set_num_threads(args.threads)
-    command = " ".join(["python", "benchmarks/train_preset.py"] + sys.argv[1:])
+    command = " ".join(["python", "benchmarks/train_preset.py"] + argv)
     runs = []
     name = load_preset(args.preset).name        # a shipped preset's name, or the name inside a TOML file
+    if args.method:
+        name = f"{name}-{args.method}"
     for seed in args.seeds:
-        config = load_preset(args.preset)
-        config.seed = seed
+        config = configured(args, seed)
         run_dir = args.runs / f"{name}-seed{seed}"
         if args.aggregate_only:
             runs.append(json.loads((run_dir / "results.json").read_text()))

@@ -83,11 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--target", choices=["reconstruct", "flip"],
                        help="lac: reconstruct the input, or its left-right mirror image")
     train.add_argument("--bp-epochs", type=int,
-                       help="lac: epochs of the BP autoencoder baseline; scff-mlp: epochs of the supervised BP "
-                            "baseline, the same network trained end to end (0 skips either)")
+                       help="lac: epochs of the BP autoencoder baseline; scff-mlp and ssl-*: epochs of the supervised "
+                            "BP baseline, the same network trained end to end (0 skips either)")
     train.add_argument("--finetune-epochs", type=int, help="lac: fine-tuning epochs (0 skips fine-tuning)")
     train.add_argument("--method", choices=list(SELF_SUPERVISED_METHODS),
-                       help="ssl-mlp: the self-supervised method trained by back-propagation")
+                       help="ssl-mlp, ssl-cnn, ssl-rnn: the self-supervised method trained by back-propagation")
     train.add_argument("--weight-bits", type=int, metavar="BITS",
                        help="quantisation-aware training with BITS-bit weights (2-8; 0 = float)")
     train.add_argument("--act-bits", type=int, metavar="BITS",
@@ -185,7 +185,7 @@ def _set_path(config, path: str, value, option: str) -> None:
     setattr(target, name, value)
 
 
-def _set_epochs(config, epochs: int) -> None:
+def set_epochs(config, epochs: int) -> None:
     """``--epochs``: every layer's epochs where the rule has layers of their own, else the rule's ``epochs``."""
     if epochs < 1:
         raise ConfigError(f"--epochs must be >= 1 (0 would report an untrained network), got {epochs}")
@@ -205,7 +205,7 @@ def _apply_overrides(config, args):
         if value is not None and value is not False and value != []:   # 0 is a value (--seed 0, --bp-epochs 0)
             _set_path(config, path, list(value) if isinstance(value, list) else value, option)
     if args.epochs is not None:
-        _set_epochs(config, args.epochs)
+        set_epochs(config, args.epochs)
     return check_for_rule(config.validate(f"preset {args.preset}"), f"preset {args.preset}")
 
 

@@ -142,6 +142,10 @@ class Learner:
         """Rule-specific evaluation added to ``results["metrics"]`` (e.g. FF's goodness classification)."""
         return {}
 
+    def prepare(self, dataset) -> None:
+        """What the rule takes from the data set before training (e.g. its normalisation); refuse here, in one
+        line, settings the data cannot take."""
+
     def epoch_artifacts(self, out_dir, dataset, first: bool = False) -> None:
         """Files the rule writes as training goes (before the first epoch if ``first``, then after each)."""
 
@@ -176,6 +180,11 @@ class Learner:
 
     def extra_state(self) -> dict:
         return {}
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        """Tensors the learner keeps between updates beside its network and optimisers (e.g. an EMA target, a
+        queue): what ``fwdlearn bench`` counts as resident."""
+        return []
 
     def load_extra_state(self, state: dict) -> None:
         """Restore what ``extra_state`` saved."""

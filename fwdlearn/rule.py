@@ -16,7 +16,8 @@ class Rule:
     is named). ``in_graph``: what an exported model's graph computes from its input (ONNX metadata).
     ``local``: every parameter group learns from its own objective only (the locality contract).
     ``bench``: ``bench(widths, x) -> (learner, batch)``, a learner of this rule on hidden layers ``widths`` and
-    a fixed batch on ``x``'s device, whose ``train_batch(batch, all groups)`` ``fwdlearn bench`` measures.
+    a fixed batch on ``x``'s device, whose ``train_batch(batch, all groups)`` ``fwdlearn bench`` measures;
+    or, for a rule with several variants, a dict naming one such builder per variant (``benches``).
     """
 
     name: str
@@ -31,8 +32,15 @@ class Rule:
     quantisable: bool = True
     sequence: bool = False
     hls4ml: bool = False
-    bench: Callable[[list[int], Any], tuple[Any, Any]] | None = None
+    bench: Callable[[list[int], Any], tuple[Any, Any]] | dict[str, Callable] | None = None
     extra: dict = field(default_factory=dict)
+
+    @property
+    def benches(self) -> dict[str, Callable[[list[int], Any], tuple[Any, Any]]]:
+        """What ``fwdlearn bench --rules`` can measure of this rule: name -> builder (none, one, or per variant)."""
+        if self.bench is None:
+            return {}
+        return dict(self.bench) if isinstance(self.bench, dict) else {self.name: self.bench}
 
     def network_input(self, dataset) -> int | tuple[int, ...]:
         """What the rule's network is built for, from a ``LabelledDataset``."""

@@ -98,6 +98,7 @@ def train_run(config, out_dir: str | Path, data_dir: str | Path | None = None, f
     dataset = load_run_dataset(config, data_dir)
     input_dim = rule.network_input(dataset)
     learner = rule.learner(config, input_dim, device=device)
+    learner.prepare(dataset)
     checkpoint_path, data = out_dir / "checkpoint.pt", dataset.fingerprint()
     if checkpoint_path.exists() and not fresh:
         resume_from_checkpoint(learner, checkpoint_path, config, log, data)

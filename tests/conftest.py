@@ -4,6 +4,7 @@ locality checker every local rule is run through (``tests/test_locality.py``).""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -266,3 +267,33 @@ def assert_local_update(learner, batch: Batch) -> UpdateTrace:
             mixed = [bad for root in backward.roots for bad in mixed_terms(root, owner)]
             assert not mixed, f"one objective reaches the parameters of several groups: {mixed}"
     return trace
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+
+
+def _toml_lines(values: dict, prefix: str) -> list[str]:
+    plain = [f"{k} = {_toml_value(v)}" for k, v in values.items()
+             if not isinstance(v, dict) and not (isinstance(v, list) and v and isinstance(v[0], dict))]
+    lines = plain
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            lines += ["", f"[{name}]", *_toml_lines(value, name + ".")]
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for item in value:
+                lines += ["", f"[[{name}]]", *_toml_lines(item, name + ".")]
+    return lines
+
+
+def write_preset(config, path: Path) -> Path:
+    """``config`` (a rule's config dataclass) as a preset TOML file that ``load_preset(path)`` reads back."""
+    path.write_text("\n".join(_toml_lines(config.to_dict(), "")) + "\n")
+    return path

@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from test_cli import assert_one_line_error, fwdlearn
 
+from fwdlearn.baselines.self_supervised import METHODS
 from fwdlearn.bench import build_update, measure_update
 from fwdlearn.bench.memory import peak_tensor_bytes
 from fwdlearn.errors import ConfigError
@@ -77,7 +78,8 @@ def test_bench_rules_are_the_registrys_benchable_rules_and_bp():
 
     assert {"scff-mlp", "lac-mlp"} <= set(LOCAL_BENCH_RULES)
     assert list(builders()) == list(bench_rules()) == list(RULES)
-    assert list(RULES) == [name for name, rule in rules().items() if rule.bench is not None] + ["bp"]
+    assert list(RULES) == [name for rule in rules().values() for name in rule.benches] + ["bp"]
+    assert {f"ssl-{method}" for method in METHODS} <= set(RULES)     # every self-supervised method (issue 18)
     for old in ("scff", "lac"):                                 # the names before the registry are gone
         with pytest.raises(ConfigError, match="rule must be one of"):
             build_update(old, [4], batch=4)
@@ -91,6 +93,24 @@ def test_local_rules_send_no_error_to_another_layer(rule):
     assert macs["input_gradient"] == 0
     bp = build_update("bp", [16, 12, 8], batch=6, input_dim=20)
     assert count_update_macs(bp.step, bp.parameters)["input_gradient"] > 0
+
+
+# Views whose online branch the loss back-propagates: both, except MoCo v2 and SCE (query view 1 against the key
+# of view 2: He et al. 2020, Algorithm 1; SCE: "we do not symmetrize the loss by default", Denize et al. 2023).
+BACKPROPAGATED_VIEWS = {"simclr": 2, "moco": 1, "byol": 2, "simsiam": 2, "barlow_twins": 2, "vicreg": 2, "sce": 1}
+
+
+@pytest.mark.parametrize("method", list(BACKPROPAGATED_VIEWS))
+def test_self_supervised_updates_carry_the_error_through_every_encoder_layer(method):
+    """The opposite of locality: counting only the encoder's weights as parameters, the products that carry an
+    error down through them are exactly ``grad_out W`` of layers 3 and 2, for each back-propagated view."""
+    widths, batch, input_dim = [16, 12, 8], 6, 20
+    update = build_update(f"ssl-{method}", widths, batch=batch, input_dim=input_dim)
+    shapes = {(16, 20), (12, 16), (8, 12), (16,), (12,), (8,)}
+    encoder = [p for p in update.parameters if tuple(p.shape) in shapes]
+    assert len(encoder) == 6 and len(update.parameters) > 6          # the heads are trained (and counted) too
+    macs = count_update_macs(update.step, encoder)
+    assert macs["input_gradient"] == BACKPROPAGATED_VIEWS[method] * batch * (16 * 12 + 12 * 8)
 
 
 # Horowitz, "Computing's energy problem", ISSCC 2014 (45 nm, 0.9 V), written out here, not read from

@@ -82,9 +82,3 @@ def test_a_cpu_only_rule_refuses_cuda_in_one_line(name):
 
     with pytest.raises(ConfigError):
         check_train_device(get_rule(name), "cuda")
-
-
-def test_bench_rules_are_the_benchable_registered_rules_and_bp():
-    from fwdlearn.bench.updates import bench_rules
-
-    assert list(bench_rules()) == [n for n, r in rules().items() if r.bench is not None] + ["bp"]

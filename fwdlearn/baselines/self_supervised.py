@@ -113,15 +113,20 @@ class Online(torch.nn.Module):
         self.encoder, self.features_of = encoder, features_of
         self.projector = ProjectionHead(feature_dim, config.hidden_dim, config.projection_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.projector(self.features_of(self.encoder, x))
+    def forward(self, view: Batch) -> torch.Tensor:
+        return self.projector(self.features_of(self.encoder, view))
+
+
+def on_device(view: Batch, device: torch.device) -> Batch:
+    return Batch(view.x.to(device), None if view.lengths is None else view.lengths.to(device))
 
 
 class SelfSupervisedLearner(Learner):
     """One group (encoder, projector, predictor) trained end to end on ``METHODS[config.method]``'s loss.
 
-    ``encoder``: the network exactly as the local rule builds it; ``features_of(encoder, x)``: the
-    representation the heads read (the probe's features); ``views(x, generator)``: two augmented views.
+    ``encoder``: the network exactly as the local rule builds it; ``features_of(encoder, view)``: the
+    representation the heads read (the probe's features) of a ``Batch``; ``views(batch, generator)``: two
+    augmented views of a ``Batch``, each a ``Batch`` (images: ``x``; sequences: ``x`` and ``lengths``).
     """
 
     min_batch = 2
@@ -150,8 +155,7 @@ class SelfSupervisedLearner(Learner):
         return self.config.batch_size
 
     def train_batch(self, batch: Batch, active: list[str]) -> dict[str, dict[str, float]]:
-        view1, view2 = self.views(batch.x, self.generator)
-        view1, view2 = view1.to(self.device), view2.to(self.device)
+        view1, view2 = (on_device(view, self.device) for view in self.views(batch, self.generator))
         self.online.train()
         z1, z2 = self.online(view1), self.online(view2)
         p1, p2 = (self.predictor(z1), self.predictor(z2)) if self.predictor is not None else (None, None)
@@ -171,15 +175,23 @@ class SelfSupervisedLearner(Learner):
         return {"network": {"loss": float(loss.detach())}}
 
     def epoch_batches(self, n: int, lengths: torch.Tensor | None) -> list[torch.Tensor]:
-        batches = super().epoch_batches(n, lengths)
-        self._batches_per_epoch = len(batches)
+        batches = self.draw_batches(n, lengths)
+        self._batches_per_epoch = len(batches)   # the momentum schedule's length
         return batches
+
+    def draw_batches(self, n: int, lengths: torch.Tensor | None) -> list[torch.Tensor]:
+        """Row indices of each batch of the next epoch (default: random batches)."""
+        return super().epoch_batches(n, lengths)
 
     def _heads(self) -> list[tuple[str, torch.nn.Module]]:
         """What the checkpoint holds beside the encoder (``state_dict``'s ``network``): heads, target, queue."""
         return [(name, module) for name, module in (("projector", self.online.projector), ("predictor", self.predictor),
                                                      ("target", self.target), ("queue", self.queue))
                 if module is not None]
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        return [t for name, module in self._heads() if name in ("target", "queue")
+                for t in (*module.parameters(), *module.buffers())]
 
     def extra_state(self) -> dict:
         return {"steps": self.steps, **{name: module.state_dict() for name, module in self._heads()}}

@@ -36,10 +36,11 @@ class Update:
 
 
 def learner_resident(learner, inputs: list[torch.Tensor]) -> tuple[list[torch.Tensor], Callable[[], list[torch.Tensor]]]:
-    """A learner's trained tensors, and what persists between its updates (parameters, buffers, optimiser
-    state of every group, the batch)."""
-    params = list(learner.network.parameters())
-    buffers = list(learner.network.buffers())
+    """A learner's trained tensors (its network's and every group's, heads included), and what persists between
+    its updates (those, buffers, optimiser state, the learner's own state such as an EMA target, the batch)."""
+    params = list({id(p): p for p in [*learner.network.parameters(),
+                                      *(p for group in learner.groups.values() for p in group.parameters)]}.values())
+    buffers = list(learner.network.buffers()) + learner.state_tensors()
     optimizers = [group.optimizer for group in learner.groups.values()]
     return params, lambda: params + buffers + optimizer_tensors(optimizers) + list(inputs)
 
@@ -62,10 +63,10 @@ def _bp(widths: list[int], x: torch.Tensor) -> Update:
     return Update(step, params, lambda: params + optimizer_tensors([optimizer]) + [x, labels])
 
 
-def _rule_update(rule) -> Callable[[list[int], torch.Tensor], Update]:
+def _rule_update(bench) -> Callable[[list[int], torch.Tensor], Update]:
     """One update of a registered rule: its learner's ``train_batch`` on every group, on a fixed batch."""
     def build(widths: list[int], x: torch.Tensor) -> Update:
-        learner, batch = rule.bench(widths, x)
+        learner, batch = bench(widths, x)
         active = list(learner.groups)
         inputs = [t for t in (batch.x, batch.lengths, batch.y) if t is not None]
         return Update(lambda: learner.train_batch(batch, active), *learner_resident(learner, inputs))
@@ -73,13 +74,15 @@ def _rule_update(rule) -> Callable[[list[int], torch.Tensor], Update]:
 
 
 def builders() -> dict[str, Callable[[list[int], torch.Tensor], Update]]:
-    """Every benchable rule of the registry, then the back-propagation reference ``bp``."""
-    return {**{name: _rule_update(rule) for name, rule in rules().items() if rule.bench is not None}, "bp": _bp}
+    """Every benchable rule (and variant) of the registry, then the back-propagation reference ``bp``."""
+    return {**{name: _rule_update(bench) for rule in rules().values() for name, bench in rule.benches.items()},
+            "bp": _bp}
 
 
 def bench_rules() -> dict[str, str]:
-    """Rule name -> what its update is, for ``fwdlearn bench --help``."""
-    return {**{name: rule.summary for name, rule in rules().items() if rule.bench is not None}, "bp": BP_DOC}
+    """Bench name -> what its update is, for ``fwdlearn bench --help``."""
+    return {**{name: (rule.summary if name == rule.name else f"{rule.summary}: {name}")
+               for rule in rules().values() for name in rule.benches}, "bp": BP_DOC}
 
 
 RULES = tuple(bench_rules())

@@ -7,40 +7,17 @@ is checked: one that is wrong raises a one-line ``ConfigError`` naming the prese
 
 from __future__ import annotations
 
-import os
-import tomllib
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from ..config import from_dict
-from ..errors import ConfigError, check
+from ..errors import check
+from ..preset_files import preset_names, read_preset
 from ..registry import config_class_for, get_rule, rules
-
-
-def preset_names() -> list[str]:
-    """Names of the presets shipped with the package."""
-    return sorted(p.name[:-5] for p in resources.files(__name__).iterdir() if p.name.endswith(".toml"))
 
 
 def load_preset(name_or_path: str):
     """Load a shipped preset by name (``digits``, ``mnist-paper``) or a TOML file by path."""
-    path = Path(name_or_path)
-    shipped = resources.files(__name__) / f"{name_or_path}.toml"
-    if path.suffix == ".toml" or os.sep in name_or_path or not shipped.is_file():
-        where = str(path)
-        if path.suffix != ".toml" and not path.exists():
-            raise ConfigError(f"unknown preset {name_or_path!r}; shipped presets: {', '.join(preset_names())}")
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"preset {path}: cannot read ({exc.strerror})") from None
-    else:
-        where, text = f"preset {name_or_path}", shipped.read_text()
-    try:
-        values = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML ({exc})") from None
+    values, where = read_preset(name_or_path)
     return config_from_dict(values, where)
 
 
