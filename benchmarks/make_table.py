@@ -253,12 +253,13 @@ def side_by_side(results: list[dict], costs: list[dict]) -> str:
             text += row(f"{METHOD_LABELS[method]} (BP)", r, r["metrics"], shape, f"ssl-{method}",
                         r["timing"]["seconds_per_epoch"], str(r["config"]["epochs"]), trained(r))
             supervised = supervised or next(((r, k) for k in ("bp", "bptt") if k in r["baselines"]), None)
+        supervised = supervised or next(((local, k) for k in ("bp", "bptt") if k in local["baselines"]), None)
         if supervised:
             r, key = supervised
             entry = r["baselines"][key]
             seconds = _mean_seconds(entry.get("train_seconds"))
             text += row(f"supervised {key.upper()} (labels)", r, entry, shape, "bp" if mlp else None,
-                        epochs=str(r["config"]["bp"]["epochs"]), train=f"{seconds:.0f}" if seconds else "")
+                        epochs=str(r["config"][key]["epochs"]), train=f"{seconds:.0f}" if seconds else "")
         for other in results:
             if (other["dataset"] == local["dataset"] and other is not local and "encoder" not in other["config"]
                     and other["learner"] in ("ff", "lac-mlp") and mlp):

@@ -126,6 +126,8 @@ def configured(args, seed: int):
         set_epochs(config, args.epochs)
     if args.bp_epochs is not None:
         config.bp.epochs = args.bp_epochs
+    if args.combined_probe_only:
+        config.probe.each_layer = False
     return check_for_rule(config.validate(f"preset {args.preset}"), f"preset {args.preset}")
 
 
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", help="ssl-*: the self-supervised method (recorded as <preset>-<method>)")
     parser.add_argument("--epochs", type=int, help="training epochs (every layer's), overriding the preset")
     parser.add_argument("--bp-epochs", type=int, help="epochs of the supervised BP baseline on the same network")
+    parser.add_argument("--combined-probe-only", action="store_true",
+                        help="probe the layers read together only, not each layer alone (saves time; same probe)")
     parser.add_argument("--aggregate-only", action="store_true",
                         help="do not train: aggregate the finished runs' results.json files again")
     args = parser.parse_args(argv)

@@ -140,6 +140,7 @@ class ProbeConfig:
     halve_at: list[float] = field(default_factory=lambda: [0.2, 0.35, 0.5, 0.6, 0.7, 0.8, 0.9])
     layers: list[int] = field(default_factory=list)   # 1-based layers concatenated; empty = all
     standardize: bool = False      # standardise each sample's features over units before the read-out
+    each_layer: bool = True        # also probe each layer alone (false: the combined read-out only)
 
     def validate(self, where: str, num_layers: int | None = None) -> None:
         check(self.epochs >= 1, f"{where}.epochs must be >= 1, got {self.epochs}")

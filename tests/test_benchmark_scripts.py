@@ -33,7 +33,7 @@ def test_make_table_reads_every_recorded_results_file(tmp_path):
     for path in recorded:
         document = json.loads(path.read_text())
         if document.get("kind") == "update-cost":
-            for row in document["depth_sweep"] + document["width_sweep"]:
+            for row in make_table._cost_rows(document):
                 assert f"| {document['device']} | {row['rule']} | {row['depth']} | {row['width']} |" in text
         else:
             assert f"| {document['experiment']} |" in text, path.name
@@ -148,3 +148,38 @@ def test_conv_throughput_measures_each_layer_of_a_convolutional_preset(tmp_path)
     refused = script("conv_throughput.py", "--preset", "digits", "--out", str(tmp_path / "no.json"))
     assert refused.returncode == 2 and "not a convolutional SCFF preset" in refused.stderr
     assert not (tmp_path / "no.json").exists()
+
+
+def _record(experiment: str, learner: str, accuracy: float, config: dict, baselines: dict | None = None) -> dict:
+    return {"experiment": experiment, "learner": learner, "dataset": "mnist", "seeds": [0, 1, 2], "device": "cpu",
+            "metrics": {"test_accuracy": accuracy, "test_accuracy_std": 0.001, "layers": [1, 2], "per_layer": {}},
+            "baselines": {"untrained": {"test_accuracy": 0.9}, **(baselines or {})},
+            "timing": {"seconds_per_epoch": {"network": 12.5}, "train_seconds": [25.0, 27.0, 26.0]},
+            "config": config}
+
+
+def test_the_side_by_side_table_puts_each_method_beside_the_local_rule_of_its_encoder(tmp_path):
+    """Each self-supervised record sits in the table of the local rule whose preset is its ``encoder``, with the
+    untrained network, supervised BP and the update cost of the same layer sizes; other encoders' records do not."""
+    layers = [{"width": 50, "epochs": 4}, {"width": 50, "epochs": 3}]
+    local = _record("tiny-mlp", "scff-mlp", 0.95, {"layers": layers})
+    simclr = _record("ssl-tiny-simclr", "ssl-mlp", 0.93, {"encoder": "tiny-mlp", "method": "simclr", "epochs": 2,
+                                                           "bp": {"epochs": 1}},
+                     {"bp": {"test_accuracy": 0.97, "train_seconds": [9.0, 11.0, 10.0]}})
+    byol = _record("ssl-tiny-byol", "ssl-mlp", 0.91, {"encoder": "tiny-mlp", "method": "byol", "epochs": 2,
+                                                       "bp": {"epochs": 0}})
+    elsewhere = _record("ssl-other-vicreg", "ssl-mlp", 0.5, {"encoder": "other", "method": "vicreg", "epochs": 2,
+                                                              "bp": {"epochs": 0}})
+    cost_row = {"depth": 2, "width": 50, "batch": 100, "seconds": {"median": 0.004}, "memory": {"peak_bytes": 3e6},
+                "energy_modelled": {"arithmetic_joules": {"fp32": 2e-3, "int8": 1e-4}}}
+    costs = {"kind": "update-cost", "device": "cpu", "input_dim": 784,
+             "rows": [{**cost_row, "rule": "scff-mlp"}, {**cost_row, "rule": "ssl-simclr", "seconds": {"median": 0.009}}]}
+    text = make_table.side_by_side([local, simclr, byol, elsewhere], [costs])
+    lines = text.splitlines()
+    assert "### mnist, scff-mlp encoder 50-50 (`tiny-mlp`)" in lines
+    assert "| untrained network | 50-50 | 3 | 90.00 % |" in text
+    assert "| **SCFF** (local) | 50-50 | 3 | 95.00 % ± 0.10 | 12.5 | 4+3 | 26 | 4 | 3 | 2.00 / 0.100 |" in lines
+    assert "| SimCLR (BP) | 50-50 | 3 | 93.00 % ± 0.10 | 12.5 | 2 | 26 | 9 | 3 | 2.00 / 0.100 |" in lines
+    assert "| BYOL (BP) | 50-50 | 3 | 91.00 % ± 0.10 | 12.5 | 2 | 26 | | |" in lines
+    assert "| supervised BP (labels) | 50-50 | 3 | 97.00 % |  | 1 | 10 | | |" in lines
+    assert text.index("SimCLR") < text.index("BYOL") and "VICReg" not in text

@@ -55,3 +55,24 @@ def test_compiled_epoch_equals_gradients_plus_torch_adam():
         adam.step()
     torch.testing.assert_close(torch.from_numpy(runner.weight), w.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(torch.from_numpy(runner.bias), b.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_each_layer_false_probes_the_combined_read_out_only():
+    """``probe.each_layer = false`` (benchmarks: same probe, less time) drops the per-layer probes and keeps the
+    combined one; the default probes each layer too."""
+    from conftest import tiny_config
+    from fwdlearn.data import load_dataset
+    from fwdlearn.eval.report import evaluate
+    from fwdlearn.registry import get_rule
+    from fwdlearn.run import untrained_network
+
+    config = tiny_config("scff-mlp")
+    config.probe.epochs = 1
+    dataset = load_dataset("digits")
+    network = untrained_network(config, dataset.num_features)
+    rule = get_rule("scff-mlp")
+    both = evaluate(rule, network, {}, dataset, config, show_progress=False, raw_inputs=False)["metrics"]
+    config.probe.each_layer = False
+    combined = evaluate(rule, network, {}, dataset, config, show_progress=False, raw_inputs=False)["metrics"]
+    assert list(both["per_layer"]) == ["layer1", "layer2"] and combined["per_layer"] == {}
+    assert combined["test_accuracy"] == both["test_accuracy"] and combined["layers"] == [1, 2]

@@ -54,7 +54,8 @@ def evaluate(rule, network: torch.nn.Module, baselines: dict[str, torch.nn.Modul
     learner = rule.learner
     n_layers = learner.num_probe_layers(config)
     combined = config.probe.layers or list(range(1, n_layers + 1))
-    layer_sets = [[i] for i in range(1, n_layers + 1)]
+    alone = list(range(1, n_layers + 1)) if config.probe.each_layer else []
+    layer_sets = [[i] for i in alone]
     if combined not in layer_sets:
         layer_sets.append(combined)
     results = probe_network(learner.probe_network(network), dataset, config, layer_sets, "trained", show_progress)
@@ -67,7 +68,7 @@ def evaluate(rule, network: torch.nn.Module, baselines: dict[str, torch.nn.Modul
     report = {
         "encoder_digest": network_digest(network.state_dict()),
         "metrics": {**_entry(by_set[tuple(combined)], combined),
-                    "per_layer": {f"layer{i}": _entry(by_set[(i,)]) for i in range(1, n_layers + 1)},
+                    "per_layer": {f"layer{i}": _entry(by_set[(i,)]) for i in alone},
                     **learner.extra_metrics(config, network, dataset, show_progress)},
         "baselines": {},
     }
