@@ -206,7 +206,7 @@ def _update_costs(costs: list[dict], shape: tuple[int, int, int]) -> dict[str, d
 
 def _cost_cells(row: dict | None) -> str:
     if row is None:
-        return "| | |"
+        return "| | | |"
     e = row["energy_modelled"]["arithmetic_joules"]
     return (f"| {row['seconds']['median'] * 1e3:.0f} | {row['memory']['peak_bytes'] / 1e6:.0f} "
             f"| {e['fp32'] * 1e3:.2f} / {e['int8'] * 1e3:.3f} |")
@@ -285,6 +285,20 @@ def throughput_table(documents: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+README_START, README_END = "<!-- side-by-side: start -->", "<!-- side-by-side: end -->"
+
+
+def refresh_readme(readme: Path, compared: str) -> None:
+    """Replace the project README's block between ``README_START`` and ``README_END`` with ``compared``."""
+    if not readme.exists() or not compared:
+        return
+    text = readme.read_text()
+    if README_START in text and README_END in text:
+        head, rest = text.split(README_START, 1)
+        readme.write_text(head + README_START + "\n" + compared.strip("\n") + "\n" + README_END
+                          + rest.split(README_END, 1)[1])
+
+
 def write_table(folder: Path) -> Path:
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     sweeps = [r for r in results if r.get("kind") == "quant-sweep"]
@@ -316,6 +330,8 @@ def write_table(folder: Path) -> Path:
     if throughput:
         text += ("\n## Convolutional SCFF: training throughput and memory per layer (synthetic images)\n\n"
                  + throughput_table(throughput))
+    if folder.resolve() == (Path(__file__).resolve().parent / "results"):
+        refresh_readme(folder.parents[1] / "README.md", compared)
     notes = folder / "NOTES.md"
     text += "\n" + notes.read_text() if notes.exists() else ""
     path = folder / "README.md"
