@@ -212,11 +212,11 @@ def _cost_cells(row: dict | None) -> str:
             f"| {e['fp32'] * 1e3:.2f} / {e['int8'] * 1e3:.3f} |")
 
 
-def side_by_side(results: list[dict], costs: list[dict]) -> str:
+def side_by_side(results: list[dict], costs: list[dict], others: list[dict] = ()) -> str:
     """For each local rule's record that self-supervised baselines were trained beside (their ``encoder``),
     one table: the untrained network, the local rule, each method, supervised BP, other local rules on the
-    same data; accuracy, time per epoch, training time and, for the MLP, one update's cost (``fwdlearn bench``
-    on the same layer sizes)."""
+    same data (from ``others``: FF, LAC, on their own networks); accuracy, time per epoch, training time and,
+    for the MLP, one update's cost (``fwdlearn bench`` on the same layer sizes)."""
     text = ""
     for local in results:
         methods = [r for r in results if r.get("config", {}).get("encoder") == local["experiment"]]
@@ -243,7 +243,8 @@ def side_by_side(results: list[dict], costs: list[dict]) -> str:
             seconds = _mean_seconds(r["timing"].get("train_seconds"))
             return f"{seconds:.0f}" if seconds else ""
 
-        text += row("untrained network", local, local["baselines"]["untrained"], shape, None)
+        widest = max([local, *methods], key=lambda r: len(r["seeds"]))      # the same network: most seeds
+        text += row("untrained network", widest, widest["baselines"]["untrained"], shape, None)
         text += row(f"**{report_label(local['learner'])}** (local)", local, local["metrics"], shape,
                     local["learner"], local["timing"]["seconds_per_epoch"],
                     "+".join(str(layer["epochs"]) for layer in local["config"]["layers"]), trained(local))
@@ -260,13 +261,14 @@ def side_by_side(results: list[dict], costs: list[dict]) -> str:
             seconds = _mean_seconds(entry.get("train_seconds"))
             text += row(f"supervised {key.upper()} (labels)", r, entry, shape, "bp" if mlp else None,
                         epochs=str(r["config"][key]["epochs"]), train=f"{seconds:.0f}" if seconds else "")
-        for other in results:
-            if (other["dataset"] == local["dataset"] and other is not local and "encoder" not in other["config"]
-                    and other["learner"] in ("ff", "lac-mlp") and mlp):
-                accuracy = other["metrics"]
+        for other in others:
+            if other["dataset"] == local["dataset"] and other["learner"] in ("ff", "lac-mlp") and mlp:
+                timing = other["timing"]       # LAC records of the first release: lac_seconds_per_epoch, ...
+                seconds = timing.get("seconds_per_epoch") or {"lac": timing.get("lac_seconds_per_epoch", 0.0)}
+                train = _mean_seconds(timing.get("train_seconds", timing.get("lac_train_seconds")))
+                accuracy = other["metrics"].get("linear_evaluation", other["metrics"])
                 text += row(f"{report_label(other['learner'])} (local, own network)", other, accuracy,
-                            _encoder_shape(other) if "layers" in other["config"] or "hidden" in other["config"]
-                            else "", None, other["timing"]["seconds_per_epoch"], "", trained(other))
+                            _encoder_shape(other), None, seconds, "", f"{train:.0f}" if train else "")
     return text
 
 
@@ -308,7 +310,7 @@ def write_table(folder: Path) -> Path:
     autoencoders = [r for r in results if _reconstructs(r)]
     probed = [r for r in results if not _reconstructs(r)]
     text = HEADER + "## Local rules and baselines, read out by the linear probe\n\n" + table(probed)
-    compared = side_by_side(probed, costs)
+    compared = side_by_side(probed, costs, [r for r in results if "encoder" not in r.get("config", {})])
     if compared:
         text += ("\n## What a local rule gives up and saves against back-propagation on the same encoder\n\n"
                  "Same network, same initialisation, same linear probe: the local rule, the self-supervised "
