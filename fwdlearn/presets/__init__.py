@@ -14,6 +14,8 @@ from ..errors import check
 from ..preset_files import preset_names, read_preset
 from ..registry import config_class_for, get_rule, rules
 
+__all__ = ["check_for_rule", "config_from_dict", "load_preset", "preset_names"]   # preset_names: from preset_files
+
 
 def load_preset(name_or_path: str):
     """Load a shipped preset by name (``digits``, ``mnist-paper``) or a TOML file by path."""

@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import torch
 
+from ..baselines.end_to_end import train_end_to_end
 from ..baselines.self_supervised import METHODS, SelfSupervisedConfig, SelfSupervisedLearner
-from ..data.batching import epoch_batches
 from ..config import BPTTConfig, DataConfig, ProbeConfig, RunConfig, check_run_name, from_dict
+from ..data.batching import epoch_batches
 from ..errors import DataError, check
 from ..eval.features import probe_inputs
-from ..baselines.end_to_end import train_end_to_end
 from ..learner import Batch, TrainedBaseline
 from ..nn.local_birnn import check_sequences
 from ..nn.quant import QuantConfig
