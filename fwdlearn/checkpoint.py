@@ -41,11 +41,17 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+def _what_is_trained(config) -> dict:
+    """The configuration without ``backend``: how gradients are computed (fused or autograd, equal to rounding)
+    does not change what a run trains, so a run may resume on either."""
+    return {k: v for k, v in config.to_dict().items() if k != "backend"}
+
+
 def resume_from_checkpoint(learner, path: str | Path, config, log, data: dict | None = None) -> None:
     """Load ``learner``'s state from ``path``, refusing a checkpoint of another configuration or, where both
     sides know it, one trained on other data (``data``: the fingerprint ``save_checkpoint`` was given)."""
     payload = load_checkpoint(path)
-    if payload["config"].to_dict() != config.to_dict():
+    if _what_is_trained(payload["config"]) != _what_is_trained(config):
         raise CheckpointError(f"{path}: holds a run with a different configuration; "
                               f"use another --out directory or --fresh to start over")
     saved = payload.get("data")

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .config import BACKENDS
 from .data import DATA_DIR_ENV, DATASETS
 from .data.batching import BATCHING
 from .errors import ConfigError, FwdlearnError
@@ -23,7 +24,8 @@ from .registry import default_preset, rules
 OVERRIDES = {"dataset": "data.dataset", "holdout_speakers": "data.holdout_speakers", "batching": "data.batching",
              "bptt_epochs": "bptt.epochs", "bp_epochs": "bp.epochs", "finetune_epochs": "finetune.epochs",
              "target": "target", "seed": "seed", "probe_epochs": "probe.epochs", "schedule": "schedule",
-             "method": "method", "weight_bits": "quant.weight_bits", "act_bits": "quant.act_bits", "per_channel": "quant.per_channel"}
+             "method": "method", "weight_bits": "quant.weight_bits", "act_bits": "quant.act_bits", "per_channel": "quant.per_channel",
+             "backend": "backend"}
 
 def epilog() -> str:
     """Examples for ``--help``: one line per registered rule, then the other commands."""
@@ -102,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="linear-probe epochs (overrides the preset)")
     train.add_argument("--schedule", choices=["sequential", "simultaneous"],
                        help="sequential: each layer trained then frozen; simultaneous: all layers at once")
+    train.add_argument("--backend", choices=BACKENDS,
+                       help="how a local step computes its gradient: fused (default; closed form, one kernel "
+                            "between the projection and the weight-gradient product, no autograd graph) or torch "
+                            "(autograd, the reference; equal to float rounding)")
     train.add_argument("--threads", type=_positive_int, help="CPU threads for PyTorch (default: all cores)")
     train.add_argument("--device", help="cpu (default) or cuda: where the rule trains and computes the probe's "
                                         "features (the probe itself runs on the CPU); cuda: "

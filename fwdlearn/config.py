@@ -20,6 +20,7 @@ from .nn.paired_conv import ConvConfig
 from .nn.quant import QuantConfig
 
 SCHEDULES = ("sequential", "simultaneous")
+BACKENDS = ("fused", "torch")   # how a local step computes its gradient
 SEQUENCE_DATASETS = ("fsdd", "sequences")
 RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")   # one folder name: no separator, no "..", not hidden
 
@@ -30,6 +31,12 @@ def check_run_name(name: str, where: str) -> None:
     check(RUN_NAME.fullmatch(name) is not None,
           f"{where}.name must be one folder name (letters, digits, '-', '_', '.'; not starting with '.'), "
           f"got {name!r}")
+
+
+def check_backend(backend: str, where: str) -> None:
+    """``backend``: ``fused`` (the closed-form local update, methods section 6) or ``torch`` (autograd, the
+    reference it is tested against)."""
+    check(backend in BACKENDS, f"{where}.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
 
 
 def check_trained_epochs(epochs: int, where: str) -> None:
@@ -177,6 +184,7 @@ class SCFFConfig(RunConfig):
     bptt: BPTTConfig = field(default_factory=BPTTConfig)
     bp: BPTTConfig = field(default_factory=lambda: BPTTConfig(batch_size=100, grad_clip=0.0))   # scff-mlp
     quant: QuantConfig = field(default_factory=QuantConfig)
+    backend: str = "fused"         # "fused": closed-form gradient, one kernel between two products; "torch": autograd
 
     def validate(self, where: str = "config") -> "SCFFConfig":
         """Checks every rule using this config shares; each rule adds its own (``Learner.check_config``)."""
@@ -185,6 +193,7 @@ class SCFFConfig(RunConfig):
         check(self.batch_size >= 2, f"{where}.batch_size must be >= 2 (negatives pair different samples), "
                                     f"got {self.batch_size}")
         check(self.schedule in SCHEDULES, f"{where}.schedule must be 'sequential' or 'simultaneous', got {self.schedule!r}")
+        check_backend(self.backend, where)
         for i, layer in enumerate(self.layers):
             layer.validate(f"{where}.layers[{i}]")
         self.data.validate(f"{where}.data")

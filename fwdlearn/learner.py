@@ -350,6 +350,15 @@ def adamw_group(name: str, module: torch.nn.Module, lr: float, weight_decay: flo
     return ParamGroup(name, optimizer, epochs, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_decay))
 
 
+def take_fused_step(group: ParamGroup, set_gradients: Callable[[], None]) -> None:
+    """One optimiser step of ``group`` on gradients a closed-form update writes into ``.grad`` (no backward pass);
+    gradients freed afterwards."""
+    group.optimizer.zero_grad(set_to_none=True)
+    set_gradients()
+    group.optimizer.step()
+    group.optimizer.zero_grad(set_to_none=True)
+
+
 def take_step(groups: list[ParamGroup], loss: torch.Tensor) -> None:
     """One backward pass of ``loss`` and one step of each group's optimiser; gradients freed afterwards.
 

@@ -7,7 +7,9 @@ them by role:
 - ``forward``: run outside autograd's backward pass (both SCFF passes, both LAC passes, BP's
   forward);
 - ``weight_gradient``: run by the backward pass without reading a parameter
-  (``grad_out^T x`` for a dense layer): what every rule needs to change its weights;
+  (``grad_out^T x`` for a dense layer), or, outside it, a product that reads no parameter and yields a
+  tensor of a parameter's shape (a closed-form update's ``R^T x``, methods section 6): what every rule
+  needs to change its weights;
 - ``input_gradient``: run by the backward pass and reading a parameter (``grad_out W``): the
   products that carry an error down to the layer below. Back-propagation needs them for every
   layer above the first; a local rule needs none, and a count of 0 here is a check of locality.
@@ -54,7 +56,9 @@ class UpdateMACCounter(TorchDispatchMode):
 
     def __init__(self, parameters: Iterable[torch.Tensor]):
         super().__init__()
+        parameters = list(parameters)
         self.parameter_storages = {p.untyped_storage().data_ptr() for p in parameters}
+        self.parameter_shapes = {tuple(p.shape) for p in parameters if p.dim() == 2}
         self.macs: Counter[str] = Counter()
 
     def _reads_parameter(self, args) -> bool:
@@ -75,10 +79,14 @@ class UpdateMACCounter(TorchDispatchMode):
         else:
             macs = _matmul_macs(func, args)
         if macs:
-            role = "forward" if not backward else (
-                "input_gradient" if self._reads_parameter(args) else "weight_gradient")
-            self.macs[role] += macs
+            self.macs[self._role(backward, args, out)] += macs
         return out
+
+    def _role(self, backward: bool, args, out) -> str:
+        if backward:
+            return "input_gradient" if self._reads_parameter(args) else "weight_gradient"
+        closed_form = not self._reads_parameter(args) and tuple(out.shape) in self.parameter_shapes
+        return "weight_gradient" if closed_form else "forward"
 
 
 def count_update_macs(update: Callable[[], object], parameters: Iterable[torch.Tensor]) -> dict[str, int]:

@@ -10,6 +10,7 @@ from functools import cache
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from fwdlearn.config import DataConfig, LayerConfig, ProbeConfig, SCFFConfig
 from fwdlearn.learner import Batch
@@ -102,18 +103,28 @@ def images() -> torch.Tensor:
 
 
 class GradientArrivals:
-    """Counts the gradients computed for each of ``params`` while alive (a tensor hook fires when
-    autograd computes a parameter's gradient, even if the learner releases ``.grad`` after its step)."""
+    """Counts the gradients computed for each of ``params`` while alive: a tensor hook fires when autograd
+    computes a parameter's gradient (even if the learner releases ``.grad`` after its step); a gradient a
+    closed-form (``fused``) update writes into ``.grad`` is counted when an optimiser steps with it."""
 
     def __init__(self, params):
         self.params = [p for p in params if p.requires_grad]
         self.counts = [0] * len(self.params)
+        self.by_autograd = [False] * len(self.params)
         self.handles = [p.register_hook(self._counter(i)) for i, p in enumerate(self.params)]
+        self.handles.append(register_optimizer_step_pre_hook(self._stepping))
 
     def _counter(self, i):
         def hook(grad):
             self.counts[i] += 1
+            self.by_autograd[i] = True
         return hook
+
+    def _stepping(self, optimizer, args, kwargs):
+        for i, p in enumerate(self.params):
+            if p.grad is not None and not self.by_autograd[i]:
+                self.counts[i] += 1
+            self.by_autograd[i] = False
 
     def none(self) -> bool:
         return len(self.params) > 0 and not any(self.counts)
@@ -180,10 +191,21 @@ class UpdateTrace:
         return {self.owner[i] for i in backward.params}
 
 
+def use_reference_backend(learner) -> None:
+    """Switch ``learner`` to the autograd backend (``backend = "torch"``) if its rule has a choice."""
+    if getattr(learner.config, "backend", "torch") != "torch":
+        learner.config = dataclasses.replace(learner.config, backend="torch")
+
+
 def trace_update(learner, batch: Batch, active: list[str] | None = None) -> UpdateTrace:
     """Run ``learner.train_batch(batch, active)`` (default: every group) and record, with a tensor hook on
     every trainable parameter, every gradient autograd computes, which backward call computed it, and every
-    optimiser step of every group."""
+    optimiser step of every group.
+
+    The trace reads autograd's graph, so a rule with a ``fused`` backend (closed-form gradients, no graph) is
+    traced on its reference backend ``torch``; ``tests/test_fused_updates.py`` checks that both give the same
+    gradients and that a fused step writes its own layer's gradients only."""
+    use_reference_backend(learner)
     owner_of = {id(p): name for name, group in learner.groups.items() for p in group.parameters}
     params = [p for p in learner.network.parameters() if p.requires_grad]
     trace = UpdateTrace(params, [owner_of.get(id(p), "<no group>") for p in params], [0] * len(params), [], [], [])

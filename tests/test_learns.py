@@ -397,11 +397,14 @@ def ascend_gradients(monkeypatch, name: str, groups: set[str] | None = None) -> 
 
 def step_on_minus_loss(monkeypatch, name: str) -> list[int]:
     """Make rule ``name`` update on ``-loss``: ``take_step`` replaced in ``fwdlearn.learner`` and wherever the rule
-    imported it; a rule that does not import it has its gradients negated (``ascend_gradients``). Returns a
-    counter of the negated steps."""
+    imported it; a rule that does not import it, or that takes closed-form steps (``take_fused_step``: the
+    gradient written into ``.grad``, no loss to negate), has its gradients negated (``ascend_gradients``).
+    Returns a counter of the negated steps."""
     learner = fwdlearn.registry.get_rule(name).learner
     imported = [module for module in _step_modules(learner) if module is not fwdlearn.learner]
-    if not imported:
+    fused = any(getattr(sys.modules[cls.__module__], "take_fused_step", None) is fwdlearn.learner.take_fused_step
+                for cls in learner.__mro__)
+    if not imported or fused:
         return ascend_gradients(monkeypatch, name)
     real, steps = fwdlearn.learner.take_step, [0]
 

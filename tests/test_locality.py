@@ -26,7 +26,7 @@ from conftest import (
 import fwdlearn.registry
 from fwdlearn.learner import Batch
 from fwdlearn.objectives import data_pairs, scff_loss
-from fwdlearn.rules.scff import SCFFLearner
+from fwdlearn.rules.scff import Projected, SCFFLearner
 
 LOCAL_RULES = [name for name, rule in fwdlearn.registry.rules().items() if rule.local]
 
@@ -228,20 +228,28 @@ def test_update_refuses_an_input_attached_to_another_layer(images):
 
 
 def test_the_checker_catches_a_layer_fed_an_attached_input(images, monkeypatch):
-    """Control for the generic check: make ``next_layer_batch`` hand on layer 1's graph (and let ``update``
-    accept it); layer 1 then receives a second gradient, from layer 2's backward."""
+    """Control for the generic check: make ``pass_on`` hand on layer 1's graph (and let ``update`` accept it);
+    layer 1 then receives a second gradient, from layer 2's backward."""
     learner = SCFFLearner(small_config("simultaneous"), 64)
 
     def leaky_update(index, batch):
         # update() without its refusal and without detaching its output (no optimiser step either: a step
         # would change layer 1's weights in place under the graph layer 2's backward still runs through)
         layer, c = learner.network.layers[index], learner.config.layers[index]
-        z_pos, z_neg = learner.preactivations(index, batch)
+        projections = layer.project(batch.views)
+        z_pos = layer.combine(projections, batch.pos_left, batch.pos_right)
+        z_neg = layer.combine(projections, batch.neg_left, batch.neg_right)
         terms = scff_loss(layer.goodness(z_pos), layer.goodness(z_neg), c.theta_pos, c.theta_neg, c.penalty)
         terms.loss.backward(retain_graph=True)
-        return z_pos, z_neg, {"loss": float(terms.loss.detach())}
+        return Projected(projections, layer.bias), {"loss": float(terms.loss.detach())}
+
+    def leaky_pass_on(index, projected, batch):     # pass_on() without its no_grad
+        layer, projections = learner.network.layers[index], projected.projections
+        return learner.next_layer_batch(index, layer.combine(projections, batch.pos_left, batch.pos_right),
+                                        layer.combine(projections, batch.neg_left, batch.neg_right))
 
     monkeypatch.setattr(learner, "update", leaky_update)
+    monkeypatch.setattr(learner, "pass_on", leaky_pass_on)
     with pytest.raises(AssertionError, match="exactly one gradient"):
         assert_local_update(learner, Batch(images))
     trace = trace_update(SCFFLearner(small_config("simultaneous"), 64), Batch(images))

@@ -65,11 +65,11 @@ def test_quantised_training_changes_weights_and_stays_local(images):
     learner = SCFFLearner(quantised_config(), 64)
     before = [p.detach().clone() for p in learner.network.layers[0].parameters()]
     batch = data_pairs(images, learner.generator)
-    z_pos, z_neg, _ = learner.update(0, batch)
+    projected, _ = learner.update(0, batch)
     assert any(not torch.equal(a, b) for a, b in zip(before, learner.network.layers[0].parameters()))
     first = GradientArrivals(learner.network.layers[0].parameters())
     second = GradientArrivals(learner.network.layers[1].parameters())
-    learner.update(1, learner.next_layer_batch(0, z_pos, z_neg))
+    learner.update(1, learner.pass_on(0, projected, batch))
     assert len(first.params) > 2                         # weight, bias and the input quantiser's scale
     assert first.none() and second.all()
     # control: layer 2's loss on an input still attached to layer 1 reaches layer 1, scale included

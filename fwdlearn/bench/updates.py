@@ -80,9 +80,13 @@ def builders() -> dict[str, Callable[[list[int], torch.Tensor], Update]]:
 
 
 def bench_rules() -> dict[str, str]:
-    """Bench name -> what its update is, for ``fwdlearn bench --help``."""
-    return {**{name: (rule.summary if name == rule.name else f"{rule.summary}: {name}")
-               for rule in rules().values() for name in rule.benches}, "bp": BP_DOC}
+    """Bench name -> what its update is, for ``fwdlearn bench --help`` and the cost table: the builder's docstring
+    where it has one (e.g. which pairs and algorithm an SCFF row is), else the rule's summary."""
+    def describe(rule, name, builder) -> str:
+        what = rule.summary if name == rule.name or builder.__doc__ else f"{rule.summary}: {name}"
+        return f"{what}. Measured: {' '.join(builder.__doc__.split())}" if builder.__doc__ else what
+    return {**{name: describe(rule, name, builder) for rule in rules().values()
+               for name, builder in rule.benches.items()}, "bp": BP_DOC}
 
 
 RULES = tuple(bench_rules())

@@ -167,9 +167,29 @@ class PairedConv2d(nn.Module):
         """``W * x`` (no bias) of each standardised view, ``[M, C_in, H, W] -> [M, C_out, H', W']``."""
         return self._convolve(views)
 
-    def combine(self, projections: torch.Tensor, left: torch.Tensor, right: torch.Tensor | None) -> torch.Tensor:
-        """Pre-activation maps of examples made of rows ``left`` (and ``right`` if paired) of ``projections``."""
-        bias = self.conv.bias.view(1, -1, 1, 1)
+    @property
+    def bias(self) -> torch.Tensor:
+        return self.conv.bias
+
+    def fused_projection(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``P = W * pad(std(x))`` of every view without a graph (closed-form update, methods section 6), and the
+        padded standardised views the weight gradient convolves."""
+        inputs = self._prepared(views)
+        return F.conv2d(inputs, self.conv.weight.detach()), inputs
+
+    def accumulate_gradients(self, projections: torch.Tensor, inputs: torch.Tensor, rows: torch.Tensor) -> None:
+        """``dW``: the convolution's weight gradient of ``rows = dL/dP`` alone (no input gradient), ``db``: the
+        sum of ``rows`` over views and positions."""
+        weight = self.conv.weight
+        self.conv.weight.grad = torch.ops.aten.convolution_backward(
+            rows, inputs, weight, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, False])[1]
+        self.conv.bias.grad = rows.sum((0, 2, 3))
+
+    def combine(self, projections: torch.Tensor, left: torch.Tensor, right: torch.Tensor | None,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        """Pre-activation maps of examples made of rows ``left`` (and ``right`` if paired) of ``projections``, with
+        the layer's bias or the ``bias`` given (the one the projections were computed beside)."""
+        bias = (self.conv.bias if bias is None else bias).view(1, -1, 1, 1)
         if right is None:
             return select_rows(projections, left) + bias
         return select_rows(projections, left) + select_rows(projections, right) + 2.0 * bias

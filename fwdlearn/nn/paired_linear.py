@@ -44,11 +44,41 @@ class PairedLinear(nn.Module):
         """``W x`` (no bias) of each standardised (and, if quantised, rounded) view, ``[M, in] -> [M, out]``."""
         return F.linear(self.input_quant(standardize(views.flatten(1))), effective_weight(self.linear))
 
-    def combine(self, projections: torch.Tensor, left: torch.Tensor, right: torch.Tensor | None) -> torch.Tensor:
-        """Pre-activations of examples made of rows ``left`` (and ``right`` if paired) of ``projections``."""
+    @property
+    def bias(self) -> torch.Tensor:
+        return self.linear.bias
+
+    @property
+    def quantised(self) -> bool:
+        return not isinstance(self.input_quant, nn.Identity) or hasattr(self.linear, "quant_weight")
+
+    def fused_projection(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``P = W std(x)`` of every view for a closed-form update (methods section 6), and the standardised
+        views the weight gradient multiplies. Float layers build no graph; a quantised layer keeps the graph
+        of its quantisers (returned inputs ``None``) so that ``accumulate_gradients`` runs their backward."""
+        if self.quantised:
+            with torch.enable_grad():
+                return self.project(views), None
+        inputs = standardize(views.flatten(1))
+        return torch.mm(inputs, self.linear.weight.detach().t()), inputs
+
+    def accumulate_gradients(self, projections: torch.Tensor, inputs: torch.Tensor | None, rows: torch.Tensor) -> None:
+        """Set the parameters' gradients from ``rows = dL/dP``: ``dW = rows^T std(x)`` (one product, no graph),
+        ``db = sum of rows``; quantised: ``rows`` back through the quantisers' straight-through graph."""
+        if inputs is None:
+            projections.backward(rows)
+        else:
+            self.linear.weight.grad = torch.mm(rows.t(), inputs)
+        self.linear.bias.grad = rows.sum(0)
+
+    def combine(self, projections: torch.Tensor, left: torch.Tensor, right: torch.Tensor | None,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        """Pre-activations of examples made of rows ``left`` (and ``right`` if paired) of ``projections``, with the
+        layer's bias or the ``bias`` given (the one the projections were computed beside)."""
+        bias = self.linear.bias if bias is None else bias
         if right is None:
-            return projections.index_select(0, left) + self.linear.bias
-        return projections.index_select(0, left) + projections.index_select(0, right) + 2.0 * self.linear.bias
+            return projections.index_select(0, left) + bias
+        return projections.index_select(0, left) + projections.index_select(0, right) + 2.0 * bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.linear(self.input_quant(standardize(x.flatten(1))))

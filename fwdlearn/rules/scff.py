@@ -24,10 +24,14 @@ learner's one generator, so a resumed run repeats an uninterrupted one exactly.
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import torch
 
 from ..baselines.supervised import train_supervised
-from ..learner import Batch, LayerwiseLearner, TrainedBaseline, take_step
+from ..kernels.scff_pairs import scff_pair_gradient
+from ..learner import Batch, LayerwiseLearner, ParamGroup, TrainedBaseline, take_fused_step, take_step
 from ..config import SCFFConfig
 from ..data.augment import augment
 from ..data.transforms import EPS
@@ -77,25 +81,42 @@ class SCFFLearner(LayerwiseLearner):
         return (layer.combine(projections, batch.pos_left, batch.pos_right),
                 layer.combine(projections, batch.neg_left, batch.neg_right))
 
-    def update(self, index: int, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-        """One local step of layer ``index``. Returns its detached pre-activations and its statistics."""
+    def update(self, index: int, batch: PairBatch) -> tuple[Projected, dict[str, float]]:
+        """One local step of layer ``index``. Returns what it computed with (its detached projections ``W x`` of
+        ``batch.views`` and its bias before the step) and its statistics. ``backend = "fused"``: the closed-form gradient (``fused_step``); ``"torch"``: autograd."""
         if batch.views.requires_grad:
             raise RuntimeError("a local layer's input must be detached from the layers before it")
         layer, c = self.network.layers[index], self.config.layers[index]
-        z_pos, z_neg = self.preactivations(index, batch)
+        group = self.groups[f"layer{index + 1}"]
+        if self.config.backend == "fused":
+            return fused_step(layer, batch, c, group)
+        projections = layer.project(batch.views)
+        bias = layer.bias.detach().clone()
+        z_pos = layer.combine(projections, batch.pos_left, batch.pos_right)
+        z_neg = layer.combine(projections, batch.neg_left, batch.neg_right)
         terms = scff_loss(layer.goodness(z_pos), layer.goodness(z_neg), c.theta_pos, c.theta_neg, c.penalty)
-        take_step([self.groups[f"layer{index + 1}"]], terms.loss)
-        return z_pos.detach(), z_neg.detach(), {"loss": float(terms.loss.detach()),
-                                                "goodness_pos": float(terms.goodness_pos),
-                                                "goodness_neg": float(terms.goodness_neg)}
+        take_step([group], terms.loss)
+        return Projected(projections.detach(), bias), {"loss": float(terms.loss.detach()),
+                                      "goodness_pos": float(terms.goodness_pos),
+                                      "goodness_neg": float(terms.goodness_neg)}
 
-    def next_layer_batch(self, index: int, z_pos: torch.Tensor, z_neg: torch.Tensor) -> PairBatch:
-        """Examples for layer ``index + 1`` from layer ``index``'s detached pre-activations."""
+    def next_layer_batch(self, index: int, z_pos: torch.Tensor, z_neg: torch.Tensor | None) -> PairBatch:
+        """Examples for layer ``index + 1`` from layer ``index``'s detached pre-activations (``z_neg``: Algorithm 1
+        only)."""
         layer = self.network.layers[index]
-        y_pos, y_neg = layer.passed(z_pos), layer.passed(z_neg)
         if self.config.layers[index + 1].algorithm == 1:
-            return carry_pairs(y_pos, y_neg)
-        return repair(y_pos, self.generator)
+            return carry_pairs(layer.passed(z_pos), layer.passed(z_neg))
+        return repair(layer.passed(z_pos), self.generator)
+
+    def pass_on(self, index: int, projected: Projected, batch: PairBatch) -> PairBatch:
+        """``next_layer_batch`` from layer ``index``'s projections of ``batch`` (and the bias they were computed
+        with), without a graph (no gradient crosses to the next layer): Algorithm 2 forms the positives only."""
+        layer, (projections, bias) = self.network.layers[index], projected
+        with torch.no_grad():
+            z_pos = layer.combine(projections, batch.pos_left, batch.pos_right, bias)
+            carried = self.config.layers[index + 1].algorithm == 1
+            z_neg = layer.combine(projections, batch.neg_left, batch.neg_right, bias) if carried else None
+            return self.next_layer_batch(index, z_pos, z_neg)
 
     def train_batch(self, batch: Batch, active: list[str]) -> dict[str, dict[str, float]]:
         """One batch: frozen layers run forward only; each active layer takes its own step."""
@@ -106,12 +127,13 @@ class SCFFLearner(LayerwiseLearner):
         stats = {}
         for index in range(max(indices) + 1):
             if index in indices:
-                z_pos, z_neg, stats[f"layer{index + 1}"] = self.update(index, pairs)
+                projected, stats[f"layer{index + 1}"] = self.update(index, pairs)
             else:
+                layer = self.network.layers[index]
                 with torch.no_grad():
-                    z_pos, z_neg = self.preactivations(index, pairs)
+                    projected = Projected(layer.project(pairs.views), layer.bias.detach())
             if index < max(indices):
-                pairs = self.next_layer_batch(index, z_pos, z_neg)
+                pairs = self.pass_on(index, projected, pairs)
         return stats
 
     @classmethod
@@ -150,18 +172,50 @@ class SCFFConvLearner(SCFFLearner):
                                [c.algorithm for c in layers], [c.activation for c in layers])
 
 
-def _bench_update(widths: list[int], x: torch.Tensor):
-    """One SCFF update of every layer on every batch (simultaneous schedule, Algorithm 1 between layers)."""
-    from ..config import LayerConfig
+class Projected(NamedTuple):
+    """A layer's projections ``W x`` of a batch's views (detached) and the bias it held when computing them."""
 
-    layers = [LayerConfig(width=w, lr=1e-4, theta_pos=1.0, theta_neg=1.0, penalty=1e-4, activation="triangle")
-              for w in widths]
+    projections: torch.Tensor
+    bias: torch.Tensor
+
+
+def fused_step(layer, batch: PairBatch, c, group: ParamGroup) -> tuple[Projected, dict[str, float]]:
+    """One closed-form step of an SCFF layer (methods section 6): ``P = W x`` of every distinct view (one product),
+    the pair kernel (``kernels/scff_pairs.py``: goodness, loss, ``R = dL/dP`` in one pass, no graph), the weight
+    gradient ``R^T x`` (one product), one AdamW step. The gradients equal autograd's (``backend = "torch"``)."""
+    projections, inputs = layer.fused_projection(batch.views)
+    out = scff_pair_gradient(projections, layer.bias, batch.pos_left, batch.pos_right, batch.neg_left,
+                             batch.neg_right, c.theta_pos, c.theta_neg, c.penalty)
+    bias = layer.bias.detach().clone()
+    take_fused_step(group, lambda: layer.accumulate_gradients(projections, inputs, out.rows))
+    return Projected(projections.detach(), bias), {"loss": out.loss, "goodness_pos": out.goodness_pos, "goodness_neg": out.goodness_neg}
+
+
+def _bench_learner(widths: list[int], x: torch.Tensor, algorithm: int, translate: int):
+    from ..config import DataConfig, LayerConfig
+
+    layers = [LayerConfig(width=w, lr=1e-4, theta_pos=1.0, theta_neg=1.0, penalty=1e-4, activation="triangle",
+                          algorithm=algorithm) for w in widths]
     config = SCFFConfig(name="bench", learner="scff-mlp", layers=layers, batch_size=x.shape[0],
-                        schedule="simultaneous").validate("bench")
+                        schedule="simultaneous", data=DataConfig(translate=translate)).validate("bench")
     learner = SCFFLearner(config, x.shape[1], device=x.device)
-    active = list(learner.groups)
-    batch = Batch(x)
-    return learner, batch
+    if translate:                  # translations need images: a square input is one, anything else one row
+        side = math.isqrt(x.shape[1])
+        x = x.view(x.shape[0], 1, side, side) if side * side == x.shape[1] else x.view(x.shape[0], 1, 1, -1)
+    return learner, Batch(x)
+
+
+def _bench_paper(widths: list[int], x: torch.Tensor):
+    """SCFF as the paper pairs it: [x_k, x_k] and [x_k, x_n] share one projection per sample (B rows), Algorithm 2
+    (re-paired positive outputs, B rows) at every deeper layer; every layer stepped on every batch."""
+    return _bench_learner(widths, x, algorithm=2, translate=0)
+
+
+def _bench_mnist_layout(widths: list[int], x: torch.Tensor):
+    """SCFF as the mnist-paper preset runs it: two random 2-pixel translations per image (2B distinct views),
+    Algorithm 1 (positive and negative outputs carried on, 2B rows) at every deeper layer; every layer stepped on
+    every batch."""
+    return _bench_learner(widths, x, algorithm=1, translate=2)
 
 
 MLP_GRAPH = (f"per-sample standardisation of the input (mean 0, population std 1 over all values, eps {EPS}); "
@@ -172,7 +226,7 @@ RULES = (
          summary="Self-Contrastive Forward-Forward on a fully connected network (Chen et al.)",
          presets={None: "digits", "mnist": "mnist-paper"},
          in_graph=MLP_GRAPH,
-         hls4ml=False, bench=_bench_update),
+         hls4ml=False, bench={"scff-mlp": _bench_paper, "scff-mlp-mnist": _bench_mnist_layout}),
     Rule(name="scff-cnn", label="SCFF", learner=SCFFConvLearner, config=SCFFConfig,
          summary="the same rule on a convolutional network (Table D.1)",
          presets={None: "digits-conv", "mnist": "mnist-conv", "cifar10": "cifar10-paper", "stl10": "stl10-paper"},
