@@ -353,10 +353,13 @@ def adamw_group(name: str, module: torch.nn.Module, lr: float, weight_decay: flo
 def take_fused_step(group: ParamGroup, set_gradients: Callable[[], None]) -> None:
     """One optimiser step of ``group`` on gradients a closed-form update writes into ``.grad`` (no backward pass);
     gradients freed afterwards."""
-    group.optimizer.zero_grad(set_to_none=True)
+    parameters = group.parameters
+    for p in parameters:
+        p.grad = None
     set_gradients()
     group.optimizer.step()
-    group.optimizer.zero_grad(set_to_none=True)
+    for p in parameters:
+        p.grad = None
 
 
 def take_step(groups: list[ParamGroup], loss: torch.Tensor) -> None:

@@ -14,12 +14,12 @@ layer fed by Algorithm 1 sees it); under tied weights (SCFF Appendix A) its pre-
     z_e[c, s] = P[left, c, s] + b[c]                         (single view)
 
 Examples ``0 .. num_pos - 1`` are positives, the rest negatives. With goodness
-``G_e[s] = mean_c relu(z_e[c, s])^2`` (Eq. 1) and the loss of ``objectives.scff.scff_loss``
+``G_e[s] = mean_c relu(z_e[c, s])^2`` (Eq. 1; Forward-Forward's sum over units: ``unit_scale = 1``) and the loss of ``objectives.scff.scff_loss``
 (Eqs. 3-4: ``softplus(theta_pos - G)`` for positives, ``softplus(G - theta_neg)`` for negatives,
 averaged over positions and over each group's examples, plus ``lambda * ||G_pos||_2`` per
 positive), the derivative reaching ``z`` is
 
-    dL/dz_e[c, s] = coef[e, s] * relu(z_e[c, s]),   coef[e, s] = (2 / C) dL/dG_e[s]
+    dL/dz_e[c, s] = coef[e, s] * relu(z_e[c, s]),   coef[e, s] = 2 unit_scale dL/dG_e[s]   (unit_scale = 1 / C)
     dL/dG_pos[s] = (-sigmoid(theta_pos - G[s]) / S + lambda G[s] / ||G||) / num_pos
     dL/dG_neg[s] = sigmoid(G[s] - theta_neg) / S / num_neg
 
@@ -34,8 +34,9 @@ from __future__ import annotations
 import math
 
 
-def example_goodness(e, P, bias, left, right, G):
-    """``G[e, s] = mean_c relu(z_e[c, s])^2`` (Eq. 1) of example ``e``, positions innermost (contiguous)."""
+def example_goodness(e, P, bias, left, right, unit_scale, G):
+    """``G[e, s] = unit_scale * sum_c relu(z_e[c, s])^2`` of example ``e`` (SCFF's mean over units, Eq. 1:
+    ``unit_scale = 1 / C``; Forward-Forward's sum: 1), positions innermost (contiguous)."""
     channels, positions = P.shape[1], P.shape[2]
     a, b = left[e], right[e]
     paired = b >= 0
@@ -51,11 +52,11 @@ def example_goodness(e, P, bias, left, right, G):
             z = max(z, 0.0)
             G[e, s] += z * z
     for s in range(positions):
-        G[e, s] /= channels
+        G[e, s] *= unit_scale
 
 
-def example_coefficients(e, G, channels, num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness):
-    """From ``G[e]``: ``coef[e]`` (``(2 / C) dL/dG``), the example's share of the loss ``loss[e]`` (already divided
+def example_coefficients(e, G, unit_scale, num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness):
+    """From ``G[e]``: ``coef[e]`` (``2 unit_scale dL/dG``), the example's share of the loss ``loss[e]`` (already divided
     by its group's size) and its mean goodness ``goodness[e]``."""
     examples, positions = G.shape[0], G.shape[1]
     square_sum = 0.0
@@ -83,7 +84,7 @@ def example_coefficients(e, G, channels, num_pos, theta_pos, theta_neg, penalty,
                 slope += penalty * g / norm
         else:
             slope = sig / positions
-        coef[e, s] = slope * scale * 2.0 / channels
+        coef[e, s] = slope * scale * 2.0 * unit_scale
     share = softplus_sum / positions
     if positive:
         share += penalty * norm

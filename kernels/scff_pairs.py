@@ -74,7 +74,7 @@ def _row_index(left, right, rows):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def _dense_cpu(P, bias, left, right, num_pos, theta_pos, theta_neg, penalty, R, loss, goodness):  # pragma: no cover - compiled
+def _dense_cpu(P, bias, left, right, unit_scale, num_pos, theta_pos, theta_neg, penalty, R, loss, goodness):  # pragma: no cover - compiled
     """Dense layers (``P`` [M, H]): the same arithmetic as the map kernel, units innermost so the loops vectorise."""
     examples = left.shape[0]
     rows, units = P.shape
@@ -91,8 +91,8 @@ def _dense_cpu(P, bias, left, right, num_pos, theta_pos, theta_neg, penalty, R, 
             for c in range(units):
                 z = max(P[a, c] + bias[c], 0.0)
                 total += z * z
-        G[e, 0] = total / units
-        _coefficients(e, G, units, num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness)
+        G[e, 0] = total * unit_scale
+        _coefficients(e, G, unit_scale, num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness)
     starts, entries = _row_index(left, right, rows)
     for m in numba.prange(rows):
         out = R[m]
@@ -109,15 +109,15 @@ def _dense_cpu(P, bias, left, right, num_pos, theta_pos, theta_neg, penalty, R, 
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def _maps_cpu(P, bias, left, right, num_pos, theta_pos, theta_neg, penalty, R, loss, goodness):  # pragma: no cover - compiled
+def _maps_cpu(P, bias, left, right, unit_scale, num_pos, theta_pos, theta_neg, penalty, R, loss, goodness):  # pragma: no cover - compiled
     """Goodness maps (``P`` [M, C, S]): goodness per position over channels, positions innermost."""
     examples = left.shape[0]
     rows, channels, positions = P.shape
     G = np.empty((examples, positions))
     coef = np.empty((examples, positions))
     for e in numba.prange(examples):
-        _goodness(e, P, bias, left, right, G)
-        _coefficients(e, G, channels, num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness)
+        _goodness(e, P, bias, left, right, unit_scale, G)
+        _coefficients(e, G, unit_scale, num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness)
     starts, entries = _row_index(left, right, rows)
     for m in numba.prange(rows):
         _row_gradient(m, P, bias, left, right, starts, entries, coef, R)
@@ -145,27 +145,31 @@ def _check(P: torch.Tensor, bias: torch.Tensor, left: torch.Tensor, right: torch
 
 def scff_pair_gradient(P: torch.Tensor, bias: torch.Tensor, pos_left: torch.Tensor, pos_right: torch.Tensor | None,
                        neg_left: torch.Tensor, neg_right: torch.Tensor | None, theta_pos: float, theta_neg: float,
-                       penalty: float = 0.0) -> PairGradient:
+                       penalty: float = 0.0, goodness: str = "mean") -> PairGradient:
     """Loss and ``dL/dP`` of one SCFF layer from its projections ``P`` (no graph; see the module docstring).
 
     The rows follow ``objectives.scff.PairBatch``: positive ``e`` is ``[P[pos_left[e]], P[pos_right[e]]]``
-    (``None``: a single view), negatives likewise. Equal to autograd through ``combine``, ``relu_goodness``
-    and ``scff_loss`` (tested to 1e-10 in float64).
+    (``None``: a single view), negatives likewise. ``goodness``: ``mean`` of the squared ReLU over units
+    (SCFF, Eq. 1) or their ``sum`` (Forward-Forward, Hinton section 2). Equal to autograd through ``combine``,
+    ``relu_goodness`` and ``scff_loss`` (or ``ff_loss``), tested to 1e-10 in float64.
     """
+    if goodness not in ("mean", "sum"):
+        raise ValueError(f"goodness must be 'mean' or 'sum', got {goodness!r}")
+    unit_scale = 1.0 / P.shape[1] if goodness == "mean" else 1.0
     P, bias = P.detach(), bias.detach()
     left, right = example_rows(pos_left, pos_right, neg_left, neg_right)
     _check(P, bias, left, right)
     num_pos = int(pos_left.shape[0])
     if P.is_cuda:
         from .scff_pairs_cuda import pair_gradient_cuda
-        return pair_gradient_cuda(P, bias, left, right, num_pos, theta_pos, theta_neg, penalty)
+        return pair_gradient_cuda(P, bias, left, right, unit_scale, num_pos, theta_pos, theta_neg, penalty)
     P = P.contiguous()
     dense = P.dim() == 2
     maps = P if dense else P.view(P.shape[0], P.shape[1], -1)
     rows = torch.empty_like(maps)
     loss, goodness = np.empty(left.shape[0]), np.empty(left.shape[0])
     kernel = _dense_cpu if dense else _maps_cpu
-    kernel(maps.numpy(), bias.contiguous().numpy(), left.cpu().numpy(), right.cpu().numpy(), num_pos,
+    kernel(maps.numpy(), bias.contiguous().numpy(), left.cpu().numpy(), right.cpu().numpy(), unit_scale, num_pos,
            float(theta_pos), float(theta_neg), float(penalty), rows.numpy(), loss, goodness)
     return summarise(rows.view_as(P), loss, goodness, num_pos)
 

@@ -26,11 +26,12 @@ _element_gradient = cuda.jit(device=True)(element_gradient)
 
 
 @cuda.jit
-def _examples_kernel(P, bias, left, right, num_pos, theta_pos, theta_neg, penalty, G, coef, loss, goodness):  # pragma: no cover - device code
+def _examples_kernel(P, bias, left, right, unit_scale, num_pos, theta_pos, theta_neg, penalty, G, coef, loss,
+                     goodness):  # pragma: no cover - device code
     e = cuda.grid(1)
     if e < left.shape[0]:
-        _goodness(e, P, bias, left, right, G)
-        _coefficients(e, G, P.shape[1], num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness)
+        _goodness(e, P, bias, left, right, unit_scale, G)
+        _coefficients(e, G, unit_scale, num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness)
 
 
 @cuda.jit
@@ -62,8 +63,8 @@ def _array(t: torch.Tensor):
     return cuda.as_cuda_array(t) if t.is_cuda else t.numpy()
 
 
-def pair_gradient_cuda(P: torch.Tensor, bias: torch.Tensor, left: torch.Tensor, right: torch.Tensor, num_pos: int,
-                       theta_pos: float, theta_neg: float, penalty: float) -> PairGradient:
+def pair_gradient_cuda(P: torch.Tensor, bias: torch.Tensor, left: torch.Tensor, right: torch.Tensor, unit_scale: float,
+                       num_pos: int, theta_pos: float, theta_neg: float, penalty: float) -> PairGradient:
     """``scff_pairs.scff_pair_gradient`` for tensors on a CUDA device (or on the host under the simulator)."""
     maps = P.contiguous().view(P.shape[0], P.shape[1], -1)
     examples, positions = left.shape[0], maps.shape[2]
@@ -73,7 +74,8 @@ def pair_gradient_cuda(P: torch.Tensor, bias: torch.Tensor, left: torch.Tensor, 
     starts, entries = row_index(left, right, maps.shape[0])
     rows = torch.empty_like(maps)
     blocks = (examples + THREADS - 1) // THREADS
-    _examples_kernel[blocks, THREADS](_array(maps), _array(bias.contiguous()), _array(left), _array(right), num_pos,
+    _examples_kernel[blocks, THREADS](_array(maps), _array(bias.contiguous()), _array(left), _array(right),
+                                      float(unit_scale), num_pos,
                                       float(theta_pos), float(theta_neg), float(penalty), _array(G), _array(coef),
                                       _array(loss), _array(goodness))
     blocks = (rows.numel() + THREADS - 1) // THREADS

@@ -23,7 +23,9 @@ from test_scff_cnn import conv_config
 from fwdlearn.kernels.goodness import relu_goodness
 from fwdlearn.kernels.scff_pairs import scff_pair_gradient
 from fwdlearn.learner import Batch
+from fwdlearn.objectives.ff import ff_goodness, ff_loss
 from fwdlearn.objectives.scff import scff_loss
+from fwdlearn.rules.ff import FFLearner
 from fwdlearn.rules.scff import SCFFConvLearner, SCFFLearner
 
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
@@ -71,6 +73,21 @@ def test_pair_kernel_equals_autograd(pairing, shape, dtype):
     assert out.goodness_neg == pytest.approx(float(terms.goodness_neg), rel=TOLERANCE[dtype])
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_pair_kernel_with_summed_goodness_equals_forward_forwards_loss(dtype):
+    """Forward-Forward (Hinton section 2): goodness the sum of squared ReLU activities, one threshold, each example
+    a single row (positives first, negatives after), no penalty."""
+    generator = torch.Generator().manual_seed(4)
+    P = torch.randn(12, 30, generator=generator, dtype=dtype, requires_grad=True)
+    bias = (0.3 * torch.randn(30, generator=generator, dtype=dtype)).requires_grad_()
+    y = torch.relu(P + bias)
+    terms = ff_loss(ff_goodness(y[:6]), ff_goodness(y[6:]), 25.0)
+    grad_P, grad_b = torch.autograd.grad(terms.loss, [P, bias])
+    out = scff_pair_gradient(P, bias, K, None, K + 6, None, 25.0, 25.0, 0.0, goodness="sum")
+    assert relative(out.rows, grad_P) < TOLERANCE[dtype] and relative(out.bias_gradient(), grad_b) < TOLERANCE[dtype]
+    assert out.loss == pytest.approx(float(terms.loss.detach()), rel=TOLERANCE[dtype])
+
+
 def test_pair_kernel_handles_dead_units_and_saturated_losses():
     """All-negative pre-activations (goodness 0: the penalty's norm has no direction) and losses deep in both tails."""
     P = torch.full((12, 8), -3.0, dtype=torch.float64)
@@ -109,7 +126,7 @@ def both_backends(make, batch: Batch, dtype: torch.dtype):
     for backend in ("torch", "fused"):
         learner = make(backend)
         learner.network.to(dtype)
-        found[backend] = stepped_gradients(learner, Batch(batch.x.to(dtype)))
+        found[backend] = stepped_gradients(learner, Batch(batch.x.to(dtype), y=batch.y))
     return found["torch"], found["fused"]
 
 
@@ -124,8 +141,19 @@ CONFIGS = {
 }
 
 
+def _ff_config():
+    from conftest import tiny_config
+    config = tiny_config("ff")
+    return dataclasses.replace(config, layers=[dataclasses.replace(layer, theta=2.0) for layer in config.layers])
+
+
+CONFIGS["ff (Hinton), tiny preset, theta 2"] = _ff_config
+
+
 def _learner(config_name: str, backend: str):
     config = dataclasses.replace(CONFIGS[config_name](), backend=backend)
+    if config.learner == "ff":
+        return FFLearner(config, 64)
     if config.learner == "scff-cnn":
         return SCFFConvLearner(config, (1, 8, 8))
     return SCFFLearner(config, 64)
@@ -138,7 +166,8 @@ def test_fused_learner_steps_with_autograds_gradients(config_name, dtype):
         pytest.skip("Brevitas' quantisers compute in float32")
     images = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     x = images if config_name.startswith("cnn") or "translated" in config_name else images.flatten(1)
-    reference, fused = both_backends(lambda backend: _learner(config_name, backend), Batch(x), dtype)
+    labels = torch.arange(16) % 10 if config_name.startswith("ff") else None
+    reference, fused = both_backends(lambda backend: _learner(config_name, backend), Batch(x, y=labels), dtype)
     assert set(fused) == set(reference) and len(fused) >= 2
     for name in reference:
         assert len(fused[name]) == len(reference[name])
@@ -210,7 +239,8 @@ SIMULATED = textwrap.dedent("""
             bias = 0.3 * torch.randn(shape[1], generator=generator, dtype=dtype)
             for pairing in PAIRINGS.values():
                 terms, grad_P, grad_b = autograd_reference(P, bias, pairing, 1.0, 1.5, 0.05)
-                out = pair_gradient_cuda(P, bias, *example_rows(*pairing), len(pairing[0]), 1.0, 1.5, 0.05)
+                out = pair_gradient_cuda(P, bias, *example_rows(*pairing), 1.0 / shape[1], len(pairing[0]), 1.0, 1.5,
+                                         0.05)
                 scale = 1e-10 if dtype == torch.float64 else 1e-5
                 error = max(relative(out.rows, grad_P), relative(out.bias_gradient(), grad_b),
                             abs(out.loss - float(terms.loss)) / float(terms.loss))

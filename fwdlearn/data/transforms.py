@@ -26,6 +26,22 @@ def standardize(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     return (centred * torch.rsqrt(var + eps)).view_as(x)
 
 
+def translation_offsets(n: int, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Row and column offsets ``[2, n]`` in ``0..2*max_shift`` (shift + max_shift), drawn from the CPU ``generator``."""
+    return torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator)
+
+
+def translate(x: torch.Tensor, offsets: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Shift each ``[N, C, H, W]`` image by ``offsets - max_shift`` pixels (rows, columns), zeros shifted in."""
+    n, c, h, w = x.shape
+    offsets = offsets.to(x.device)
+    padded = torch.nn.functional.pad(x, (max_shift,) * 4)
+    rows = (offsets[0, :, None] + torch.arange(h, device=x.device))[:, None, :, None].expand(n, c, h, w + 2 * max_shift)
+    picked = padded.gather(2, rows)
+    cols = (offsets[1, :, None] + torch.arange(w, device=x.device))[:, None, None, :].expand(n, c, h, w)
+    return picked.gather(3, cols)
+
+
 def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
     """Shift each ``[N, C, H, W]`` image by its own random offset in ``-max_shift..max_shift`` pixels.
 
@@ -35,10 +51,18 @@ def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator
     """
     if max_shift <= 0:
         return x
-    n, c, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (max_shift,) * 4)
-    offsets = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator).to(x.device)
-    rows = (offsets[0, :, None] + torch.arange(h, device=x.device))[:, None, :, None].expand(n, c, h, w + 2 * max_shift)
-    picked = padded.gather(2, rows)
-    cols = (offsets[1, :, None] + torch.arange(w, device=x.device))[:, None, None, :].expand(n, c, h, w)
-    return picked.gather(3, cols)
+    return translate(x, translation_offsets(x.shape[0], max_shift, generator), max_shift)
+
+
+def random_translate_twice(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """``cat([random_translate(x), random_translate(x)])`` (the same draws, in that order): two views per image.
+    On the CPU one Numba pass per half writes straight into the result (``kernels/views.py``)."""
+    n = x.shape[0]
+    first, second = (translation_offsets(n, max_shift, generator) for _ in range(2))
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return torch.cat([translate(x, first, max_shift), translate(x, second, max_shift)])
+    from ..kernels.views import translate_into
+    out = torch.empty((2 * n, *x.shape[1:]), dtype=x.dtype)
+    translate_into(x, first, max_shift, out, 0)
+    translate_into(x, second, max_shift, out, n)
+    return out

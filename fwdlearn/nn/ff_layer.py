@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from ..objectives.ff import ff_goodness, length_normalize
+from . import closed_form
 
 
 class FFLinear(nn.Module):
@@ -44,6 +45,15 @@ class FFLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The activity ``relu(W prepare(x) + b)``, ``[N, out]``."""
         return torch.relu(self.linear(self.prepare(x)))
+
+    def fused_projection(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``P = W prepare(x)`` without a graph (closed-form update, methods section 6), and ``prepare(x)``."""
+        inputs = self.prepare(x.detach())
+        return closed_form.project(self.linear, inputs), inputs
+
+    def accumulate_gradients(self, projections: torch.Tensor, inputs: torch.Tensor, rows: torch.Tensor) -> None:
+        """``dW = rows^T prepare(x)``, ``db = sum of rows`` from ``rows = dL/dP``."""
+        closed_form.set_gradients(self.linear, inputs, rows)
 
     @staticmethod
     def goodness(y: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data.transforms import standardize
+from ..data.transforms import EPS, standardize
 from ..kernels.goodness import relu_goodness
+from ..kernels.views import standardize_rows
+from . import closed_form
 from .activations import ACTIVATIONS
 from .quant import QuantConfig, effective_weight, input_quantizer, quant_linear
 
@@ -59,17 +61,18 @@ class PairedLinear(nn.Module):
         if self.quantised:
             with torch.enable_grad():
                 return self.project(views), None
-        inputs = standardize(views.flatten(1))
-        return torch.mm(inputs, self.linear.weight.detach().t()), inputs
+        flat = views.flatten(1)
+        inputs = standardize_rows(flat, EPS) if flat.device.type == "cpu" else standardize(flat)
+        return closed_form.project(self.linear, inputs), inputs
 
     def accumulate_gradients(self, projections: torch.Tensor, inputs: torch.Tensor | None, rows: torch.Tensor) -> None:
         """Set the parameters' gradients from ``rows = dL/dP``: ``dW = rows^T std(x)`` (one product, no graph),
         ``db = sum of rows``; quantised: ``rows`` back through the quantisers' straight-through graph."""
         if inputs is None:
             projections.backward(rows)
+            self.linear.bias.grad = rows.sum(0)
         else:
-            self.linear.weight.grad = torch.mm(rows.t(), inputs)
-        self.linear.bias.grad = rows.sum(0)
+            closed_form.set_gradients(self.linear, inputs, rows)
 
     def combine(self, projections: torch.Tensor, left: torch.Tensor, right: torch.Tensor | None,
                 bias: torch.Tensor | None = None) -> torch.Tensor:

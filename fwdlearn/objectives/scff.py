@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..data.transforms import random_translate
+from ..data.transforms import random_translate_twice
 
 
 @dataclass(frozen=True)
@@ -119,8 +119,8 @@ def data_pairs(x: torch.Tensor, generator: torch.Generator, translate: int = 0) 
     n = x.shape[0]
     if translate == 0:
         return _paired(x, torch.arange(n, device=x.device), generator)
-    first, second = random_translate(x, translate, generator), random_translate(x, translate, generator)
-    return _paired(torch.cat([first, second]), torch.arange(n, 2 * n, device=x.device), generator)
+    views = random_translate_twice(x, translate, generator)
+    return _paired(views, torch.arange(n, 2 * n, device=x.device), generator)
 
 
 def carry_pairs(y_pos: torch.Tensor, y_neg: torch.Tensor) -> PairBatch:

@@ -24,8 +24,10 @@ import torch
 import torch.nn as nn
 
 from ..baselines.end_to_end import train_end_to_end
-from ..config import SCHEDULES, BPTTConfig, DataConfig, ProbeConfig, RunConfig, check_run_name, check_trained_epochs
-from ..learner import Batch, LayerwiseLearner, TrainedBaseline, take_step
+from ..config import (SCHEDULES, BPTTConfig, DataConfig, ProbeConfig, RunConfig, check_backend, check_run_name,
+                      check_trained_epochs)
+from ..kernels.scff_pairs import scff_pair_gradient
+from ..learner import Batch, LayerwiseLearner, ParamGroup, TrainedBaseline, take_fused_step, take_step
 from ..errors import DataError, check
 from ..eval.features import probe_inputs
 from ..nn.ff_layer import FFLinear
@@ -75,9 +77,11 @@ class FFConfig(RunConfig):
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     bp: BPTTConfig = field(default_factory=lambda: BPTTConfig(batch_size=100, grad_clip=0.0))
     quant: QuantConfig = field(default_factory=QuantConfig)
+    backend: str = "fused"         # "fused": closed-form gradient (the pair kernel, goodness summed); "torch": autograd
 
     def validate(self, where: str = "config") -> "FFConfig":
         check_run_name(self.name, where)
+        check_backend(self.backend, where)
         check(len(self.layers) >= 1, f"{where}.layers must list at least one layer")
         for i, layer in enumerate(self.layers):
             layer.validate(f"{where}.layers[{i}]")
@@ -172,15 +176,16 @@ class FFLearner(LayerwiseLearner):
         indices = self.layer_indices(active)
         stats = {}
         for index in range(max(indices) + 1):
-            layer = self.network.layers[index]
-            if index in indices:
+            layer, group = self.network.layers[index], self.groups.get(f"layer{index + 1}")
+            if index in indices and c.backend == "fused":
+                h, stats[group.name] = fused_ff_step(layer, h, n, c.layers[index].theta, group)
+            elif index in indices:
                 out = layer(h)
                 g = layer.goodness(out)
                 terms = ff_loss(g[:n], g[n:], c.layers[index].theta)
-                take_step([self.groups[f"layer{index + 1}"]], terms.loss)
-                stats[f"layer{index + 1}"] = {"loss": float(terms.loss.detach()),
-                                              "goodness_pos": float(terms.goodness_pos),
-                                              "goodness_neg": float(terms.goodness_neg)}
+                take_step([group], terms.loss)
+                stats[group.name] = {"loss": float(terms.loss.detach()), "goodness_pos": float(terms.goodness_pos),
+                                     "goodness_neg": float(terms.goodness_neg)}
                 h = layer.passed(out).detach()
             else:
                 with torch.no_grad():
@@ -211,6 +216,19 @@ class FFLearner(LayerwiseLearner):
         seconds, history = train_end_to_end(network, features_of, width, dataset.train.x, dataset.train.y,
                                             dataset.num_classes, config.bp, config.seed, show_progress)
         return {"bp": TrainedBaseline(network, seconds, history)}
+
+
+def fused_ff_step(layer: FFLinear, h: torch.Tensor, n: int, theta: float, group: ParamGroup):
+    """One closed-form FF step (methods section 6 with Hinton's goodness, the sum of squares): ``P = W x`` of the
+    ``n`` positive and ``n`` negative inputs ``h`` (one product), the pair kernel (each example a single row:
+    goodness, ``softplus`` losses, ``R = dL/dP``), ``dW = R^T x`` (one product), one AdamW step. Returns the
+    layer's activity (from the weights before the step, as the reference path) and its statistics."""
+    projections, inputs = layer.fused_projection(h)
+    k = torch.arange(n, device=h.device)
+    out = scff_pair_gradient(projections, layer.linear.bias, k, None, k + n, None, theta, theta, 0.0, goodness="sum")
+    activity = layer.passed(torch.relu(projections + layer.linear.bias.detach()))
+    take_fused_step(group, lambda: layer.accumulate_gradients(projections, inputs, out.rows))
+    return activity, {"loss": out.loss, "goodness_pos": out.goodness_pos, "goodness_neg": out.goodness_neg}
 
 
 def goodness_accuracy(network: FFNetwork, x: torch.Tensor, y: torch.Tensor, first_layer: int,
