@@ -55,10 +55,11 @@ def example_goodness(e, P, bias, left, right, unit_scale, G):
         G[e, s] *= unit_scale
 
 
-def example_coefficients(e, G, unit_scale, num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness):
-    """From ``G[e]``: ``coef[e]`` (``2 unit_scale dL/dG``), the example's share of the loss ``loss[e]`` (already divided
-    by its group's size) and its mean goodness ``goodness[e]``."""
-    examples, positions = G.shape[0], G.shape[1]
+def example_coefficients(e, G, count, unit_scale, num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness):
+    """From ``G[e, :count]`` (the example's goodness at its ``count`` real positions: all of a map, the steps of a
+    sequence): ``coef[e, :count]`` (``2 unit_scale dL/dG``), the example's share of the loss ``loss[e]`` (already
+    divided by its group's size) and its mean goodness ``goodness[e]``."""
+    examples, positions = G.shape[0], count
     square_sum = 0.0
     total = 0.0
     for s in range(positions):

@@ -92,7 +92,7 @@ def _dense_cpu(P, bias, left, right, unit_scale, num_pos, theta_pos, theta_neg, 
                 z = max(P[a, c] + bias[c], 0.0)
                 total += z * z
         G[e, 0] = total * unit_scale
-        _coefficients(e, G, unit_scale, num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness)
+        _coefficients(e, G, 1, unit_scale, num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness)
     starts, entries = _row_index(left, right, rows)
     for m in numba.prange(rows):
         out = R[m]
@@ -117,10 +117,63 @@ def _maps_cpu(P, bias, left, right, unit_scale, num_pos, theta_pos, theta_neg, p
     coef = np.empty((examples, positions))
     for e in numba.prange(examples):
         _goodness(e, P, bias, left, right, unit_scale, G)
-        _coefficients(e, G, unit_scale, num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness)
+        _coefficients(e, G, positions, unit_scale, num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness)
     starts, entries = _row_index(left, right, rows)
     for m in numba.prange(rows):
         _row_gradient(m, P, bias, left, right, starts, entries, coef, R)
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def _steps_cpu(Z, bias, starts, unit_scale, num_pos, theta_pos, theta_neg, penalty, R, loss, goodness):  # pragma: no cover - compiled
+    """Sequences: the rows ``starts[e]:starts[e + 1]`` of ``Z`` are example ``e``'s steps, each ``z = Z[row] + b``."""
+    examples = starts.shape[0] - 1
+    units = Z.shape[1]
+    longest = 0
+    for e in range(examples):
+        longest = max(longest, starts[e + 1] - starts[e])
+    G = np.zeros((examples, longest))
+    coef = np.zeros((examples, longest))
+    for e in numba.prange(examples):
+        count = starts[e + 1] - starts[e]
+        for t in range(count):
+            row = starts[e] + t
+            total = 0.0
+            for c in range(units):
+                z = max(Z[row, c] + bias[c], 0.0)
+                total += z * z
+            G[e, t] = total * unit_scale
+        _coefficients(e, G, count, unit_scale, num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness)
+        for t in range(count):
+            row, k = starts[e] + t, coef[e, t]
+            for c in range(units):
+                R[row, c] = k * max(Z[row, c] + bias[c], 0.0)
+
+
+def scff_step_gradient(Z: torch.Tensor, bias: torch.Tensor, counts: torch.Tensor, num_pos: int, theta_pos: float,
+                       theta_neg: float, penalty: float = 0.0) -> PairGradient:
+    """Loss and ``dL/dZ`` of SCFF's recurrent layer (Eq. 4) from the pre-activations without bias of every real step.
+
+    ``Z`` [rows, H]: the steps of example 0 (``counts[0]`` rows), then example 1's ...; the first ``num_pos``
+    examples are positives. Per example: the mean over its own steps of the thresholded terms, plus
+    ``lambda ||G_pos||_2`` over its steps; averaged over each group's examples. Equal to autograd through
+    ``relu_goodness`` and the masked ``scff_loss`` (tested). No graph; ``rows`` has ``Z``'s shape.
+    """
+    Z, bias = Z.detach().contiguous(), bias.detach().contiguous()
+    if Z.dim() != 2 or bias.shape != (Z.shape[1],) or Z.dtype != bias.dtype:
+        raise ValueError(f"Z must be [rows, H] with a bias [H] of its dtype, got {list(Z.shape)}, {list(bias.shape)}")
+    counts = counts.long()
+    if int(counts.sum()) != Z.shape[0] or bool((counts < 1).any()):
+        raise ValueError(f"counts must be positive and sum to the {Z.shape[0]} rows of Z")
+    starts = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    unit_scale = 1.0 / Z.shape[1]
+    if Z.is_cuda:
+        from .scff_pairs_cuda import step_gradient_cuda
+        return step_gradient_cuda(Z, bias, starts.to(Z.device), unit_scale, num_pos, theta_pos, theta_neg, penalty)
+    rows = torch.empty_like(Z)
+    loss, goodness = np.empty(counts.shape[0]), np.empty(counts.shape[0])
+    _steps_cpu(Z.numpy(), bias.numpy(), starts.cpu().numpy(), unit_scale, num_pos, float(theta_pos), float(theta_neg),
+               float(penalty), rows.numpy(), loss, goodness)
+    return summarise(rows, loss, goodness, num_pos)
 
 
 def example_rows(pos_left: torch.Tensor, pos_right: torch.Tensor | None, neg_left: torch.Tensor,

@@ -31,7 +31,7 @@ def _examples_kernel(P, bias, left, right, unit_scale, num_pos, theta_pos, theta
     e = cuda.grid(1)
     if e < left.shape[0]:
         _goodness(e, P, bias, left, right, unit_scale, G)
-        _coefficients(e, G, unit_scale, num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness)
+        _coefficients(e, G, G.shape[1], unit_scale, num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness)
 
 
 @cuda.jit
@@ -44,6 +44,53 @@ def _rows_kernel(P, bias, left, right, starts, entries, coef, R):  # pragma: no 
         c = rest // positions
         s = rest - c * positions
         R[m, c, s] = _element_gradient(m, c, s, P, bias, left, right, starts, entries, coef)
+
+
+@cuda.jit
+def _steps_kernel(Z, bias, starts, unit_scale, num_pos, theta_pos, theta_neg, penalty, G, coef, loss, goodness):  # pragma: no cover - device code
+    """Sequences, one thread per example: its steps' goodness, then ``coef``."""
+    e = cuda.grid(1)
+    if e < starts.shape[0] - 1:
+        count = starts[e + 1] - starts[e]
+        for t in range(count):
+            row = starts[e] + t
+            total = 0.0
+            for c in range(Z.shape[1]):
+                z = max(Z[row, c] + bias[c], 0.0)
+                total += z * z
+            G[e, t] = total * unit_scale
+        _coefficients(e, G, count, unit_scale, num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness)
+
+
+@cuda.jit
+def _step_rows_kernel(Z, bias, owner, starts, coef, R):  # pragma: no cover - device code
+    i = cuda.grid(1)
+    if i < R.shape[0] * R.shape[1]:
+        row = i // R.shape[1]
+        c = i - row * R.shape[1]
+        e = owner[row]
+        R[row, c] = coef[e, row - starts[e]] * max(Z[row, c] + bias[c], 0.0)
+
+
+def step_gradient_cuda(Z: torch.Tensor, bias: torch.Tensor, starts: torch.Tensor, unit_scale: float, num_pos: int,
+                       theta_pos: float, theta_neg: float, penalty: float) -> PairGradient:
+    """``scff_pairs.scff_step_gradient`` for tensors on a CUDA device (or on the host under the simulator)."""
+    examples = starts.shape[0] - 1
+    counts = starts[1:] - starts[:-1]
+    options = {"device": Z.device, "dtype": torch.float64}
+    longest = int(counts.max())
+    G, coef = torch.zeros(examples, longest, **options), torch.zeros(examples, longest, **options)
+    loss, goodness = torch.empty(examples, **options), torch.empty(examples, **options)
+    owner = torch.repeat_interleave(torch.arange(examples, device=Z.device), counts)
+    rows = torch.empty_like(Z)
+    blocks = (examples + THREADS - 1) // THREADS
+    _steps_kernel[blocks, THREADS](_array(Z), _array(bias), _array(starts), float(unit_scale), num_pos,
+                                   float(theta_pos), float(theta_neg), float(penalty), _array(G), _array(coef),
+                                   _array(loss), _array(goodness))
+    blocks = (rows.numel() + THREADS - 1) // THREADS
+    _step_rows_kernel[blocks, THREADS](_array(Z), _array(bias), _array(owner), _array(starts), _array(coef),
+                                       _array(rows))
+    return summarise(rows, np.asarray(loss.cpu()), np.asarray(goodness.cpu()), num_pos)
 
 
 def row_index(left: torch.Tensor, right: torch.Tensor, num_rows: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,7 +21,7 @@ from test_quant import quantised_config
 from test_scff_cnn import conv_config
 
 from fwdlearn.kernels.goodness import relu_goodness
-from fwdlearn.kernels.scff_pairs import scff_pair_gradient
+from fwdlearn.kernels.scff_pairs import scff_pair_gradient, scff_step_gradient
 from fwdlearn.learner import Batch
 from fwdlearn.objectives.ff import ff_goodness, ff_loss
 from fwdlearn.objectives.scff import scff_loss
@@ -86,6 +86,30 @@ def test_pair_kernel_with_summed_goodness_equals_forward_forwards_loss(dtype):
     out = scff_pair_gradient(P, bias, K, None, K + 6, None, 25.0, 25.0, 0.0, goodness="sum")
     assert relative(out.rows, grad_P) < TOLERANCE[dtype] and relative(out.bias_gradient(), grad_b) < TOLERANCE[dtype]
     assert out.loss == pytest.approx(float(terms.loss.detach()), rel=TOLERANCE[dtype])
+
+
+def step_reference(Z, bias, lengths, num_pos, theta_pos, theta_neg, penalty):
+    """Autograd through the recurrent learner's own loss: goodness of every real step, the masked ``scff_loss``."""
+    Z, bias = Z.detach().requires_grad_(), bias.detach().requires_grad_()
+    valid = torch.arange(int(lengths.max()))[None, :] < lengths[:, None]
+    g = Z.new_zeros(valid.shape).masked_scatter(valid, relu_goodness(Z + bias))
+    terms = scff_loss(g[:num_pos], g[num_pos:], theta_pos, theta_neg, penalty, valid[:num_pos], valid[num_pos:])
+    grad_Z, grad_b = torch.autograd.grad(terms.loss, [Z, bias])
+    return dataclasses.replace(terms, loss=terms.loss.detach()), grad_Z, grad_b
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_step_kernel_equals_autograd_on_sequences_of_different_lengths(dtype):
+    lengths = torch.tensor([5, 3, 4, 1, 5, 2, 2])
+    Z = torch.randn(int(lengths.sum()), 9, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    bias = torch.linspace(-0.5, 0.5, 9, dtype=dtype)
+    terms, grad_Z, grad_b = step_reference(Z, bias, lengths, 3, 1.0, 1.5, 0.05)
+    out = scff_step_gradient(Z, bias, lengths, 3, 1.0, 1.5, 0.05)
+    assert relative(out.rows, grad_Z) < TOLERANCE[dtype] and relative(out.bias_gradient(), grad_b) < TOLERANCE[dtype]
+    assert out.loss == pytest.approx(float(terms.loss), rel=TOLERANCE[dtype])
+    assert out.goodness_pos == pytest.approx(float(terms.goodness_pos), rel=TOLERANCE[dtype])
+    with pytest.raises(ValueError, match="counts"):
+        scff_step_gradient(Z, bias, lengths + 1, 3, 1.0, 1.5)
 
 
 def test_pair_kernel_handles_dead_units_and_saturated_losses():
@@ -176,6 +200,25 @@ def test_fused_learner_steps_with_autograds_gradients(config_name, dtype):
             assert relative(got, want) < TOLERANCE[dtype], (config_name, name)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_recurrent_steps_with_autograds_gradients(dtype):
+    """scff-rnn (Eq. 4, no BPTT): sequences of different lengths, positives and negatives of several shifts."""
+    from conftest import tiny_learner
+    found = {}
+    for backend in ("torch", "fused"):
+        learner, batch = tiny_learner("scff-rnn")
+        learner.config = dataclasses.replace(learner.config, backend=backend,
+                                             data=dataclasses.replace(learner.config.data, negatives=2))
+        learner.network.to(dtype)
+        assert len(set(batch.lengths.tolist())) > 1
+        found[backend] = stepped_gradients(learner, Batch(batch.x.to(dtype), batch.lengths))
+    assert set(found["fused"]) == {"forward", "backward"}
+    for name, grads in found["torch"].items():
+        assert len(found["fused"][name]) == len(grads) == 3            # W_ih, W_hh, bias
+        for got, want in zip(found["fused"][name], grads):
+            assert relative(got, want) < TOLERANCE[dtype], name
+
+
 def test_the_gradient_comparison_catches_a_wrong_kernel(monkeypatch):
     """Control: a kernel that drops the penalty's gradient (only the first layer has lambda > 0) is caught."""
     import fwdlearn.rules.scff as scff_rule
@@ -226,9 +269,9 @@ def test_a_run_trained_with_either_backend_ends_at_the_same_network():
 SIMULATED = textwrap.dedent("""
     import sys, torch
     sys.path.insert(0, {tests!r})
-    from test_fused_updates import PAIRINGS, autograd_reference, relative
+    from test_fused_updates import PAIRINGS, autograd_reference, relative, step_reference
     from fwdlearn.kernels.scff_pairs import example_rows
-    from fwdlearn.kernels.scff_pairs_cuda import pair_gradient_cuda
+    from fwdlearn.kernels.scff_pairs_cuda import pair_gradient_cuda, step_gradient_cuda
     from numba import cuda
     assert cuda.simulator_enabled if hasattr(cuda, "simulator_enabled") else True
     generator = torch.Generator().manual_seed(5)
@@ -246,6 +289,14 @@ SIMULATED = textwrap.dedent("""
                             abs(out.loss - float(terms.loss)) / float(terms.loss))
                 assert error < scale, (shape, dtype, error)
                 worst = max(worst, error / scale)
+    lengths = torch.tensor([3, 1, 2, 3, 2])
+    Z = torch.randn(int(lengths.sum()), 4, generator=generator, dtype=torch.float64)
+    bias = torch.linspace(-0.5, 0.5, 4, dtype=torch.float64)
+    terms, grad_Z, grad_b = step_reference(Z, bias, lengths, 2, 1.0, 1.5, 0.05)
+    starts = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+    out = step_gradient_cuda(Z, bias, starts, 0.25, 2, 1.0, 1.5, 0.05)
+    assert relative(out.rows, grad_Z) < 1e-10 and relative(out.bias_gradient(), grad_b) < 1e-10
+    assert abs(out.loss - float(terms.loss)) < 1e-10
     print("simulated ok", worst)
 """)
 

@@ -72,6 +72,16 @@ def _gather_steps(values: torch.Tensor, views: torch.Tensor, index: torch.Tensor
     return padded[views[:, None], index]
 
 
+def _pair_moments(stats: FrameStats, left, right, left_steps, right_steps) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and ``1 / sqrt(var + eps)`` of each concatenated pair frame ``[a_t, b_t]``, ``[E, T, 1]`` each."""
+    total = _gather_steps(stats.total, left, left_steps) + _gather_steps(stats.total, right, right_steps)
+    total_sq = _gather_steps(stats.total_sq, left, left_steps) + _gather_steps(stats.total_sq, right, right_steps)
+    n = 2 * stats.features
+    mean = (total / n)[..., None]
+    inv_std = torch.rsqrt((total_sq / n - mean[..., 0].square()).clamp_min(0.0) + EPS)[..., None]
+    return mean, inv_std
+
+
 class RecurrentDirection(nn.Module):
     """One direction of the layer: tied input weight, recurrent weight, one bias (and, if quantised,
     the rounding of its two standardised inputs)."""
@@ -121,16 +131,22 @@ class RecurrentDirection(nn.Module):
         """
         a = _gather_steps(stats.projection, left, left_steps)
         b = _gather_steps(stats.projection, right, right_steps)
-        total = _gather_steps(stats.total, left, left_steps) + _gather_steps(stats.total, right, right_steps)
-        total_sq = _gather_steps(stats.total_sq, left, left_steps) + _gather_steps(stats.total_sq, right, right_steps)
-        n = 2 * stats.features
-        mean = (total / n)[..., None]
-        inv_std = torch.rsqrt((total_sq / n - mean[..., 0].square()).clamp_min(0.0) + EPS)[..., None]
+        mean, inv_std = _pair_moments(stats, left, right, left_steps, right_steps)
         if self.quantised:          # a, b are frames: standardise each half, round it, one tied projection
             halves = self.input_quant((a - mean) * inv_std) + self.input_quant((b - mean) * inv_std)
             return self._linear(self.input)(halves)
         row_sum = self.input.weight.sum(dim=1)                               # W_ih 1
         return (a + b - 2.0 * mean * row_sum) * inv_std
+
+    @staticmethod
+    def pair_frames(x: torch.Tensor, stats: FrameStats, left: torch.Tensor, right: torch.Tensor,
+                    left_steps: torch.Tensor, right_steps: torch.Tensor) -> torch.Tensor:
+        """``std(a_t) + std(b_t)`` with the pair's own statistics, ``[E, T, F]``: the input the tied weight
+        ``W_ih`` multiplies (``W_ih std([a_t, b_t])`` is ``W_ih`` times it). A closed-form update's weight gradient
+        is ``R^T`` times it (methods section 6)."""
+        mean, inv_std = _pair_moments(stats, left, right, left_steps, right_steps)
+        halves = _gather_steps(x, left, left_steps) + _gather_steps(x, right, right_steps)
+        return (halves - 2.0 * mean) * inv_std
 
     def recurrent_map(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """``s -> W_hh q(s) + bias`` for standardised states ``s`` (``q`` the identity when float)."""
@@ -188,13 +204,27 @@ class LocalBiRNN(nn.Module):
         Returns ``[E, T, hidden]``. A half shorter than its pair reads zeros past its own end, as a
         zero-padded concatenation does.
         """
-        steps = x.shape[1]
+        direction = self.directions[which]
+        steps = self.pair_steps(which, x.shape[1], lengths, left, right, pair_lengths)
+        return direction.pair_input(direction.frame_stats(x), left, right, *steps)
+
+    @staticmethod
+    def pair_steps(which: int, steps: int, lengths: torch.Tensor, left: torch.Tensor, right: torch.Tensor,
+                   pair_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[E, steps]`` time indices each half of a pair is read at (direction ``which``; ``steps``: past its end)."""
         index = (forward_index if which == 0 else reversed_index)(pair_lengths, steps)
         pad = torch.full_like(index, steps)
-        left_steps = torch.where(index < lengths[left][:, None], index, pad)
-        right_steps = torch.where(index < lengths[right][:, None], index, pad)
+        return (torch.where(index < lengths[left][:, None], index, pad),
+                torch.where(index < lengths[right][:, None], index, pad))
+
+    def drive_and_frames(self, which: int, x: torch.Tensor, lengths: torch.Tensor, left: torch.Tensor,
+                         right: torch.Tensor, pair_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``drive`` (float layers) and the standardised pair frames ``W_ih`` multiplies in it (``pair_frames``)."""
         direction = self.directions[which]
-        return direction.pair_input(direction.frame_stats(x), left, right, left_steps, right_steps)
+        steps = self.pair_steps(which, x.shape[1], lengths, left, right, pair_lengths)
+        stats = direction.frame_stats(x)
+        return (direction.pair_input(stats, left, right, *steps),
+                direction.pair_frames(x, stats, left, right, *steps))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         check_sequences(x, lengths, self.input_dim)

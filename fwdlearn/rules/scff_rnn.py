@@ -22,7 +22,8 @@ import torch
 
 from ..baselines.bptt import train_bptt
 from ..config import SCFFConfig
-from ..learner import Batch, Learner, ParamGroup, TrainedBaseline, adamw_group, take_step
+from ..kernels.scff_pairs import scff_step_gradient
+from ..learner import Batch, Learner, ParamGroup, TrainedBaseline, adamw_group, take_fused_step, take_step
 from ..data.batching import epoch_batches
 from ..data.transforms import EPS
 from ..errors import DataError, check
@@ -95,6 +96,8 @@ class SCFFRNNLearner(Learner):
         The drive ``W_ih std([a_t, b_t])`` is computed once: the sweep reads it detached, the update
         through its graph.
         """
+        if self.config.backend == "fused" and not self.network.directions[which].quantised:
+            return self.fused_update(which, x, lengths, left, right, pair_lengths, n_pos)
         drive = self.network.drive(which, x, lengths, left, right, pair_lengths)
         states = self.previous_states(which, drive, pair_lengths)
         g, valid = self.step_goodness(which, drive, pair_lengths, states)
@@ -103,6 +106,29 @@ class SCFFRNNLearner(Learner):
         take_step([self.groups[DIRECTIONS[which]]], terms.loss)
         return {"loss": float(terms.loss.detach()), "goodness_pos": float(terms.goodness_pos),
                 "goodness_neg": float(terms.goodness_neg)}
+
+    def fused_update(self, which: int, x, lengths, left, right, pair_lengths, n_pos: int) -> dict[str, float]:
+        """``update`` in closed form (methods section 6, per step): the drive and the states as in the reference,
+        without a graph; ``Z = drive + W_hh std(h_(t-1))`` of every real step (one product), the step kernel
+        (``scff_step_gradient``: goodness, Eq. 4 with each sequence's own length, ``R = dL/dZ``), then
+        ``dW_hh = R^T std(h)``, ``dW_ih = R^T (std(a_t) + std(b_t))`` (two products), ``db = sum R``, one AdamW
+        step. Float layers; a quantised direction takes the autograd path."""
+        direction, c = self.network.directions[which], self.config.layers[0]
+        with torch.no_grad():
+            drive, frames = self.network.drive_and_frames(which, x, lengths, left, right, pair_lengths)
+            states = direction.run(drive, pair_lengths, keep_states=True)[1]
+            valid = torch.arange(drive.shape[1], device=drive.device)[None, :] < pair_lengths[:, None]
+            states, frames = states[valid], frames[valid]
+            z = torch.addmm(drive[valid], states, direction.recurrent.weight.t())
+        out = scff_step_gradient(z, direction.recurrent.bias, valid.sum(1), n_pos, c.theta_pos, c.theta_neg,
+                                 c.penalty)
+
+        def set_gradients() -> None:
+            direction.recurrent.weight.grad = torch.mm(out.rows.t(), states)
+            direction.input.weight.grad = torch.mm(out.rows.t(), frames)
+            direction.recurrent.bias.grad = out.rows.sum(0)
+        take_fused_step(self.groups[DIRECTIONS[which]], set_gradients)
+        return {"loss": out.loss, "goodness_pos": out.goodness_pos, "goodness_neg": out.goodness_neg}
 
     def train_batch(self, batch: Batch, active: list[str]) -> dict[str, dict[str, float]]:
         """One batch of sequences: each direction takes its own local step."""
