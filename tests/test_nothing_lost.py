@@ -118,7 +118,7 @@ def test_a_read_out_written_before_binding_is_refused(two_runs, tmp_path, capsys
 
 # ----- 2. divergence -------------------------------------------------------------------------------------------
 def test_divergence_in_the_first_epoch_stops_in_one_line_and_writes_nothing(tmp_path, capsys):
-    preset = tiny(tmp_path, **{"lr = 3e-3": "lr = 1e6"})
+    preset = tiny(tmp_path, **{"lr = 3e-3": "lr = 1e30"})   # overflows float32 weights within the first epoch
     status = train(preset, tmp_path / "run")
     one_line_error(capsys, status, "layer1 diverged in epoch 1", "nothing was written")
     assert not (tmp_path / "run").exists()
