@@ -353,13 +353,20 @@ def adamw_group(name: str, module: torch.nn.Module, lr: float, weight_decay: flo
 def take_fused_step(group: ParamGroup, set_gradients: Callable[[], None]) -> None:
     """One optimiser step of ``group`` on gradients a closed-form update writes into ``.grad`` (no backward pass);
     gradients freed afterwards."""
-    parameters = group.parameters
-    for p in parameters:
-        p.grad = None
+    clear_gradients(group)
     set_gradients()
-    group.optimizer.step()
-    for p in parameters:
+    step_and_clear(group)
+
+
+def clear_gradients(group: ParamGroup) -> None:
+    for p in group.parameters:
         p.grad = None
+
+
+def step_and_clear(group: ParamGroup) -> None:
+    """One step of ``group``'s optimiser on the gradients its parameters hold, which are then freed."""
+    group.optimizer.step()
+    clear_gradients(group)
 
 
 def take_step(groups: list[ParamGroup], loss: torch.Tensor) -> None:

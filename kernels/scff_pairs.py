@@ -24,32 +24,16 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numba
 import numpy as np
 import torch
 
+from .pair_gradient import PairGradient, summarise
 from .scff_pair_math import example_coefficients, example_goodness, row_gradient
 
 _goodness = numba.njit(inline="always")(example_goodness)
 _coefficients = numba.njit(inline="always")(example_coefficients)
 _row_gradient = numba.njit(inline="always")(row_gradient)
-
-
-@dataclass(frozen=True)
-class PairGradient:
-    """``rows``: ``dL/dP`` in ``P``'s shape; the loss and the mean positive and negative goodness (floats)."""
-
-    rows: torch.Tensor
-    loss: float
-    goodness_pos: float
-    goodness_neg: float
-
-    def bias_gradient(self) -> torch.Tensor:
-        """``dL/db[c] = sum over rows and positions of R[m, c, ...]`` (section 6)."""
-        dims = [0] + list(range(2, self.rows.dim()))
-        return self.rows.sum(dim=dims)
 
 
 @numba.njit(cache=True)
@@ -225,8 +209,3 @@ def scff_pair_gradient(P: torch.Tensor, bias: torch.Tensor, pos_left: torch.Tens
     kernel(maps.numpy(), bias.contiguous().numpy(), left.cpu().numpy(), right.cpu().numpy(), unit_scale, num_pos,
            float(theta_pos), float(theta_neg), float(penalty), rows.numpy(), loss, goodness)
     return summarise(rows.view_as(P), loss, goodness, num_pos)
-
-
-def summarise(rows: torch.Tensor, loss: np.ndarray, goodness: np.ndarray, num_pos: int) -> PairGradient:
-    """The ``PairGradient`` of per-example losses (already scaled) and mean goodness values."""
-    return PairGradient(rows, float(loss.sum()), float(goodness[:num_pos].mean()), float(goodness[num_pos:].mean()))

@@ -17,7 +17,7 @@ import torch
 from numba import cuda
 
 from .scff_pair_math import element_gradient, example_coefficients, example_goodness
-from .scff_pairs import PairGradient, summarise
+from .pair_gradient import PairGradient, summarise
 
 THREADS = 128
 _goodness = cuda.jit(device=True)(example_goodness)

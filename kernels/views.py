@@ -57,9 +57,10 @@ def _standardize(x, eps, out):  # pragma: no cover - compiled
             out[i, j] = (x[i, j] - mean) * scale
 
 
-def standardize_rows(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """Each row of ``x`` [N, D] standardised (mean 0, population deviation 1, ``eps`` inside the root); no graph."""
+def standardize_rows(x: torch.Tensor, eps: float, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Each row of ``x`` [N, D] standardised (mean 0, population deviation 1, ``eps`` inside the root); no graph.
+    ``out`` may be ``x`` itself (each row is read in full before it is written)."""
     x = x.detach().contiguous()
-    out = torch.empty_like(x)
-    _standardize(x.numpy(), eps, out.numpy())
+    out = torch.empty_like(x) if out is None else out
+    _standardize(x.numpy(), eps, out.detach().numpy())
     return out

@@ -171,9 +171,10 @@ class PairedConv2d(nn.Module):
     def bias(self) -> torch.Tensor:
         return self.conv.bias
 
-    def fused_projection(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def fused_projection(self, views: torch.Tensor, overwrite: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """``P = W * pad(std(x))`` of every view without a graph (closed-form update, methods section 6), and the
-        padded standardised views the weight gradient convolves."""
+        padded standardised views the weight gradient convolves (a new tensor: padding copies, ``overwrite``
+        changes nothing)."""
         inputs = self._prepared(views)
         return F.conv2d(inputs, self.conv.weight.detach()), inputs
 

@@ -22,7 +22,8 @@ from ..data.transforms import EPS, standardize
 from ..kernels.goodness import relu_goodness
 from ..kernels.views import standardize_rows
 from . import closed_form
-from .activations import ACTIVATIONS
+from .activations import ACTIVATIONS, IN_PLACE
+from .paired_conv import select_rows
 from .quant import QuantConfig, effective_weight, input_quantizer, quant_linear
 
 
@@ -54,15 +55,19 @@ class PairedLinear(nn.Module):
     def quantised(self) -> bool:
         return not isinstance(self.input_quant, nn.Identity) or hasattr(self.linear, "quant_weight")
 
-    def fused_projection(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def fused_projection(self, views: torch.Tensor, overwrite: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``P = W std(x)`` of every view for a closed-form update (methods section 6), and the standardised
-        views the weight gradient multiplies. Float layers build no graph; a quantised layer keeps the graph
-        of its quantisers (returned inputs ``None``) so that ``accumulate_gradients`` runs their backward."""
+        views the weight gradient multiplies (``overwrite``: standardised in place, the views are no one
+        else's). Float layers build no graph; a quantised layer keeps the graph of its quantisers (returned
+        inputs ``None``) so that ``accumulate_gradients`` runs their backward."""
         if self.quantised:
             with torch.enable_grad():
                 return self.project(views), None
         flat = views.flatten(1)
-        inputs = standardize_rows(flat, EPS) if flat.device.type == "cpu" else standardize(flat)
+        if flat.device.type == "cpu":
+            inputs = standardize_rows(flat, EPS, out=flat if overwrite and flat.is_contiguous() else None)
+        else:
+            inputs = standardize(flat)
         return closed_form.project(self.linear, inputs), inputs
 
     def accumulate_gradients(self, projections: torch.Tensor, inputs: torch.Tensor | None, rows: torch.Tensor) -> None:
@@ -80,8 +85,9 @@ class PairedLinear(nn.Module):
         layer's bias or the ``bias`` given (the one the projections were computed beside)."""
         bias = self.linear.bias if bias is None else bias
         if right is None:
-            return projections.index_select(0, left) + bias
-        return projections.index_select(0, left) + projections.index_select(0, right) + 2.0 * bias
+            return select_rows(projections, left) + bias
+        z = select_rows(projections, left) + select_rows(projections, right)
+        return z.add_(2.0 * bias) if not z.requires_grad else z + 2.0 * bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.linear(self.input_quant(standardize(x.flatten(1))))
@@ -100,6 +106,10 @@ class PairedLinear(nn.Module):
     def passed(self, z: torch.Tensor) -> torch.Tensor:
         """The activity sent to the next layer and to the read-out."""
         return ACTIVATIONS[self.activation](z)
+
+    def passed_(self, z: torch.Tensor) -> torch.Tensor:
+        """``passed(z)`` computed in place, for a pre-activation no one else reads."""
+        return IN_PLACE[self.activation](z)
 
     @staticmethod
     def tap(passed: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ authors' release ("lambda times the mean positive goodness").
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -80,7 +81,9 @@ def _masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 class PairBatch:
     """Views (not yet standardised) and the rows that make each positive and negative example.
 
-    ``*_right`` is ``None`` when every example is a single view (a layer fed by Algorithm 1).
+    ``*_right`` is ``None`` when every example is a single view (a layer fed by Algorithm 1). ``owned``: the
+    views were made for this batch alone (a layer's outputs passed on, not the caller's data), so the layer
+    that reads them may overwrite them (the fused backend standardises them in place).
     """
 
     views: torch.Tensor
@@ -88,6 +91,7 @@ class PairBatch:
     pos_right: torch.Tensor | None
     neg_left: torch.Tensor
     neg_right: torch.Tensor | None
+    owned: bool = False
 
     @property
     def size(self) -> int:
@@ -127,12 +131,13 @@ def carry_pairs(y_pos: torch.Tensor, y_neg: torch.Tensor) -> PairBatch:
     """Algorithm 1: the previous layer's positive and negative outputs are the next layer's examples."""
     n, device = y_pos.shape[0], y_pos.device
     return PairBatch(torch.cat([y_pos, y_neg]), torch.arange(n, device=device), None,
-                     torch.arange(n, 2 * n, device=device), None)
+                     torch.arange(n, 2 * n, device=device), None, owned=True)
 
 
 def repair(y_pos: torch.Tensor, generator: torch.Generator) -> PairBatch:
     """Algorithm 2: the previous layer's positive outputs are re-paired like a new data set."""
-    return _paired(y_pos, torch.arange(y_pos.shape[0], device=y_pos.device), generator)
+    pairs = _paired(y_pos, torch.arange(y_pos.shape[0], device=y_pos.device), generator)
+    return dataclasses.replace(pairs, owned=True)
 
 
 def pair_examples(lengths: torch.Tensor, generator: torch.Generator, negatives: int = 1) -> tuple[torch.Tensor, ...]:

@@ -31,7 +31,7 @@ import torch
 
 from ..baselines.supervised import train_supervised
 from ..kernels.scff_pairs import scff_pair_gradient
-from ..learner import Batch, LayerwiseLearner, ParamGroup, TrainedBaseline, take_fused_step, take_step
+from ..learner import Batch, LayerwiseLearner, ParamGroup, TrainedBaseline, clear_gradients, step_and_clear, take_step
 from ..config import SCFFConfig
 from ..data.augment import augment
 from ..data.transforms import EPS
@@ -100,13 +100,15 @@ class SCFFLearner(LayerwiseLearner):
                                       "goodness_pos": float(terms.goodness_pos),
                                       "goodness_neg": float(terms.goodness_neg)}
 
-    def next_layer_batch(self, index: int, z_pos: torch.Tensor, z_neg: torch.Tensor | None) -> PairBatch:
+    def next_layer_batch(self, index: int, z_pos: torch.Tensor, z_neg: torch.Tensor | None,
+                         overwrite: bool = False) -> PairBatch:
         """Examples for layer ``index + 1`` from layer ``index``'s detached pre-activations (``z_neg``: Algorithm 1
-        only)."""
+        only; ``overwrite``: they are no one else's, the activation may run in place)."""
         layer = self.network.layers[index]
+        passed = getattr(layer, "passed_", layer.passed) if overwrite else layer.passed
         if self.config.layers[index + 1].algorithm == 1:
-            return carry_pairs(layer.passed(z_pos), layer.passed(z_neg))
-        return repair(layer.passed(z_pos), self.generator)
+            return carry_pairs(passed(z_pos), passed(z_neg))
+        return repair(passed(z_pos), self.generator)
 
     def pass_on(self, index: int, projected: Projected, batch: PairBatch) -> PairBatch:
         """``next_layer_batch`` from layer ``index``'s projections of ``batch`` (and the bias they were computed
@@ -116,7 +118,7 @@ class SCFFLearner(LayerwiseLearner):
             z_pos = layer.combine(projections, batch.pos_left, batch.pos_right, bias)
             carried = self.config.layers[index + 1].algorithm == 1
             z_neg = layer.combine(projections, batch.neg_left, batch.neg_right, bias) if carried else None
-            return self.next_layer_batch(index, z_pos, z_neg)
+            return self.next_layer_batch(index, z_pos, z_neg, overwrite=True)
 
     def train_batch(self, batch: Batch, active: list[str]) -> dict[str, dict[str, float]]:
         """One batch: frozen layers run forward only; each active layer takes its own step."""
@@ -134,6 +136,7 @@ class SCFFLearner(LayerwiseLearner):
                     projected = Projected(layer.project(pairs.views), layer.bias.detach())
             if index < max(indices):
                 pairs = self.pass_on(index, projected, pairs)
+            del projected                     # the next layer's update must not keep this layer's projections alive
         return stats
 
     @classmethod
@@ -183,12 +186,16 @@ def fused_step(layer, batch: PairBatch, c, group: ParamGroup) -> tuple[Projected
     """One closed-form step of an SCFF layer (methods section 6): ``P = W x`` of every distinct view (one product),
     the pair kernel (``kernels/scff_pairs.py``: goodness, loss, ``R = dL/dP`` in one pass, no graph), the weight
     gradient ``R^T x`` (one product), one AdamW step. The gradients equal autograd's (``backend = "torch"``)."""
-    projections, inputs = layer.fused_projection(batch.views)
+    projections, inputs = layer.fused_projection(batch.views, overwrite=batch.owned)
     out = scff_pair_gradient(projections, layer.bias, batch.pos_left, batch.pos_right, batch.neg_left,
                              batch.neg_right, c.theta_pos, c.theta_neg, c.penalty)
-    bias = layer.bias.detach().clone()
-    take_fused_step(group, lambda: layer.accumulate_gradients(projections, inputs, out.rows))
-    return Projected(projections.detach(), bias), {"loss": out.loss, "goodness_pos": out.goodness_pos, "goodness_neg": out.goodness_neg}
+    bias, stats = layer.bias.detach().clone(), {"loss": out.loss, "goodness_pos": out.goodness_pos,
+                                                "goodness_neg": out.goodness_neg}
+    clear_gradients(group)
+    layer.accumulate_gradients(projections, inputs, out.rows)
+    del out, inputs                       # R and the inputs are not needed by the step: free them first
+    step_and_clear(group)
+    return Projected(projections.detach(), bias), stats
 
 
 def _bench_learner(widths: list[int], x: torch.Tensor, algorithm: int, translate: int):
