@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import gzip
-import json
 import os
 import pickle
 import shutil

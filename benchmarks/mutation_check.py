@@ -86,33 +86,38 @@ def _return_at_once(text: str, function: str, file: str) -> str:
     return "".join(lines)
 
 
-SCFF_STEP = 'take_step([self.groups[f"layer{index + 1}"]], terms.loss)'
-SCFF_DETACHED = "return z_pos.detach(), z_neg.detach(), {"
-LAC_HIDDEN = "hidden_loss = hidden_contrast(first, second)"
-# Each layer's contrast negated, still summed term by term: the locality checker splits the sum into the layers'
-# objectives as for the real one, so only the direction changes (a minus over the whole sum would trip it instead).
-LAC_HIDDEN_NEGATED = ("hidden_loss = sum(-hidden_contrast([a], [b]) for a, b in zip(first, second)) "
-                      "if self.kind == {!r} else hidden_contrast(first, second)")
+SCFF_STEP = 'take_step([group], terms.loss)'
+SCFF_FUSED_STEP = "layer.accumulate_gradients(projections, inputs, out.rows)"
+SCFF_HANDED_ON = ("        with torch.no_grad():\n            z_pos = layer.combine(projections, batch.pos_left, "
+                  "batch.pos_right, bias)")
+RNN_FUSED_STEP = "take_fused_step(self.groups[DIRECTIONS[which]], set_gradients)"
+FF_FUSED_STEP = "take_fused_step(group, lambda: layer.accumulate_gradients(projections, inputs, out.rows))"
+FF_FUSED_PAIRS = 'out = scff_pair_gradient(projections, layer.linear.bias, k, None, k + n, None, theta, theta, 0.0, goodness="sum")'
+LAC_HIDDEN = "contrast = layer_contrast(first[i], s_r, overwrite=True)"
 LAC_OUTPUT = "output_loss = (reconstruction - reconstruction_target(x, self.config.target)).square().sum()"
+LAC_PASS_ONE = "        with torch.no_grad():\n            a = network.flat_input(x)"
+
 
 MUTATIONS = [
-    # --- the sign of each rule's update: it then ascends its own objective ------------------------------------
-    Mutation("scff-mlp-sign", "scff-mlp: every layer steps on -loss (MLP networks only)", "fwdlearn/rules/scff.py",
-             SCFF_STEP, SCFF_STEP.replace("terms.loss)", "-terms.loss if isinstance(self.network, SCFFNetwork) "
-                                                         "else terms.loss)")),
-    Mutation("scff-cnn-sign", "scff-cnn: every layer steps on -loss (conv networks only)", "fwdlearn/rules/scff.py",
-             SCFF_STEP, SCFF_STEP.replace("terms.loss)", "-terms.loss if isinstance(self.network, SCFFConvNetwork) "
-                                                         "else terms.loss)")),
-    Mutation("scff-rnn-sign", "scff-rnn: both directions step on -loss", "fwdlearn/rules/scff_rnn.py",
-             "take_step([self.groups[DIRECTIONS[which]]], terms.loss)",
-             "take_step([self.groups[DIRECTIONS[which]]], -terms.loss)"),
-    Mutation("ff-sign", "ff: every layer steps on -loss", "fwdlearn/rules/ff.py",
-             'take_step([self.groups[f"layer{index + 1}"]], terms.loss)',
-             'take_step([self.groups[f"layer{index + 1}"]], -terms.loss)'),
+    # --- the sign of each rule's update: it then ascends its own objective (both backends) ---------------------
+    Mutation("scff-mlp-sign", "scff-mlp: every layer's fused step on -R (MLP layers only)", "fwdlearn/rules/scff.py",
+             SCFF_FUSED_STEP, "layer.accumulate_gradients(projections, inputs, "
+                              "-out.rows if type(layer).__name__ == 'PairedLinear' else out.rows)"),
+    Mutation("scff-cnn-sign", "scff-cnn: every layer's fused step on -R (conv layers only)", "fwdlearn/rules/scff.py",
+             SCFF_FUSED_STEP, "layer.accumulate_gradients(projections, inputs, "
+                              "-out.rows if type(layer).__name__ == 'PairedConv2d' else out.rows)"),
+    Mutation("scff-sign-torch-backend", "scff-mlp/cnn, backend torch: every layer steps on -loss",
+             "fwdlearn/rules/scff.py", SCFF_STEP, "take_step([group], -terms.loss)"),
+    Mutation("scff-rnn-sign", "scff-rnn: both directions' fused steps on the negated gradient",
+             "fwdlearn/rules/scff_rnn.py", RNN_FUSED_STEP,
+             "take_fused_step(self.groups[DIRECTIONS[which]], lambda: (set_gradients(), "
+             "[p.grad.neg_() for p in self.groups[DIRECTIONS[which]].parameters]))"),
+    Mutation("ff-sign", "ff: every layer's fused step on -R", "fwdlearn/rules/ff.py",
+             FF_FUSED_STEP, FF_FUSED_STEP.replace("out.rows)", "-out.rows)")),
     Mutation("lac-mlp-hidden-sign", "lac-mlp: the hidden layers ascend their activity contrast",
-             "fwdlearn/rules/lac.py", LAC_HIDDEN, LAC_HIDDEN_NEGATED.format("mlp")),
+             "fwdlearn/rules/lac.py", LAC_HIDDEN, LAC_HIDDEN + " * (-1 if self.kind == 'mlp' else 1)"),
     Mutation("lac-conv-hidden-sign", "lac-conv: the hidden layers ascend their activity contrast",
-             "fwdlearn/rules/lac.py", LAC_HIDDEN, LAC_HIDDEN_NEGATED.format("conv")),
+             "fwdlearn/rules/lac.py", LAC_HIDDEN, LAC_HIDDEN + " * (-1 if self.kind == 'conv' else 1)"),
     Mutation("lac-mlp-output-sign", "lac-mlp: the output layer ascends the reconstruction error",
              "fwdlearn/rules/lac.py", LAC_OUTPUT, LAC_OUTPUT + " * (-1 if self.kind == 'mlp' else 1)"),
     Mutation("lac-conv-output-sign", "lac-conv: the output layer ascends the reconstruction error",
@@ -122,27 +127,22 @@ MUTATIONS = [
              "fwdlearn/objectives/scff.py", "return PairBatch(views, k, second, k, shifted)",
              "return PairBatch(views, k, shifted, k, second)"),
     Mutation("ff-pairs-swapped", "ff: the wrong-label samples trained as positives, the true-label ones as negatives",
-             "fwdlearn/rules/ff.py", "terms = ff_loss(g[:n], g[n:], c.layers[index].theta)",
-             "terms = ff_loss(g[n:], g[:n], c.layers[index].theta)"),
+             "fwdlearn/rules/ff.py", FF_FUSED_PAIRS, FF_FUSED_PAIRS.replace("k, None, k + n, None", "k + n, None, k, None")),
     # --- the detach between layers (between steps for the recurrent layer) -------------------------------------
-    Mutation("scff-mlp-attached", "scff-mlp: a layer hands its outputs on without .detach()", "fwdlearn/rules/scff.py",
-             SCFF_DETACHED, "return *((z_pos, z_neg) if isinstance(self.network, SCFFNetwork) "
-                            "else (z_pos.detach(), z_neg.detach())), {"),
-    Mutation("scff-cnn-attached", "scff-cnn: a layer hands its outputs on without .detach()", "fwdlearn/rules/scff.py",
-             SCFF_DETACHED, "return *((z_pos, z_neg) if isinstance(self.network, SCFFConvNetwork) "
-                            "else (z_pos.detach(), z_neg.detach())), {"),
+    Mutation("scff-attached", "scff-mlp/cnn: a layer hands its pre-activations on with their graph (no no_grad)",
+             "fwdlearn/rules/scff.py", SCFF_HANDED_ON, SCFF_HANDED_ON.replace("with torch.no_grad():", "if True:")),
     Mutation("scff-rnn-attached", "scff-rnn: the states fed to each step keep their graph (no no_grad, no .detach(); "
              "removing .detach() alone inside no_grad changes nothing)", "fwdlearn/rules/scff_rnn.py",
              "with torch.no_grad():\n            return self.network.directions[which].run(drive.detach(), "
              "pair_lengths, keep_states=True)[1]",
              "return self.network.directions[which].run(drive, pair_lengths, keep_states=True)[1]"),
-    Mutation("ff-attached", "ff: a layer hands its activity on without .detach()", "fwdlearn/rules/ff.py",
+    Mutation("ff-attached", "ff, backend torch: a layer hands its activity on without .detach()", "fwdlearn/rules/ff.py",
              "h = layer.passed(out).detach()", "h = layer.passed(out)"),
-    Mutation("lac-hidden-attached", "lac-mlp/conv: each hidden layer's input without .detach()",
-             "fwdlearn/nn/autoencoder.py", "s, a = layer(a.detach() if local else a)", "s, a = layer(a)"),
-    Mutation("lac-output-attached", "lac-mlp/conv: the output layer's input without .detach()",
-             "fwdlearn/nn/autoencoder.py", "out = torch.sigmoid(self.output(a.detach() if local else a))",
-             "out = torch.sigmoid(self.output(a))"),
+    Mutation("lac-hidden-attached", "lac-mlp/conv: each hidden layer's pass-2 input without .detach()",
+             "fwdlearn/rules/lac.py", "a = s_r.detach().relu_() if i + 1 < len(first) else None",
+             "a = s_r.relu() if i + 1 < len(first) else None"),
+    Mutation("lac-output-attached", "lac-mlp/conv: pass 1 with a graph: the output layer's input attached",
+             "fwdlearn/rules/lac.py", LAC_PASS_ONE, LAC_PASS_ONE.replace("with torch.no_grad():", "if True:")),
     # --- the divergence guard ----------------------------------------------------------------------------------
     Mutation("no-divergence-guard", "learner.check_finite returns at once: NaN/inf losses and weights pass",
              "fwdlearn/learner.py", function="check_finite"),

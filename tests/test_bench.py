@@ -167,15 +167,15 @@ def test_cpu_peak_sees_the_tensors_a_call_allocates():
 def test_update_memory_with_depth_is_what_the_readme_says():
     """Tensor memory allocated by one update (above what persists): a deterministic count, not a timing.
     An SCFF or FF update holds nothing of the other layers, so it follows the widest layer; LAC's first-pass
-    activities wait for the second pass, so its update grows with depth, as back-propagation's does
-    (README, first paragraph)."""
+    reactions wait for the second pass, so its update grows with depth (less since one layer's graph is held at a
+    time), as back-propagation's does (README, first paragraph)."""
     def growth(rule):
         shallow, deep = (measure_update(rule, depth, width=64, batch=256, input_dim=64, repeats=2, warmup=1
                                         ).memory["peak_above_resident_bytes"] for depth in (2, 6))
         return deep / shallow
 
     assert growth("scff-mlp") <= 1.1 and growth("ff") <= 1.1
-    assert growth("lac-mlp") >= 1.5 and growth("bp") >= 1.5
+    assert growth("lac-mlp") >= 1.2 and growth("bp") >= 1.5
 
 
 def test_bench_command_writes_json_a_script_can_read(tmp_path):

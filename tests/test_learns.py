@@ -372,8 +372,8 @@ def _step_modules(learner: type) -> list:
 
 def ascend_gradients(monkeypatch, name: str, groups: set[str] | None = None) -> list[int]:
     """Every optimiser step of rule ``name``'s parameter groups (or of ``groups``) takes the negated gradient:
-    a step on ``-loss`` for a rule whose update does not go through ``take_step`` (LAC: one backward of its
-    summed losses). A step pre-hook on each optimiser, added where the learner makes its groups. Returns a
+    a step on ``-loss`` for a rule whose update does not go through ``take_step`` (LAC: one backward per layer
+    before its group's step; the fused backends: gradients written in closed form). A step pre-hook on each optimiser, added where the learner makes its groups. Returns a
     counter of the negated steps."""
     learner, steps = fwdlearn.registry.get_rule(name).learner, [0]
     real = learner.make_groups

@@ -7,7 +7,9 @@ reaches two groups' parameters -- or two *layers'* parameters (a group may hold 
 ``hidden``) -- and no weight applied to a value computed from itself (the recurrent state is detached: no
 gradient through time). Every check runs one real ``train_batch`` through the network's own forward; the test
 detaches nothing. The controls below show the checks failing when a layer's input is left attached (SCFF: one
-backward per layer; LAC: one backward of the summed losses) and on the Bi-RNN's end-to-end graph.
+backward per layer) and on the Bi-RNN's end-to-end graph; LAC's (one backward per layer, and the one-backward
+formulation of Algorithm 1) are in ``tests/test_lac_locality.py``. A rule with a fused backend is traced on its
+autograd reference (``conftest.trace_update``).
 """
 
 from __future__ import annotations
@@ -203,21 +205,6 @@ def test_the_time_check_catches_back_propagation_through_time():
     assert fed == recurrent and {owner[i] for i in fed} == {"directions[0]", "directions[1]"}
 
 
-def test_the_layer_check_catches_a_hidden_layer_fed_an_attached_input(monkeypatch):
-    """Control: LAC with every layer's input left attached (the network's own ``passes(local=False)``): the
-    hidden contrast of a deeper layer reaches the layers below it, which the group-level check cannot see
-    (they are all the group ``hidden``)."""
-    learner, batch = tiny_learner("lac-mlp")
-    owner = layer_of_parameter(learner.network)
-    passes = learner.network.passes
-    monkeypatch.setattr(learner.network, "passes", lambda x, local=True: passes(x, local=False))
-    trace = trace_update(learner, batch)
-    mixed = [bad for backward in trace.passes for root in backward.roots for bad in mixed_terms(root, owner)]
-    assert {"hidden[0]", "hidden[1]"} in mixed
-
-
-# ----- the checks can fail: inputs left attached ----------------------------------------------------------
-
 def test_update_refuses_an_input_attached_to_another_layer(images):
     learner = SCFFLearner(small_config(), 64)
     batch = data_pairs(images, learner.generator)
@@ -254,20 +241,6 @@ def test_the_checker_catches_a_layer_fed_an_attached_input(images, monkeypatch):
         assert_local_update(learner, Batch(images))
     trace = trace_update(SCFFLearner(small_config("simultaneous"), 64), Batch(images))
     assert trace.arrivals == [1] * len(trace.params)                 # the real update: once each
-
-
-def test_the_checker_catches_a_summed_loss_that_crosses_groups(monkeypatch):
-    """Control on a rule that takes one backward of its groups' summed losses (LAC): its real update passes;
-    with every layer's input left attached, the output layer's loss reaches the hidden group and is named,
-    although every parameter still receives exactly one gradient."""
-    learner, batch = tiny_learner("lac-mlp")
-    trace = assert_local_update(learner, batch)
-    assert [sorted(trace.groups_of(b)) for b in trace.passes] == [["hidden", "output"]]
-    learner, batch = tiny_learner("lac-mlp")
-    passes = learner.network.passes
-    monkeypatch.setattr(learner.network, "passes", lambda x, local=True: passes(x, local=False))
-    with pytest.raises(AssertionError, match="reaches the parameters of several groups"):
-        assert_local_update(learner, batch)
 
 
 def test_a_summed_objective_is_split_into_its_groups_terms():

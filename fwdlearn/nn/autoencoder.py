@@ -6,7 +6,9 @@ Every layer computes its reaction ``S = BN(W A_prev)`` (Eqs. 2 and 4) and passes
 ``A = F(S)`` (Eqs. 3 and 5), ReLU for hidden layers; the output (reconstruction) layer is
 ``Sigmoid(W A_prev)``. ``passes(x, local=True)`` detaches every layer's input, so a loss on one
 layer's reaction can only reach that layer's own parameters; ``forward`` is the ordinary
-end-to-end graph (the BP autoencoder baseline and fine-tuning use it).
+end-to-end graph (the BP autoencoder baseline and fine-tuning use it). LAC's update runs the
+layers one at a time itself (``HiddenLayer.reaction``, ``Autoencoder.reconstruct``), so that it
+holds one layer's graph at a time.
 
 - ``MLPAutoencoder``: images flattened; hidden ``Linear -> BatchNorm1d -> ReLU`` (MNIST:
   1000-500-250-500-1000); output ``Linear -> Sigmoid`` back to the image.
@@ -36,8 +38,12 @@ class HiddenLayer(nn.Module):
         self.transform, self.norm = transform, norm
         self.input_quant = input_quant or nn.Identity()
 
+    def reaction(self, a: torch.Tensor) -> torch.Tensor:
+        """``S = BN(W a)`` (Eqs. 2 and 4) alone, without the activity."""
+        return self.norm(self.transform(self.input_quant(a)))
+
     def forward(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s = self.norm(self.transform(self.input_quant(a)))
+        s = self.reaction(a)
         return s, torch.relu(s)
 
 
@@ -69,7 +75,8 @@ class Autoencoder(nn.Module):
         self.encoder_layers = encoder_layers
         self.flatten = flatten
 
-    def _input(self, x: torch.Tensor) -> torch.Tensor:
+    def flat_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` as the first hidden layer takes it (flattened for the MLP), after checking its shape and type."""
         if tuple(x.shape[1:]) != self.sample_shape or not torch.is_floating_point(x):
             raise ValueError(f"expected float images [N, {', '.join(map(str, self.sample_shape))}], "
                              f"got {x.dtype} of shape {tuple(x.shape)}")
@@ -80,13 +87,16 @@ class Autoencoder(nn.Module):
 
         ``local``: each layer's input is detached (no gradient crosses a layer boundary).
         """
-        a = self._input(x)
+        a = self.flat_input(x)
         reactions = []
         for layer in self.hidden:
             s, a = layer(a.detach() if local else a)
             reactions.append(s)
-        out = torch.sigmoid(self.output(a.detach() if local else a))
-        return reactions, out.view(x.shape)
+        return reactions, self.reconstruct(a.detach() if local else a, x.shape)
+
+    def reconstruct(self, a: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """The output layer on the last hidden activity ``a``: ``Sigmoid(W a)``, as an image of ``shape``."""
+        return torch.sigmoid(self.output(a)).view(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The reconstruction, through the ordinary end-to-end graph."""
@@ -94,7 +104,7 @@ class Autoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's output (activity of hidden layer ``encoder_layers``), flattened: ``[N, features]``."""
-        a = self._input(x)
+        a = self.flat_input(x)
         for layer in self.hidden[:self.encoder_layers]:
             a = layer(a)[1]
         return a.flatten(1)

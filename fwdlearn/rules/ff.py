@@ -249,8 +249,7 @@ def _bench_update(widths: list[int], x: torch.Tensor):
                       batch_size=x.shape[0], classify_from=1).validate("bench")
     learner = FFLearner(config, x.shape[1], device=x.device)
     labels = torch.randint(0, config.num_classes, (x.shape[0],), generator=torch.Generator().manual_seed(0))
-    batch, active = Batch(x, y=labels.to(x.device)), list(learner.groups)
-    return learner, batch
+    return learner, Batch(x, y=labels.to(x.device))
 
 
 RULES = (

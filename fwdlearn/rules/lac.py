@@ -4,11 +4,21 @@ For every batch ``x``:
   1. pass 1 on ``x`` gives every hidden layer's reaction ``S_o`` and the reconstruction ``o_1``;
   2. pass 2 on ``sg(o_1)`` gives the reactions ``S_r`` (batch statistics of the reconstructions,
      running statistics untouched);
-  3. hidden loss, Eq. 1 summed over layers and units (``objectives.lac.hidden_contrast``); every
-     layer's input is detached, so layer ``i``'s gradient is its own contrast only (Eq. 8), and
-     RMSprop updates the parameter group ``hidden``;
+  3. hidden loss, Eq. 1 summed over layers and units (``objectives.lac``); every layer's input is
+     detached, so layer ``i``'s gradient is its own contrast only (Eq. 8), and RMSprop updates the
+     parameter group ``hidden``;
   4. output loss ``sum (o_1 - target)^2`` (target: ``x``, or ``x`` flipped left-right); the output
      layer's input is detached, so Adam updates the group ``output`` alone.
+
+Because no gradient crosses a layer, the update never holds more than one layer's graph. Pass 1 runs
+without a graph and keeps only the detached ``S_o`` (the targets pass 2 needs) and ``o_1``; the output
+layer's loss is back-propagated, and the output layer stepped, at once (pass 2 does not use it). Pass 2
+then goes layer by layer: ``S_r`` with a graph of that layer only, its contrast ``sum (sg(S_o) - S_r)^2``
+(``S_o - S_r`` written over ``S_o``), its backward into ``.grad`` at once, which releases the graph,
+and ``ReLU(S_r)`` handed on detached; RMSprop steps every hidden layer after the last one. Each
+parameter gets exactly the gradient of one backward of the summed losses, and each group one step,
+as in Algorithm 1 (``tests/test_lac_memory.py`` checks both against that formulation); the gradients
+are freed after each step.
 
 Both losses are sums over units *and over the batch*, as in Algorithm 1 (``torch.sum``). The
 scale matters with weight decay under RMSprop: the decay term is added to the loss gradient
@@ -35,7 +45,7 @@ from ..errors import DataError, check
 from ..eval.finetune import FinetuneConfig, fine_tune
 from ..nn.autoencoder import Autoencoder, Encoder, build_autoencoder, reconstruction_error, reconstruction_target
 from ..nn.quant import QuantConfig
-from ..objectives.lac import hidden_contrast
+from ..objectives.lac import layer_contrast
 from ..rule import Rule
 
 TARGETS = ("reconstruct", "flip")
@@ -160,29 +170,56 @@ class LACLearner(Learner):
             self.initial_test_error = reconstruction_error(self.network, test_x, self.config.target)
         return self
 
-    def losses(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Steps 1-4 up to the losses: ``(hidden_loss, output_loss)``, each reaching its own layers only."""
-        first, reconstruction = self.network.passes(x, local=True)
-        with self.network.frozen_norm_statistics():
-            second, _ = self.network.passes(reconstruction.detach(), local=True)
-        hidden_loss = hidden_contrast(first, second)
-        output_loss = (reconstruction - reconstruction_target(x, self.config.target)).square().sum()
-        return hidden_loss, output_loss
-
     def train_batch(self, batch: Batch, active: list[str]) -> dict[str, dict[str, float]]:
-        hidden_loss, output_loss = self.losses(batch.x)
+        """Algorithm 1 on one batch, keeping one layer's graph at a time (see the module's docstring)."""
+        network, x = self.network, batch.x
+        train_hidden, train_output = "hidden" in active, "output" in active
+        # Pass 1 (Eqs. 2-3): the targets S_o, kept detached (the contrast stops their gradient); no graph.
+        first = []
+        with torch.no_grad():
+            a = network.flat_input(x)
+            for layer in network.hidden:
+                s_o, a = layer(a)
+                first.append(s_o)
+            del s_o
+        # The output layer on the detached last activity: its loss, backward and step at once (pass 2 does
+        # not use the output layer, so its step changes nothing below).
+        with torch.set_grad_enabled(train_output):
+            reconstruction = network.reconstruct(a, x.shape)
+            output_loss = (reconstruction - reconstruction_target(x, self.config.target)).square().sum()
+        del a
+        if train_output:
+            output = self.groups["output"].optimizer
+            output.zero_grad(set_to_none=True)
+            output_loss.backward()
+            output.step()
+            output.zero_grad(set_to_none=True)      # gradients freed after the step, as in ``take_step``
+        a = network.flat_input(reconstruction.detach())
+        del reconstruction
+        # Pass 2 (Eqs. 4-5) on sg(o_1), one layer at a time: the reaction S_r with a graph of this layer only
+        # (its input is detached), the layer's contrast (Eq. 1; S_o - S_r is written over S_o) and at once its
+        # backward (Eq. 8, accumulated into .grad), which releases the layer's graph.
+        hidden = self.groups["hidden"].optimizer
+        if train_hidden:
+            hidden.zero_grad(set_to_none=True)
+        hidden_loss = 0
+        with network.frozen_norm_statistics(), torch.set_grad_enabled(train_hidden):
+            for i, layer in enumerate(network.hidden):
+                s_r = layer.reaction(a)
+                contrast = layer_contrast(first[i], s_r, overwrite=True)
+                first[i] = None
+                # The next layer's input A_r = ReLU(S_r), in the storage of S_r: neither the contrast nor batch
+                # norm keeps S_r for its backward (autograd would refuse a backward through a changed tensor).
+                a = s_r.detach().relu_() if i + 1 < len(first) else None
+                del s_r
+                if train_hidden:
+                    contrast.backward()
+                hidden_loss = hidden_loss + contrast.detach()
+                del contrast
+        if train_hidden:
+            hidden.step()
+            hidden.zero_grad(set_to_none=True)
         losses = {"hidden": hidden_loss, "output": output_loss}
-        groups = [self.groups[name] for name in active]
-        for group in groups:
-            group.optimizer.zero_grad(set_to_none=True)
-        # The two losses share no parameter (every layer's input is detached), so one backward
-        # pass gives each optimiser exactly the gradient of its own loss.
-        total = losses[active[0]]
-        for name in active[1:]:
-            total = total + losses[name]
-        total.backward()
-        for group in groups:
-            group.optimizer.step()
         n = batch.size
         return {name: {"loss": float(losses[name].detach()) / n} for name in active}
 
@@ -276,9 +313,7 @@ def _bench_update(widths: list[int], x: torch.Tensor):
                        encoder_layers=len(widths)).validate("bench")
     learner = LACLearner(config, (x.shape[1],), device=x.device)
     learner.network.train()
-    batch = Batch(x)
-    active = list(learner.groups)
-    return learner, batch
+    return learner, Batch(x)
 
 
 IN_GRAPH = "{}, batch norm (running statistics), ReLU per encoder layer; linear read-out"
