@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import statistics
 import sys
 import time
@@ -29,7 +30,11 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from torch.optim.optimizer import register_optimizer_step_pre_hook  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+
 from fwdlearn.atomic import save_json  # noqa: E402
+from fwdlearn.hardware.update_ops import _conv_macs, _matmul_macs  # noqa: E402
 from fwdlearn.bench.sweep import describe_device  # noqa: E402
 from fwdlearn.config import BACKENDS  # noqa: E402
 from fwdlearn.data import load_dataset  # noqa: E402
@@ -50,43 +55,100 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+PRODUCTS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default,
+            torch.ops.aten.baddbmm.default, torch.ops.aten.convolution.default,
+            torch.ops.aten.convolution_backward.default}
+
+
+class ProductRecorder(TorchDispatchMode):
+    """Records every matrix product and convolution (operator, operand shapes and strides, other arguments)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple] = []
+        self.macs = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in PRODUCTS:
+            self.calls.append((func, [_spec(a) for a in args], dict(kwargs or {})))
+            self.macs += _macs(func, args, out)
+        return out
+
+
+def _macs(func, args, out) -> int:
+    """Multiply-accumulates of one recorded product (``hardware/update_ops``' counting)."""
+    if func is torch.ops.aten.convolution_backward.default:
+        return _conv_macs(args[1], args[2], args[0], args[7]) * sum(bool(m) for m in args[10][:2])
+    if func is torch.ops.aten.convolution.default:
+        return _conv_macs(args[0], args[1], out, args[6])
+    return _matmul_macs(func, args)
+
+
+def _spec(value):
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(value.shape), tuple(value.stride()), value.dtype, str(value.device))
+    return value
+
+
 class Floor:
-    """The products of one epoch of a rule's first layer, replayed: ``run()`` times them all."""
+    """The products one epoch ran, replayed on random operands of the same shapes, strides and order."""
 
-    def __init__(self, learner, n: int, lengths: torch.Tensor | None):
-        self.device = learner.device
-        layer = learner.network.layers[0] if hasattr(learner.network, "layers") else None
-        self.products = []
-        generator_state = learner.generator.get_state()
-        batches = learner.epoch_batches(n, lengths)
-        learner.generator.set_state(generator_state)     # the epoch itself draws the same batches
-        views_per_sample = 2 if learner.config.data.translate else 1
-        for rows in batches:
-            self.products.append(self.batch_products(learner, layer, len(rows) * views_per_sample, rows, lengths))
-        self.batches = len(batches)
+    def __init__(self, calls: list[tuple], macs: int, device: torch.device):
+        self.device, self.macs, operands = device, macs, {}
 
-    def batch_products(self, learner, layer, views: int, rows, lengths):
-        weight = layer.conv.weight if hasattr(layer, "conv") else layer.linear.weight
-        if weight.dim() == 2:                                  # dense: [M, D] @ [D, H], then [H, M] @ [M, D]
-            x = torch.randn(views, weight.shape[1], device=self.device)
-            r = torch.randn(views, weight.shape[0], device=self.device)
-            w = weight.detach()
-            return lambda: (torch.mm(x, w.t()), torch.mm(r.t(), x))
-        spec = layer.spec                                      # conv: forward and weight-only backward
-        size = learner.input_dim[1] + 2 * spec.padding
-        x = torch.randn(views, weight.shape[1], size, learner.input_dim[2] + 2 * spec.padding, device=self.device)
-        w = weight.detach()
-        out = torch.nn.functional.conv2d(x, w)
-        r = torch.randn_like(out)
-        conv_backward = torch.ops.aten.convolution_backward
-        return lambda: (torch.nn.functional.conv2d(x, w),
-                        conv_backward(r, x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, False]))
+        def operand(spec):
+            if not (isinstance(spec, tuple) and spec and spec[0] == "tensor"):
+                return spec
+            if spec not in operands:
+                _, shape, stride, dtype, where = spec
+                operands[spec] = torch.empty_strided(shape, stride, dtype=dtype, device=where).normal_()
+            return operands[spec]
+        self.calls = [(func, [operand(a) for a in args], kwargs) for func, args, kwargs in calls]
 
     def run(self) -> float:
         _sync(self.device)
         started = time.perf_counter()
-        for products in self.products:
-            products()
+        for func, args, kwargs in self.calls:
+            func(*args, **kwargs)
+        _sync(self.device)
+        return time.perf_counter() - started
+
+
+def recorded_floor(rule, config, dataset, input_dim, x, lengths, device) -> tuple[Floor, "OptimizerFloor"]:
+    """The products of one epoch of ``config`` (a fresh learner, so the same batches as every measured epoch), and
+    its optimiser steps."""
+    learner = rule.learner(config, input_dim, device=device)
+    learner.prepare(dataset)
+    steps = [0]
+    hook = register_optimizer_step_pre_hook(lambda optimizer, args, kwargs: steps.__setitem__(0, steps[0] + 1))
+    try:
+        with ProductRecorder() as recorder:
+            learner.train(x, lengths, show_progress=False)
+    finally:
+        hook.remove()
+    group = next(iter(learner.groups.values()))
+    return Floor(recorder.calls, recorder.macs, torch.device(device)), OptimizerFloor(group, steps[0])
+
+
+class OptimizerFloor:
+    """``steps`` steps of an optimiser like the group's (same class and settings) on parameters of its shapes."""
+
+    def __init__(self, group, steps: int):
+        self.steps, self.device = steps, group.parameters[0].device
+        self.parameters = [torch.nn.Parameter(torch.randn_like(p)) for p in group.parameters]
+        for p in self.parameters:
+            p.grad = torch.randn_like(p)
+        optimizer = group.optimizer
+        accepted = inspect.signature(type(optimizer)).parameters
+        self.optimizer = type(optimizer)(self.parameters, **{k: v for k, v in optimizer.defaults.items()
+                                                             if k in accepted})
+
+    def run(self) -> float:
+        _sync(self.device)
+        started = time.perf_counter()
+        for _ in range(self.steps):
+            self.optimizer.step()
         _sync(self.device)
         return time.perf_counter() - started
 
@@ -108,24 +170,29 @@ def measure(preset: str, data_dir: str, device: str, repeats: int, log=print) ->
     input_dim = rule.learner.network_input(dataset)
     x, lengths, _ = rule.learner.train_inputs(dataset)
     x = x.to(device)
+    fused = first_layer_config(preset, "fused")
+    epoch_seconds(rule, fused, dataset, input_dim, x[: 4 * fused.batch_size], lengths, device)   # compile the kernels
+    floor, optimizer = recorded_floor(rule, fused, dataset, input_dim, x, lengths, device)
+    floor.run(), optimizer.run()
     for backend in BACKENDS:
         config = first_layer_config(preset, backend)
-        probe = rule.learner(config, input_dim, device=device)
-        floor = Floor(probe, x.shape[0], lengths)
-        epoch_seconds(rule, config, dataset, input_dim, x[: 4 * config.batch_size], lengths, device)   # compile, warm
-        floor.run()
-        epochs, floors = [], []
+        epoch_seconds(rule, config, dataset, input_dim, x[: 4 * config.batch_size], lengths, device)   # warm
+        epochs, floors, steps = [], [], []
         for _ in range(repeats):
             floors.append(floor.run())
+            steps.append(optimizer.run())
             epochs.append(epoch_seconds(rule, config, dataset, input_dim, x, lengths, device))
-        epoch, gemm = statistics.median(epochs), statistics.median(floors)
-        row = {"preset": preset, "layer": 1, "backend": backend, "rule": config.learner, "batches": floor.batches,
+        epoch, gemm, step = statistics.median(epochs), statistics.median(floors), statistics.median(steps)
+        row = {"preset": preset, "layer": 1, "backend": backend, "rule": config.learner,
+               "products": len(floor.calls), "floor_macs": floor.macs,
                "batch_size": config.batch_size, "translate": config.data.translate,
                "epoch_seconds": epochs, "floor_seconds": floors, "epoch_median": epoch, "floor_median": gemm,
-               "ratio": epoch / gemm}
+               "ratio": epoch / gemm, "optimizer_steps": optimizer.steps, "optimizer_seconds": steps,
+               "optimizer_median": step, "ratio_to_products_and_optimizer": epoch / (gemm + step)}
         rows.append(row)
         log(f"{preset:14s} layer 1  {backend:6s} epoch {epoch:7.2f} s   GEMM floor {gemm:7.2f} s   "
-            f"ratio {epoch / gemm:5.2f}")
+            f"ratio {epoch / gemm:5.2f}   (+ {optimizer.steps} optimiser steps {step:5.2f} s: "
+            f"ratio {epoch / (gemm + step):5.2f})")
     return rows
 
 

@@ -170,13 +170,22 @@ def example_rows(pos_left: torch.Tensor, pos_right: torch.Tensor | None, neg_lef
     return left.contiguous(), right.contiguous()
 
 
-def _check(P: torch.Tensor, bias: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> None:
+def _host_example_rows(pos_left, pos_right, neg_left, neg_right) -> tuple[np.ndarray, np.ndarray]:
+    """``example_rows`` for CPU tensors, assembled in NumPy (a few microseconds instead of torch's dispatch)."""
+    def right_of(left, right):
+        return np.full(left.shape[0], -1, np.int64) if right is None else right.numpy()
+    left = np.concatenate([pos_left.numpy(), neg_left.numpy()]).astype(np.int64, copy=False)
+    right = np.concatenate([right_of(pos_left, pos_right), right_of(neg_left, neg_right)]).astype(np.int64, copy=False)
+    return left, right
+
+
+def _check(P: torch.Tensor, bias: torch.Tensor, lowest: int, highest: int) -> None:
     if P.dim() < 2 or P.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"projections must be float32/float64 [M, C, ...], got {P.dtype} {list(P.shape)}")
     if bias.shape != (P.shape[1],) or bias.dtype != P.dtype or bias.device != P.device:
         raise ValueError(f"bias must be {P.dtype} [{P.shape[1]}] on {P.device}, got {bias.dtype} {list(bias.shape)} "
                          f"on {bias.device}")
-    if left.numel() and (int(left.min()) < 0 or int(torch.maximum(left, right).max()) >= P.shape[0]):
+    if lowest < 0 or highest >= P.shape[0]:
         raise ValueError(f"example rows must index the {P.shape[0]} projections")
 
 
@@ -194,18 +203,20 @@ def scff_pair_gradient(P: torch.Tensor, bias: torch.Tensor, pos_left: torch.Tens
         raise ValueError(f"goodness must be 'mean' or 'sum', got {goodness!r}")
     unit_scale = 1.0 / P.shape[1] if goodness == "mean" else 1.0
     P, bias = P.detach(), bias.detach()
-    left, right = example_rows(pos_left, pos_right, neg_left, neg_right)
-    _check(P, bias, left, right)
     num_pos = int(pos_left.shape[0])
     if P.is_cuda:
+        left, right = example_rows(pos_left, pos_right, neg_left, neg_right)
+        _check(P, bias, int(left.min()), int(torch.maximum(left, right).max()))
         from .scff_pairs_cuda import pair_gradient_cuda
         return pair_gradient_cuda(P, bias, left, right, unit_scale, num_pos, theta_pos, theta_neg, penalty)
+    left, right = _host_example_rows(pos_left, pos_right, neg_left, neg_right)
+    _check(P, bias, int(left.min()), int(max(left.max(), right.max())))
     P = P.contiguous()
     dense = P.dim() == 2
     maps = P if dense else P.view(P.shape[0], P.shape[1], -1)
     rows = torch.empty_like(maps)
     loss, goodness = np.empty(left.shape[0]), np.empty(left.shape[0])
     kernel = _dense_cpu if dense else _maps_cpu
-    kernel(maps.numpy(), bias.contiguous().numpy(), left.cpu().numpy(), right.cpu().numpy(), unit_scale, num_pos,
-           float(theta_pos), float(theta_neg), float(penalty), rows.numpy(), loss, goodness)
+    kernel(maps.numpy(), bias.contiguous().numpy(), left, right, unit_scale, num_pos, float(theta_pos),
+           float(theta_neg), float(penalty), rows.numpy(), loss, goodness)
     return summarise(rows.view_as(P), loss, goodness, num_pos)

@@ -166,17 +166,30 @@ class RecurrentDirection(nn.Module):
         A state stops changing once its sequence has ended, so the returned state is ``h_(L-1)``.
         Gradients flow through time here unless the caller runs it under ``torch.no_grad``.
         """
+        h, states, _ = self._sweep(drive, lengths, keep_states, False)
+        return h, states
+
+    def sweep(self, drive: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``run`` keeping, for every step, the standardised previous state and the pre-activation ``z_t``
+        (``[E, T, hidden]`` each): everything a closed-form update needs, from one pass over the sequence."""
+        _, states, preactivations = self._sweep(drive, lengths, True, True)
+        return states, preactivations
+
+    def _sweep(self, drive, lengths, keep_states: bool, keep_preactivations: bool):
         e, steps, _ = drive.shape
         h = drive.new_zeros(e, self.hidden_size)
         recurrent = self.recurrent_map()
-        inputs = []
+        inputs, preactivations = [], []
         for t in range(steps):
             s = standardize(h)
             if keep_states:
                 inputs.append(s)
-            h_new = torch.relu(self.step(drive[:, t], s, recurrent))
-            h = torch.where((t < lengths)[:, None], h_new, h)
-        return h, (torch.stack(inputs, dim=1) if keep_states else None)
+            z = self.step(drive[:, t], s, recurrent)
+            if keep_preactivations:
+                preactivations.append(z)
+            h = torch.where((t < lengths)[:, None], torch.relu(z), h)
+        return (h, torch.stack(inputs, dim=1) if keep_states else None,
+                torch.stack(preactivations, dim=1) if keep_preactivations else None)
 
 
 class LocalBiRNN(nn.Module):

@@ -108,20 +108,22 @@ class SCFFRNNLearner(Learner):
                 "goodness_neg": float(terms.goodness_neg)}
 
     def fused_update(self, which: int, x, lengths, left, right, pair_lengths, n_pos: int) -> dict[str, float]:
-        """``update`` in closed form (methods section 6, per step): the drive and the states as in the reference,
-        without a graph; ``Z = drive + W_hh std(h_(t-1))`` of every real step (one product), the step kernel
-        (``scff_step_gradient``: goodness, Eq. 4 with each sequence's own length, ``R = dL/dZ``), then
-        ``dW_hh = R^T std(h)``, ``dW_ih = R^T (std(a_t) + std(b_t))`` (two products), ``db = sum R``, one AdamW
-        step. Float layers; a quantised direction takes the autograd path."""
+        """``update`` in closed form (methods section 6, per step): one sweep without a graph keeps, for every
+        step, the state fed to it and its pre-activation ``z_t = W_ih std([a_t, b_t]) + W_hh std(h_(t-1)) + b``
+        (the reference computes ``z_t`` again with a graph); the step kernel (``scff_step_gradient``: goodness,
+        Eq. 4 with each sequence's own length, ``R = dL/dz``) on the real steps; ``dW_hh = R^T std(h)``,
+        ``dW_ih = R^T (std(a_t) + std(b_t))`` (two products), ``db = sum R``; one AdamW step. Float layers; a
+        quantised direction takes the autograd path."""
         direction, c = self.network.directions[which], self.config.layers[0]
         with torch.no_grad():
             drive, frames = self.network.drive_and_frames(which, x, lengths, left, right, pair_lengths)
-            states = direction.run(drive, pair_lengths, keep_states=True)[1]
-            valid = torch.arange(drive.shape[1], device=drive.device)[None, :] < pair_lengths[:, None]
-            states, frames = states[valid], frames[valid]
-            z = torch.addmm(drive[valid], states, direction.recurrent.weight.t())
-        out = scff_step_gradient(z, direction.recurrent.bias, valid.sum(1), n_pos, c.theta_pos, c.theta_neg,
-                                 c.penalty)
+            states, z = direction.sweep(drive, pair_lengths)
+            del drive
+            valid = torch.arange(z.shape[1], device=z.device)[None, :] < pair_lengths[:, None]
+            states, frames, z = states[valid], frames[valid], z[valid]
+        bias = direction.recurrent.bias
+        out = scff_step_gradient(z, torch.zeros_like(bias.detach()), valid.sum(1), n_pos, c.theta_pos, c.theta_neg,
+                                 c.penalty)            # z holds the bias already
 
         def set_gradients() -> None:
             direction.recurrent.weight.grad = torch.mm(out.rows.t(), states)
