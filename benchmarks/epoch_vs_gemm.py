@@ -171,12 +171,13 @@ def measure(preset: str, data_dir: str, device: str, repeats: int, log=print) ->
     x, lengths, _ = rule.learner.train_inputs(dataset)
     x = x.to(device)
     fused = first_layer_config(preset, "fused")
-    epoch_seconds(rule, fused, dataset, input_dim, x[: 4 * fused.batch_size], lengths, device)   # compile the kernels
+    warm = slice(0, 4 * fused.batch_size)
+    epoch_seconds(rule, fused, dataset, input_dim, x[warm], None if lengths is None else lengths[warm], device)   # compile
     floor, optimizer = recorded_floor(rule, fused, dataset, input_dim, x, lengths, device)
     floor.run(), optimizer.run()
     for backend in BACKENDS:
         config = first_layer_config(preset, backend)
-        epoch_seconds(rule, config, dataset, input_dim, x[: 4 * config.batch_size], lengths, device)   # warm
+        epoch_seconds(rule, config, dataset, input_dim, x[warm], None if lengths is None else lengths[warm], device)
         epochs, floors, steps = [], [], []
         for _ in range(repeats):
             floors.append(floor.run())

@@ -8,6 +8,10 @@
   row) with its exact gradient, in three passes instead of a chain of element-wise operations.
 - ``relu_goodness`` (``goodness.py``): SCFF's goodness of ReLU activity as one autograd node that
   saves only the pre-activations.
+- ``scff_pair_gradient``, ``scff_step_gradient`` (``scff_pairs.py``, CUDA in ``scff_pairs_cuda.py``): the
+  element-wise part of a closed-form local step (goodness, loss, ``R = dL/dP``) in one kernel; the
+  ``fused`` backend of the SCFF and FF rules.
+- ``translate_into``, ``standardize_rows`` (``views.py``): a local step's inputs in one pass each.
 """
 
 from .goodness import relu_goodness

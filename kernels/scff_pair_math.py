@@ -1,9 +1,10 @@
 """The element-wise part of an SCFF update in closed form (methods section 6), shared by the CPU and CUDA kernels.
 
-Plain Python on purpose: ``scff_pairs.py`` compiles these functions with ``numba.njit`` for the CPU
-and ``scff_pairs_cuda.py`` with ``numba.cuda.jit(device=True)`` for the GPU (and numba-cuda's
-simulator), so both backends run the same arithmetic (the CPU's dense-layer loops are its own,
-written for vectorisation: units innermost).
+Plain Python on purpose: ``scff_pairs_cuda.py`` compiles them with ``numba.cuda.jit(device=True)`` for
+the GPU (and numba-cuda's simulator), one thread per example or element; ``scff_pairs.py`` compiles
+``example_coefficients`` (the loss and its derivative, identical on both) with ``numba.njit`` and writes
+the CPU's loops over ``P`` itself, contiguous rows innermost so that they vectorise (a positive
+``[x_k, x_k]`` visits row ``k`` once, with weight 2).
 
 Notation. ``P[m, c, s]`` is the projection ``W x_m`` (no bias) of distinct view ``m``: unit or
 channel ``c``, position ``s`` (``S = 1`` for a dense layer, ``H' x W'`` for a convolution). An
@@ -72,13 +73,10 @@ def example_coefficients(e, G, count, unit_scale, num_pos, theta_pos, theta_neg,
     for s in range(positions):
         g = G[e, s]
         x = theta_pos - g if positive else g - theta_neg
-        # softplus(x) = log(1 + e^x) and sigmoid(x), both stable for large |x|
-        softplus_sum += max(x, 0.0) + math.log1p(math.exp(-abs(x)))
-        if x >= 0.0:
-            sig = 1.0 / (1.0 + math.exp(-x))
-        else:
-            ex = math.exp(x)
-            sig = ex / (1.0 + ex)
+        # softplus(x) = log(1 + e^x) and sigmoid(x) from one exponential, both stable for large |x|
+        ex = math.exp(-abs(x))
+        softplus_sum += max(x, 0.0) + math.log1p(ex)
+        sig = (1.0 if x >= 0.0 else ex) / (1.0 + ex)
         if positive:
             slope = -sig / positions
             if penalty > 0.0 and norm > 0.0:
@@ -93,29 +91,10 @@ def example_coefficients(e, G, count, unit_scale, num_pos, theta_pos, theta_neg,
     goodness[e] = total / positions
 
 
-def row_gradient(m, P, bias, left, right, starts, entries, coef, R):
-    """``R[m]``: the loss gradient reaching projection row ``m`` from every example that uses it, one entry per
-    use in ``entries[starts[m]:starts[m + 1]]`` (a positive ``[x_k, x_k]`` uses row ``k`` twice)."""
-    channels, positions = P.shape[1], P.shape[2]
-    for c in range(channels):
-        for s in range(positions):
-            R[m, c, s] = 0.0
-    for j in range(starts[m], starts[m + 1]):
-        e = entries[j]
-        a, b = left[e], right[e]
-        paired = b >= 0
-        factor = 2.0 if paired else 1.0
-        for c in range(channels):
-            shift = factor * bias[c]
-            for s in range(positions):
-                z = P[a, c, s] + shift
-                if paired:
-                    z += P[b, c, s]
-                R[m, c, s] += coef[e, s] * max(z, 0.0)
-
-
 def element_gradient(m, c, s, P, bias, left, right, starts, entries, coef):
-    """One element ``R[m, c, s]`` of ``row_gradient`` (one GPU thread each)."""
+    """``R[m, c, s]``: the loss gradient reaching projection row ``m`` from every example that uses it (one GPU
+    thread per element); ``entries[starts[m]:starts[m + 1]]`` lists those examples, one entry per use (a positive
+    ``[x_k, x_k]`` uses row ``k`` twice)."""
     total = 0.0
     for j in range(starts[m], starts[m + 1]):
         e = entries[j]

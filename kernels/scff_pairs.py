@@ -29,37 +29,40 @@ import numpy as np
 import torch
 
 from .pair_gradient import PairGradient, summarise
-from .scff_pair_math import example_coefficients, example_goodness, row_gradient
+from .scff_pair_math import example_coefficients
 
-_goodness = numba.njit(inline="always")(example_goodness)
 _coefficients = numba.njit(inline="always")(example_coefficients)
-_row_gradient = numba.njit(inline="always")(row_gradient)
 
 
 @numba.njit(cache=True)
 def _row_index(left, right, rows):  # pragma: no cover - compiled
-    """``starts`` [rows + 1] and ``entries``: the examples using each row, one entry per use (a counting sort)."""
+    """``starts`` [rows + 1], ``entries`` and ``uses``: the examples using each row and how often (2: a positive
+    ``[x_k, x_k]``, whose two halves are row ``k``), by a counting sort."""
     starts = np.zeros(rows + 1, np.int64)
     for e in range(left.shape[0]):
         starts[left[e] + 1] += 1
-        if right[e] >= 0:
+        if right[e] >= 0 and right[e] != left[e]:
             starts[right[e] + 1] += 1
     for m in range(rows):
         starts[m + 1] += starts[m]
     fill = starts[:-1].copy()
     entries = np.empty(starts[rows], np.int64)
+    uses = np.empty(starts[rows], np.float64)
     for e in range(left.shape[0]):
-        entries[fill[left[e]]] = e
-        fill[left[e]] += 1
-        if right[e] >= 0:
-            entries[fill[right[e]]] = e
-            fill[right[e]] += 1
-    return starts, entries
+        a, b = left[e], right[e]
+        entries[fill[a]] = e
+        uses[fill[a]] = 2.0 if a == b else 1.0
+        fill[a] += 1
+        if b >= 0 and b != a:
+            entries[fill[b]] = e
+            uses[fill[b]] = 1.0
+            fill[b] += 1
+    return starts, entries, uses
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def _dense_cpu(P, bias, left, right, unit_scale, num_pos, theta_pos, theta_neg, penalty, R, loss, goodness):  # pragma: no cover - compiled
-    """Dense layers (``P`` [M, H]): the same arithmetic as the map kernel, units innermost so the loops vectorise."""
+    """Dense layers (``P`` [M, H]): ``scff_pair_math``'s arithmetic with units innermost, so the loops vectorise."""
     examples = left.shape[0]
     rows, units = P.shape
     G = np.empty((examples, 1))
@@ -77,13 +80,13 @@ def _dense_cpu(P, bias, left, right, unit_scale, num_pos, theta_pos, theta_neg, 
                 total += z * z
         G[e, 0] = total * unit_scale
         _coefficients(e, G, 1, unit_scale, num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness)
-    starts, entries = _row_index(left, right, rows)
+    starts, entries, uses = _row_index(left, right, rows)
     for m in numba.prange(rows):
         out = R[m]
         out[:] = 0.0
         for j in range(starts[m], starts[m + 1]):
             e = entries[j]
-            a, b, k = left[e], right[e], coef[e, 0]
+            a, b, k = left[e], right[e], coef[e, 0] * uses[j]
             if b >= 0:
                 for c in range(units):
                     out[c] += k * max(P[a, c] + P[b, c] + 2.0 * bias[c], 0.0)
@@ -94,17 +97,47 @@ def _dense_cpu(P, bias, left, right, unit_scale, num_pos, theta_pos, theta_neg, 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def _maps_cpu(P, bias, left, right, unit_scale, num_pos, theta_pos, theta_neg, penalty, R, loss, goodness):  # pragma: no cover - compiled
-    """Goodness maps (``P`` [M, C, S]): goodness per position over channels, positions innermost."""
+    """Goodness maps (``P`` [M, C, S]): goodness per position over channels; each channel's row of positions is a
+    contiguous vector loop."""
     examples = left.shape[0]
     rows, channels, positions = P.shape
-    G = np.empty((examples, positions))
-    coef = np.empty((examples, positions))
+    G = np.empty((examples, positions), P.dtype)          # P's precision: float32 maps stay float32 vector loops
+    coef = np.empty((examples, positions), P.dtype)
     for e in numba.prange(examples):
-        _goodness(e, P, bias, left, right, unit_scale, G)
+        a, b = left[e], right[e]
+        g = G[e]
+        g[:] = 0.0
+        for c in range(channels):
+            pa = P[a, c]
+            if b >= 0:
+                pb, shift = P[b, c], 2.0 * bias[c]
+                for s in range(positions):
+                    z = max(pa[s] + pb[s] + shift, 0.0)
+                    g[s] += z * z
+            else:
+                shift = bias[c]
+                for s in range(positions):
+                    z = max(pa[s] + shift, 0.0)
+                    g[s] += z * z
+        for s in range(positions):
+            g[s] *= unit_scale
         _coefficients(e, G, positions, unit_scale, num_pos, theta_pos, theta_neg, penalty, coef, loss, goodness)
-    starts, entries = _row_index(left, right, rows)
+    starts, entries, uses = _row_index(left, right, rows)
     for m in numba.prange(rows):
-        _row_gradient(m, P, bias, left, right, starts, entries, coef, R)
+        R[m] = 0.0
+        for j in range(starts[m], starts[m + 1]):
+            e, weight = entries[j], P.dtype.type(uses[j])
+            a, b, k = left[e], right[e], coef[e]
+            for c in range(channels):
+                out, pa = R[m, c], P[a, c]
+                if b >= 0:
+                    pb, shift = P[b, c], 2.0 * bias[c]
+                    for s in range(positions):
+                        out[s] += weight * k[s] * max(pa[s] + pb[s] + shift, 0.0)
+                else:
+                    shift = bias[c]
+                    for s in range(positions):
+                        out[s] += weight * k[s] * max(pa[s] + shift, 0.0)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
@@ -151,7 +184,7 @@ def scff_step_gradient(Z: torch.Tensor, bias: torch.Tensor, counts: torch.Tensor
     starts = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
     unit_scale = 1.0 / Z.shape[1]
     if Z.is_cuda:
-        from .scff_pairs_cuda import step_gradient_cuda
+        step_gradient_cuda = _cuda_kernels().step_gradient_cuda
         return step_gradient_cuda(Z, bias, starts.to(Z.device), unit_scale, num_pos, theta_pos, theta_neg, penalty)
     rows = torch.empty_like(Z)
     loss, goodness = np.empty(counts.shape[0]), np.empty(counts.shape[0])
@@ -168,6 +201,17 @@ def example_rows(pos_left: torch.Tensor, pos_right: torch.Tensor | None, neg_lef
     left = torch.cat([pos_left, neg_left]).long()
     right = torch.cat([right_of(pos_left, pos_right), right_of(neg_left, neg_right)]).long()
     return left.contiguous(), right.contiguous()
+
+
+def _cuda_kernels():
+    """``scff_pairs_cuda``, or a one-line error naming the missing package and the way around it."""
+    try:
+        from . import scff_pairs_cuda
+    except ImportError as exc:
+        from ..errors import ConfigError
+        raise ConfigError(f"the fused backend on a CUDA device needs numba-cuda ({exc}): "
+                          f"pip install 'fwdlearn[cuda]', or train with --backend torch") from None
+    return scff_pairs_cuda
 
 
 def _host_example_rows(pos_left, pos_right, neg_left, neg_right) -> tuple[np.ndarray, np.ndarray]:
@@ -207,7 +251,7 @@ def scff_pair_gradient(P: torch.Tensor, bias: torch.Tensor, pos_left: torch.Tens
     if P.is_cuda:
         left, right = example_rows(pos_left, pos_right, neg_left, neg_right)
         _check(P, bias, int(left.min()), int(torch.maximum(left, right).max()))
-        from .scff_pairs_cuda import pair_gradient_cuda
+        pair_gradient_cuda = _cuda_kernels().pair_gradient_cuda
         return pair_gradient_cuda(P, bias, left, right, unit_scale, num_pos, theta_pos, theta_neg, penalty)
     left, right = _host_example_rows(pos_left, pos_right, neg_left, neg_right)
     _check(P, bias, int(left.min()), int(max(left.max(), right.max())))
