@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         previous = {(r["preset"], r["backend"]): r for r in json.loads(path.read_text())["rows"]}
     for row in rows:
         previous[(row["preset"], row["backend"])] = row
-    document = {"kind": "epoch-vs-gemm", "device": describe_device(args.device), "torch": torch.__version__,
+    document = {"kind": "epoch-vs-gemm", "experiment": path.stem, "device": describe_device(args.device), "torch": torch.__version__,
                 "threads": torch.get_num_threads(),
                 "command": " ".join(["python", "benchmarks/epoch_vs_gemm.py"] + (argv or sys.argv[1:])),
                 "rows": list(previous.values())}

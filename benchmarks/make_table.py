@@ -287,18 +287,85 @@ def throughput_table(documents: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def epoch_table(documents: list[dict]) -> str:
+    """One row per preset and backend: a layer-1 epoch beside the GEMM floor of its products (same process)."""
+    lines = ["| preset, layer 1 | backend | epoch s (median) | GEMM floor s | **epoch / floor** | + optimiser steps s "
+             "| epoch / (floor + optimiser) | floor GMAC |",
+             "|---|---|---|---|---|---|---|---|"]
+    for d in documents:
+        for r in d["rows"]:
+            lines.append(f"| {r['preset']} | {r['backend']} | {r['epoch_median']:.2f} | {r['floor_median']:.2f} "
+                         f"| **{r['ratio']:.2f}** | {r['optimizer_median']:.2f} "
+                         f"| {r['ratio_to_products_and_optimizer']:.2f} | {r['floor_macs'] / 1e9:,.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _depth_sweep(costs: list[dict]) -> list[dict]:
+    return [row for d in costs for row in d.get("depth_sweep", [])]
+
+
+def cost_ratio_table(costs: list[dict], keep=lambda rule: True) -> str:
+    """Per depth of the recorded depth sweep: each rule's MACs, modelled energy and tensor memory over BP's
+    (the rules ``keep`` accepts)."""
+    rows = [r for r in _depth_sweep(costs) if keep(r["rule"]) or r["rule"] == "bp"]
+    bp = {r["depth"]: r for r in rows if r["rule"] == "bp"}
+    if not bp:
+        return ""
+    widths = {r["width"] for r in rows}
+    lines = [f"| rule (width {', '.join(map(str, sorted(widths)))}, batch {rows[0]['batch']}) | depth | MACs / BP "
+             "| modelled energy / BP (fp32 arithmetic) | tensor memory / BP (allocated by the update) "
+             "| update allocates MB | ms / update |",
+             "|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["rule"] != "bp", r["rule"], r["depth"])):
+        base = bp.get(r["depth"])
+        if base is None:
+            continue
+        energy = r["energy_modelled"]["arithmetic_joules"]["fp32"] / base["energy_modelled"]["arithmetic_joules"]["fp32"]
+        memory = r["memory"]["peak_above_resident_bytes"] / base["memory"]["peak_above_resident_bytes"]
+        lines.append(f"| {r['rule']} | {r['depth']} | {r['macs']['total'] / base['macs']['total']:.2f} "
+                     f"| {energy:.2f} | {memory:.2f} | {r['memory']['peak_above_resident_bytes'] / 1e6:.1f} "
+                     f"| {r['seconds']['median'] * 1e3:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def bench_legend(costs: list[dict], keep=lambda rule: True) -> str:
+    """What each benched rule's update is (``fwdlearn.bench.updates.bench_rules``), for the rules in ``costs``."""
+    from fwdlearn.bench.updates import bench_rules
+    present = {row["rule"] for d in costs for row in _cost_rows(d)}
+    return "".join(f"- `{name}`: {text}\n" for name, text in bench_rules().items() if name in present and keep(name))
+
+
+def _local_and_bp(rule: str) -> bool:
+    return not rule.startswith("ssl-")
+
+
+def self_supervised_range(costs: list[dict]) -> str:
+    """One sentence: the self-supervised baselines' cost over BP's at the deepest recorded depth."""
+    rows = _depth_sweep(costs)
+    deepest = max((r["depth"] for r in rows), default=None)
+    bp = next((r for r in rows if r["rule"] == "bp" and r["depth"] == deepest), None)
+    ssl = [r for r in rows if r["rule"].startswith("ssl-") and r["depth"] == deepest]
+    if bp is None or not ssl:
+        return ""
+    macs = [r["macs"]["total"] / bp["macs"]["total"] for r in ssl]
+    memory = [r["memory"]["peak_above_resident_bytes"] / bp["memory"]["peak_above_resident_bytes"] for r in ssl]
+    return (f"The seven self-supervised back-propagation baselines on the same encoder, depth {deepest}: "
+            f"{min(macs):.2f}-{max(macs):.2f} x BP's MACs and energy, {min(memory):.1f}-{max(memory):.1f} x its "
+            f"tensor memory (two views, heads, targets; `benchmarks/results/README.md`).\n")
+
+
 README_START, README_END = "<!-- side-by-side: start -->", "<!-- side-by-side: end -->"
 
 
-def refresh_readme(readme: Path, compared: str) -> None:
-    """Replace the project README's block between ``README_START`` and ``README_END`` with ``compared``."""
+def refresh_readme(readme: Path, compared: str, marker: str = "side-by-side") -> None:
+    """Replace the project README's block between ``<!-- marker: start -->`` and ``<!-- marker: end -->``."""
+    start, end = f"<!-- {marker}: start -->", f"<!-- {marker}: end -->"
     if not readme.exists() or not compared:
         return
     text = readme.read_text()
-    if README_START in text and README_END in text:
-        head, rest = text.split(README_START, 1)
-        readme.write_text(head + README_START + "\n" + compared.strip("\n") + "\n" + README_END
-                          + rest.split(README_END, 1)[1])
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        readme.write_text(head + start + "\n" + compared.strip("\n") + "\n" + end + rest.split(end, 1)[1])
 
 
 def write_table(folder: Path) -> Path:
@@ -306,7 +373,9 @@ def write_table(folder: Path) -> Path:
     sweeps = [r for r in results if r.get("kind") == "quant-sweep"]
     costs = [r for r in results if r.get("kind") == "update-cost"]
     throughput = [r for r in results if r.get("kind") == "conv-throughput"]
-    results = [r for r in results if r.get("kind") not in ("quant-sweep", "update-cost", "conv-throughput")]
+    epochs = [r for r in results if r.get("kind") == "epoch-vs-gemm"]
+    results = [r for r in results if r.get("kind") not in ("quant-sweep", "update-cost", "conv-throughput",
+                                                           "epoch-vs-gemm")]
     autoencoders = [r for r in results if _reconstructs(r)]
     probed = [r for r in results if not _reconstructs(r)]
     text = HEADER + "## Local rules and baselines, read out by the linear probe\n\n" + table(probed)
@@ -328,12 +397,21 @@ def write_table(folder: Path) -> Path:
                  "Time and memory measured; MACs counted from the operations each update runs; energy modelled "
                  "from `hardware/energy.py` (Horowitz 2014) unless a counter was readable. \"Update allocates\": "
                  "the peak of tensors allocated during the update; \"peak\": that plus the parameters, optimiser "
-                 "state and batch that persist between updates.\n\n" + update_table(costs))
+                 "state and batch that persist between updates.\n\n" + update_table(costs)
+                 + "\nAgainst back-propagation, per depth:\n\n" + cost_ratio_table(costs)
+                 + "\nWhat each row's update is:\n\n" + bench_legend(costs))
+    if epochs:
+        text += ("\n## Epoch against the GEMM floor (same process)\n\n" + epoch_table(epochs))
     if throughput:
         text += ("\n## Convolutional SCFF: training throughput and memory per layer (synthetic images)\n\n"
                  + throughput_table(throughput))
     if folder.resolve() == (Path(__file__).resolve().parent / "results"):
-        refresh_readme(folder.parents[1] / "README.md", compared)
+        readme = folder.parents[1] / "README.md"
+        refresh_readme(readme, compared)
+        refresh_readme(readme, epoch_table(epochs) if epochs else "", "epoch-vs-gemm")
+        if costs:
+            refresh_readme(readme, cost_ratio_table(costs, _local_and_bp) + "\n" + bench_legend(costs, _local_and_bp)
+                           + "\n" + self_supervised_range(costs), "update-cost")
     notes = folder / "NOTES.md"
     text += "\n" + notes.read_text() if notes.exists() else ""
     path = folder / "README.md"

@@ -35,6 +35,9 @@ def test_make_table_reads_every_recorded_results_file(tmp_path):
         if document.get("kind") == "update-cost":
             for row in make_table._cost_rows(document):
                 assert f"| {document['device']} | {row['rule']} | {row['depth']} | {row['width']} |" in text
+        elif document.get("kind") == "epoch-vs-gemm":
+            for row in document["rows"]:
+                assert f"| {row['preset']} | {row['backend']} | {row['epoch_median']:.2f} |" in text
         else:
             assert f"| {document['experiment']} |" in text, path.name
 
@@ -185,3 +188,28 @@ def test_the_side_by_side_table_puts_each_method_beside_the_local_rule_of_its_en
     header = next(line for line in lines if line.startswith("| rule |"))
     assert all(line.count("|") == header.count("|") for line in lines if line.startswith("| "))
     assert text.index("SimCLR") < text.index("BYOL") and "VICReg" not in text
+
+
+def test_epoch_vs_gemm_replays_exactly_the_products_of_the_epoch(tmp_path):
+    """The floor is the epoch's own products: on the embedded digits (1,437 images, batches of 50, the last one
+    of 37 kept, the paper's pairs: one view per image) a layer-1 epoch of 64 -> 128 runs one forward and one
+    weight-gradient product over every image, 2 * 1437 * 64 * 128 MACs, whatever the backend."""
+    result = script("epoch_vs_gemm.py", "--data-dir", str(tmp_path), "--presets", "digits", "--repeats", "1",
+                    "--results", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "epoch-vs-gemm-cpu.json").read_text())["rows"]
+    assert [r["backend"] for r in rows] == ["fused", "torch"]
+    for row in rows:
+        assert row["floor_macs"] == 2 * 1437 * 64 * 128
+        assert row["products"] == 2 * 29 and row["optimizer_steps"] == 29
+        assert row["ratio"] == row["epoch_median"] / row["floor_median"] and row["ratio"] > 1
+    table = make_table.epoch_table([json.loads((tmp_path / "epoch-vs-gemm-cpu.json").read_text())])
+    assert "| digits | fused |" in table
+
+
+def test_readme_blocks_are_replaced_between_their_own_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("a\n<!-- one: start -->\nold\n<!-- one: end -->\nb\n<!-- two: start -->\nkept\n<!-- two: end -->\n")
+    make_table.refresh_readme(readme, "new\n", "one")
+    assert readme.read_text() == ("a\n<!-- one: start -->\nnew\n<!-- one: end -->\nb\n<!-- two: start -->\nkept\n"
+                                  "<!-- two: end -->\n")

@@ -23,6 +23,7 @@ from test_scff_cnn import conv_config
 from fwdlearn.kernels.goodness import relu_goodness
 from fwdlearn.kernels.scff_pairs import scff_pair_gradient, scff_step_gradient
 from fwdlearn.learner import Batch
+from fwdlearn.nn.quant import QuantConfig
 from fwdlearn.objectives.ff import ff_goodness, ff_loss
 from fwdlearn.objectives.scff import scff_loss
 from fwdlearn.rules.ff import FFLearner
@@ -200,21 +201,26 @@ def test_fused_learner_steps_with_autograds_gradients(config_name, dtype):
             assert relative(got, want) < TOLERANCE[dtype], (config_name, name)
 
 
+@pytest.mark.parametrize("quant", [None, QuantConfig(4, 4)], ids=["float", "w4a4"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_fused_recurrent_steps_with_autograds_gradients(dtype):
-    """scff-rnn (Eq. 4, no BPTT): sequences of different lengths, positives and negatives of several shifts."""
+def test_fused_recurrent_steps_with_autograds_gradients(dtype, quant):
+    """scff-rnn (Eq. 4, no BPTT): sequences of different lengths, positives and negatives of several shifts; a
+    quantised direction's gradients include its quantisers' scales."""
+    if quant is not None and dtype == torch.float64:
+        pytest.skip("Brevitas' quantisers compute in float32")
     from conftest import tiny_learner
     found = {}
     for backend in ("torch", "fused"):
         learner, batch = tiny_learner("scff-rnn")
-        learner.config = dataclasses.replace(learner.config, backend=backend,
-                                             data=dataclasses.replace(learner.config.data, negatives=2))
+        config = dataclasses.replace(learner.config, backend=backend, quant=quant or learner.config.quant,
+                                     data=dataclasses.replace(learner.config.data, negatives=2))
+        learner = type(learner)(config, learner.input_dim)
         learner.network.to(dtype)
         assert len(set(batch.lengths.tolist())) > 1
         found[backend] = stepped_gradients(learner, Batch(batch.x.to(dtype), batch.lengths))
     assert set(found["fused"]) == {"forward", "backward"}
     for name, grads in found["torch"].items():
-        assert len(found["fused"][name]) == len(grads) == 3            # W_ih, W_hh, bias
+        assert len(found["fused"][name]) == len(grads) == (3 if quant is None else 5)   # + the two input scales
         for got, want in zip(found["fused"][name], grads):
             assert relative(got, want) < TOLERANCE[dtype], name
 

@@ -96,7 +96,7 @@ class SCFFRNNLearner(Learner):
         The drive ``W_ih std([a_t, b_t])`` is computed once: the sweep reads it detached, the update
         through its graph.
         """
-        if self.config.backend == "fused" and not self.network.directions[which].quantised:
+        if self.config.backend == "fused":
             return self.fused_update(which, x, lengths, left, right, pair_lengths, n_pos)
         drive = self.network.drive(which, x, lengths, left, right, pair_lengths)
         states = self.previous_states(which, drive, pair_lengths)
@@ -112,13 +112,13 @@ class SCFFRNNLearner(Learner):
         step, the state fed to it and its pre-activation ``z_t = W_ih std([a_t, b_t]) + W_hh std(h_(t-1)) + b``
         (the reference computes ``z_t`` again with a graph); the step kernel (``scff_step_gradient``: goodness,
         Eq. 4 with each sequence's own length, ``R = dL/dz``) on the real steps; ``dW_hh = R^T std(h)``,
-        ``dW_ih = R^T (std(a_t) + std(b_t))`` (two products), ``db = sum R``; one AdamW step. Float layers; a
-        quantised direction takes the autograd path."""
+        ``dW_ih = R^T (std(a_t) + std(b_t))`` (two products), ``db = sum R``; one AdamW step. A quantised
+        direction hands ``R`` to the straight-through graph of its quantised products instead (weights, inputs
+        and the quantisers' scales), as ``PairedLinear`` does."""
         direction, c = self.network.directions[which], self.config.layers[0]
         with torch.no_grad():
             drive, frames = self.network.drive_and_frames(which, x, lengths, left, right, pair_lengths)
             states, z = direction.sweep(drive, pair_lengths)
-            del drive
             valid = torch.arange(z.shape[1], device=z.device)[None, :] < pair_lengths[:, None]
             states, frames, z = states[valid], frames[valid], z[valid]
         bias = direction.recurrent.bias
@@ -126,9 +126,14 @@ class SCFFRNNLearner(Learner):
                                  c.penalty)            # z holds the bias already
 
         def set_gradients() -> None:
+            if direction.quantised:
+                drive_graph = self.network.drive(which, x, lengths, left, right, pair_lengths)
+                direction.step(drive_graph[valid], states).backward(out.rows)
+                return
             direction.recurrent.weight.grad = torch.mm(out.rows.t(), states)
             direction.input.weight.grad = torch.mm(out.rows.t(), frames)
             direction.recurrent.bias.grad = out.rows.sum(0)
+        del drive
         take_fused_step(self.groups[DIRECTIONS[which]], set_gradients)
         return {"loss": out.loss, "goodness_pos": out.goodness_pos, "goodness_neg": out.goodness_neg}
 
