@@ -272,32 +272,32 @@ def side_by_side(results: list[dict], costs: list[dict], others: list[dict] = ()
     return text
 
 
+def _markdown(header: list[str], rows: list[list]) -> str:
+    """A Markdown table of ``rows`` (already formatted cells) under ``header``."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows]) + "\n"
+
+
 def throughput_table(documents: list[dict]) -> str:
     """One row per preset, device and layer: images per second and peak tensor memory of one update."""
-    lines = ["| preset | device | input | batch | width scale | layer | channels | images / s | s / batch (median) "
-             "| peak MB (rise during the update) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for d in documents:
-        for row in d["layers"]:
-            m = row["memory"]
-            lines.append(f"| {d['experiment']} | {d['device']} | {'x'.join(map(str, d['input_shape']))} | "
-                         f"{d['batch_size']} | {d['width_scale']} | {row['layer']} | {row['channels']} | "
-                         f"{row['images_per_second']:,.1f} | {row['seconds_per_batch_median']:.3f} | "
-                         f"{m['peak_allocated_bytes'] / 1e6:,.1f} ({m['peak_above_start_bytes'] / 1e6:,.1f}) |")
-    return "\n".join(lines) + "\n"
+    return _markdown(["preset", "device", "input", "batch", "width scale", "layer", "channels", "images / s",
+                      "s / batch (median)", "peak MB (rise during the update)"],
+                     [[d["experiment"], d["device"], "x".join(map(str, d["input_shape"])), d["batch_size"],
+                       d["width_scale"], row["layer"], row["channels"], f"{row['images_per_second']:,.1f}",
+                       f"{row['seconds_per_batch_median']:.3f}",
+                       f"{row['memory']['peak_allocated_bytes'] / 1e6:,.1f} "
+                       f"({row['memory']['peak_above_start_bytes'] / 1e6:,.1f})"]
+                      for d in documents for row in d["layers"]])
 
 
 def epoch_table(documents: list[dict]) -> str:
     """One row per preset and backend: a layer-1 epoch beside the GEMM floor of its products (same process)."""
-    lines = ["| preset, layer 1 | backend | epoch s (median) | GEMM floor s | **epoch / floor** | + optimiser steps s "
-             "| epoch / (floor + optimiser) | floor GMAC |",
-             "|---|---|---|---|---|---|---|---|"]
-    for d in documents:
-        for r in d["rows"]:
-            lines.append(f"| {r['preset']} | {r['backend']} | {r['epoch_median']:.2f} | {r['floor_median']:.2f} "
-                         f"| **{r['ratio']:.2f}** | {r['optimizer_median']:.2f} "
-                         f"| {r['ratio_to_products_and_optimizer']:.2f} | {r['floor_macs'] / 1e9:,.1f} |")
-    return "\n".join(lines) + "\n"
+    return _markdown(["preset, layer 1", "backend", "epoch s (median)", "GEMM floor s", "**epoch / floor**",
+                      "+ optimiser steps s", "epoch / (floor + optimiser)", "floor GMAC"],
+                     [[r["preset"], r["backend"], f"{r['epoch_median']:.2f}", f"{r['floor_median']:.2f}",
+                       f"**{r['ratio']:.2f}**", f"{r['optimizer_median']:.2f}",
+                       f"{r['ratio_to_products_and_optimizer']:.2f}", f"{r['floor_macs'] / 1e9:,.1f}"]
+                      for d in documents for r in d["rows"]])
 
 
 def _depth_sweep(costs: list[dict]) -> list[dict]:

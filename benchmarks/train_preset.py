@@ -128,6 +128,8 @@ def configured(args, seed: int):
         config.bp.epochs = args.bp_epochs
     if args.combined_probe_only:
         config.probe.each_layer = False
+    if args.backend:
+        config.backend = args.backend
     return check_for_rule(config.validate(f"preset {args.preset}"), f"preset {args.preset}")
 
 
@@ -142,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", help="ssl-*: the self-supervised method (recorded as <preset>-<method>)")
     parser.add_argument("--epochs", type=int, help="training epochs (every layer's), overriding the preset")
     parser.add_argument("--bp-epochs", type=int, help="epochs of the supervised BP baseline on the same network")
+    parser.add_argument("--backend", choices=["fused", "torch"],
+                        help="the local step's backend (recorded as <preset>-backend-<name>)")
     parser.add_argument("--combined-probe-only", action="store_true",
                         help="probe the layers read together only, not each layer alone (saves time; same probe)")
     parser.add_argument("--aggregate-only", action="store_true",
@@ -155,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     name = load_preset(args.preset).name        # a shipped preset's name, or the name inside a TOML file
     if args.method:
         name = f"{name}-{args.method}"
+    if args.backend:
+        name = f"{name}-backend-{args.backend}"
     for seed in args.seeds:
         config = configured(args, seed)
         run_dir = args.runs / f"{name}-seed{seed}"
