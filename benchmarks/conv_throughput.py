@@ -3,6 +3,7 @@
     python benchmarks/conv_throughput.py --device cuda                                   # cifar10-paper, full size
     python benchmarks/conv_throughput.py --preset stl10-paper --device cuda
     python benchmarks/conv_throughput.py --device cpu --batches 2 --width-scale 0.25     # reduced, on a CPU
+    python benchmarks/conv_throughput.py --device cuda --backend torch                   # fused (default) vs autograd
 
 Synthetic images in the preset's real shape (cifar10 [N, 3, 32, 32], stl10 [N, 3, 96, 96], mnist
 [N, 1, 28, 28], digits [N, 1, 8, 8]) stand in for the data set, so no download is needed. For each
@@ -94,6 +95,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=None, help="images per update (default: the preset's)")
     parser.add_argument("--width-scale", type=float, default=1.0, help="multiply every layer's channels by this")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--backend", choices=["fused", "torch"], default=None,
+                        help="the local step's backend (default: the preset's); recorded in the file name")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -107,6 +110,7 @@ def main() -> int:
     for layer in config.layers:
         layer.width = max(1, round(layer.width * args.width_scale))
     config.batch_size = args.batch_size or config.batch_size
+    config.backend = args.backend or config.backend
     shape = SHAPES[config.data.dataset]
     learner = rule.learner(check_for_rule(config.validate()), shape, device=device)
     batch = torch.rand(config.batch_size, *shape, generator=torch.Generator().manual_seed(0)).to(device)
@@ -117,13 +121,15 @@ def main() -> int:
               f"peak {layers[-1]['memory']['peak_allocated_bytes'] / 1e6:,.1f} MB")
     device_text = (f"cuda ({describe_device(args.device)})" if device.type == "cuda"
                    else f"cpu, {torch.get_num_threads()} threads")
-    document = {"kind": "conv-throughput", "experiment": args.preset, "device": device_text, "torch": torch.__version__,
+    experiment = args.preset if args.backend is None else f"{args.preset}-{args.backend}"
+    document = {"kind": "conv-throughput", "experiment": experiment, "backend": config.backend,
+                "device": device_text, "torch": torch.__version__,
                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "command": " ".join(["python", "benchmarks/conv_throughput.py"] + sys.argv[1:]),
                 "input_shape": list(shape), "batch_size": config.batch_size, "width_scale": args.width_scale,
                 "batches": args.batches, "data": "synthetic (uniform random images of the data set's shape)",
                 "layers": layers}
-    out = args.out or HERE / "results" / f"conv-throughput-{args.preset}-{device.type}.json"
+    out = args.out or HERE / "results" / f"conv-throughput-{experiment}-{device.type}.json"
     print(f"results: {save_json(document, out)}")
     if out.parent == HERE / "results":
         write_table(out.parent)
