@@ -18,8 +18,9 @@ the exit status is 1 if any mutation survived.
 
 The tests run per mutation are the ones that guard what the mutations break, cheapest first:
 ``tests/test_locality.py`` (every layer learns from its own objective), ``tests/test_learns.py`` (every
-rule learns; sign and pair controls) and the divergence guard's tests (``tests/test_nothing_lost.py``);
-a listed file that does not exist is recorded as missing.
+rule learns; sign and pair controls), the divergence guard's tests (``tests/test_nothing_lost.py``) and
+the fused backend's equality to its autograd reference (``tests/test_fused_updates.py``: a mutation of
+the reference path alone shows there); a listed file that does not exist is recorded as missing.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from fwdlearn.atomic import save_json  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "mutation" / "mutation_check.json"
 # Locality, learning, and the divergence guard's tests (test_nothing_lost.py, "2. divergence").
-TESTS = ["tests/test_locality.py", "tests/test_learns.py", "tests/test_nothing_lost.py"]
+TESTS = ["tests/test_locality.py", "tests/test_learns.py", "tests/test_nothing_lost.py", "tests/test_fused_updates.py"]
 TIMEOUT = 1800   # seconds per pytest run
 
 
@@ -129,8 +130,11 @@ MUTATIONS = [
     Mutation("ff-pairs-swapped", "ff: the wrong-label samples trained as positives, the true-label ones as negatives",
              "fwdlearn/rules/ff.py", FF_FUSED_PAIRS, FF_FUSED_PAIRS.replace("k, None, k + n, None", "k + n, None, k, None")),
     # --- the detach between layers (between steps for the recurrent layer) -------------------------------------
-    Mutation("scff-attached", "scff-mlp/cnn: a layer hands its pre-activations on with their graph (no no_grad)",
-             "fwdlearn/rules/scff.py", SCFF_HANDED_ON, SCFF_HANDED_ON.replace("with torch.no_grad():", "if True:")),
+    Mutation("scff-attached", "scff-mlp/cnn: a layer hands its pre-activations on with a graph (no no_grad, and "
+             "the live bias parameter instead of the detached copy its projections were made beside)",
+             "fwdlearn/rules/scff.py", SCFF_HANDED_ON,
+             SCFF_HANDED_ON.replace("with torch.no_grad():", "if True:").replace("pos_right, bias)",
+                                                                            "pos_right, layer.bias)")),
     Mutation("scff-rnn-attached", "scff-rnn: the states fed to each step keep their graph (no no_grad, no .detach(); "
              "removing .detach() alone inside no_grad changes nothing)", "fwdlearn/rules/scff_rnn.py",
              "with torch.no_grad():\n            return self.network.directions[which].run(drive.detach(), "

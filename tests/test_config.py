@@ -192,6 +192,7 @@ INVALID = [
     ("negative-epochs", _set("layers", 0, "epochs", -1), "layers[0].epochs"),
     ("batch-size-1", _set("batch_size", 1), "batch_size"),
     ("unknown-schedule", _set("schedule", "parallel"), "schedule"),
+    ("unknown-backend", _set("backend", "cuda"), "backend"),
     ("unknown-learner", _set("learner", "backprop"), "learner"),
     ("missing-learner", _delete("learner"), "learner"),
     ("unknown-top-key", _set("learning_rate", 0.1), "learning_rate"),

@@ -17,6 +17,8 @@ import textwrap
 import pytest
 import torch
 from conftest import small_config
+
+import fwdlearn.registry
 from test_quant import quantised_config
 from test_scff_cnn import conv_config
 
@@ -235,23 +237,39 @@ def test_the_gradient_comparison_catches_a_wrong_kernel(monkeypatch):
     assert relative(fused["layer1"][0], reference["layer1"][0]) > 1e-6
 
 
-def test_a_fused_step_writes_only_its_own_layers_gradients_and_builds_no_graph():
-    """Locality of the fused backend: when a layer's optimiser steps, no other layer holds a gradient, and no
-    projection carries an autograd graph (the reference backend's locality is checked on its graph,
+FUSED_RULES = [name for name, rule in fwdlearn.registry.rules().items()
+               if rule.local and "backend" in {f.name for f in dataclasses.fields(rule.config)}]
+
+
+def test_every_rule_with_a_backend_choice_is_covered():
+    assert set(FUSED_RULES) == {"scff-mlp", "scff-cnn", "scff-rnn", "ff"}
+
+
+@pytest.mark.parametrize("name", FUSED_RULES)
+def test_a_fused_step_writes_only_its_own_groups_gradients(name):
+    """Locality of the fused backend, for every rule that has one: when a group's optimiser steps, the parameters
+    holding a gradient are exactly that group's (the reference backend's locality is checked on its graph,
     ``tests/test_locality.py``; the gradients are equal, above)."""
-    learner = SCFFLearner(small_config("simultaneous", algorithm=1, widths=(32, 24, 16)), 64)
-    owner = {id(p): name for name, group in learner.groups.items() for p in group.parameters}
+    from conftest import tiny_learner
+    learner, batch = tiny_learner(name)
+    assert learner.config.backend == "fused"
+    owner = {id(p): group_name for group_name, group in learner.groups.items() for p in group.parameters}
     holders = []
-    for name, group in learner.groups.items():
-        def check(optimizer, args, kwargs, name=name):
-            holders.append((name, {owner[id(p)] for p in learner.network.parameters() if p.grad is not None}))
+    for group_name, group in learner.groups.items():
+        def check(optimizer, args, kwargs, group_name=group_name):
+            holders.append((group_name, {owner[id(p)] for p in learner.network.parameters() if p.grad is not None}))
         group.optimizer.register_step_pre_hook(check)
+    learner.train_batch(batch, list(learner.groups))
+    assert sorted(holders) == sorted((g, {g}) for g in learner.groups)
+
+
+def test_fused_mlp_layers_hand_on_projections_without_a_graph():
+    learner = SCFFLearner(small_config("simultaneous", algorithm=1, widths=(32, 24, 16)), 64)
     graphs = []
     real = SCFFLearner.pass_on
     learner.pass_on = lambda i, projected, batch: (graphs.append(projected.projections.requires_grad),
                                                    real(learner, i, projected, batch))[1]
     learner.train_batch(Batch(torch.rand(16, 64)), list(learner.groups))
-    assert holders == [(f"layer{i}", {f"layer{i}"}) for i in (1, 2, 3)]
     assert graphs == [False, False]
 
 
