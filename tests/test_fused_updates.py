@@ -23,6 +23,7 @@ from test_quant import quantised_config
 from test_scff_cnn import conv_config
 
 from fwdlearn.kernels.goodness import relu_goodness
+from fwdlearn.kernels.lac_contrast import lac_contrast
 from fwdlearn.kernels.scff_pairs import scff_pair_gradient, scff_step_gradient
 from fwdlearn.learner import Batch
 from fwdlearn.nn.quant import QuantConfig
@@ -242,7 +243,7 @@ FUSED_RULES = [name for name, rule in fwdlearn.registry.rules().items()
 
 
 def test_every_rule_with_a_backend_choice_is_covered():
-    assert set(FUSED_RULES) == {"scff-mlp", "scff-cnn", "scff-rnn", "ff"}
+    assert set(FUSED_RULES) == {"scff-mlp", "scff-cnn", "scff-rnn", "ff", "lac-mlp", "lac-conv"}
 
 
 @pytest.mark.parametrize("name", FUSED_RULES)
@@ -288,6 +289,66 @@ def test_a_run_trained_with_either_backend_ends_at_the_same_network():
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
 
 
+# ----- LAC's hidden contrast in closed form ------------------------------------------------------------------------
+
+def lac_reference(u_input, linear, norm, s_o):
+    """Autograd through the layer's own modules: ``S_r = BN(W a + b)`` (batch statistics), Eq. 1's contrast."""
+    linear, norm = linear.train(), norm.train()
+    s_r = norm(linear(u_input))
+    loss = (s_o - s_r).square().sum()
+    grads = torch.autograd.grad(loss, [linear.weight, linear.bias, norm.weight, norm.bias])
+    return loss.detach(), grads, torch.relu(s_r.detach())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_lac_contrast_kernel_equals_autograd(dtype):
+    generator = torch.Generator().manual_seed(6)
+    a = torch.randn(24, 10, generator=generator, dtype=dtype)
+    linear, norm = torch.nn.Linear(10, 7).to(dtype), torch.nn.BatchNorm1d(7).to(dtype)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5, generator=generator)
+        norm.bias.normal_(generator=generator)
+    s_o = torch.randn(24, 7, generator=generator, dtype=dtype)
+    loss, (g_w, g_b, g_gamma, g_beta), activity = lac_reference(a, linear, norm, s_o)
+    with torch.no_grad():
+        out = lac_contrast(linear(a), s_o.clone(), norm.weight, norm.bias, norm.eps)
+    assert relative(out.du.t() @ a, g_w) < TOLERANCE[dtype]
+    assert relative(out.gamma, g_gamma) < TOLERANCE[dtype] and relative(out.beta, g_beta) < TOLERANCE[dtype]
+    assert relative(out.activity, activity) < TOLERANCE[dtype]
+    assert out.loss == pytest.approx(float(loss), rel=TOLERANCE[dtype])
+    # dL/db is 0: batch norm removes any constant added before it; autograd's is rounding noise
+    assert float(out.du.sum(0).abs().max()) < 1e3 * TOLERANCE[dtype] * float(out.du.abs().max())
+    assert float(g_b.abs().max()) < 1e3 * TOLERANCE[dtype] * float(g_w.abs().max())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_lac_steps_with_autograds_gradients(dtype):
+    """lac-mlp, one update of both groups: every hidden parameter's gradient as autograd's, the output layer's, and
+    batch norm's buffers. Two gradients are 0 in exact arithmetic and rounding noise in both: the linear layers'
+    biases (batch norm removes any constant before it; the kernel returns exactly 0) and batch norm's shifts
+    (both passes' reactions have batch mean beta, so ``sum (S_o - S_r) = 0``)."""
+    from conftest import tiny_learner
+    found, buffers = {}, {}
+    for backend in ("torch", "fused"):
+        learner, batch = tiny_learner("lac-mlp")
+        learner = type(learner)(dataclasses.replace(learner.config, backend=backend), learner.input_dim)
+        learner.network.to(dtype).train()
+        found[backend] = stepped_gradients(learner, Batch(batch.x.to(dtype)))
+        buffers[backend] = [b.clone() for b in learner.network.buffers()]
+    names = [name for name, p in learner.network.named_parameters()]
+    hidden = [name for name in names if name.startswith("hidden")]
+    for group in ("hidden", "output"):
+        group_names = hidden if group == "hidden" else [n for n in names if not n.startswith("hidden")]
+        for name, got, want in zip(group_names, found["fused"][group], found["torch"][group]):
+            scale = float(found["torch"][group][0].abs().max())
+            if name.endswith("transform.bias") or name.endswith("norm.bias"):
+                assert float(got.abs().max()) < 1e-4 * scale and float(want.abs().max()) < 1e-4 * scale, name
+                assert not name.endswith("transform.bias") or not got.any()
+            else:
+                assert relative(got, want) < TOLERANCE[dtype], name
+    assert all(torch.equal(a, b) for a, b in zip(buffers["fused"], buffers["torch"]))
+
+
 # ----- the CUDA kernels, in numba-cuda's simulator ----------------------------------------------------------------
 
 SIMULATED = textwrap.dedent("""
@@ -321,6 +382,16 @@ SIMULATED = textwrap.dedent("""
     out = step_gradient_cuda(Z, bias, starts, 0.25, 2, 1.0, 1.5, 0.05)
     assert relative(out.rows, grad_Z) < 1e-10 and relative(out.bias_gradient(), grad_b) < 1e-10
     assert abs(out.loss - float(terms.loss)) < 1e-10
+    from test_fused_updates import lac_reference
+    from fwdlearn.kernels.lac_contrast_cuda import lac_contrast_cuda
+    a = torch.randn(6, 5, generator=generator, dtype=torch.float64)
+    linear, norm = torch.nn.Linear(5, 3).double(), torch.nn.BatchNorm1d(3).double()
+    s_o = torch.randn(6, 3, generator=generator, dtype=torch.float64)
+    loss, (g_w, g_b, g_gamma, g_beta), activity = lac_reference(a, linear, norm, s_o)
+    with torch.no_grad():
+        out = lac_contrast_cuda(linear(a), s_o.clone(), norm.weight.detach(), norm.bias.detach(), norm.eps)
+    assert relative(out.du.t() @ a, g_w) < 1e-10 and relative(out.gamma, g_gamma) < 1e-10
+    assert relative(out.activity, activity) < 1e-10 and abs(out.loss - float(loss)) < 1e-10 * float(loss)
     print("simulated ok", worst)
 """)
 

@@ -33,7 +33,10 @@ RTOL = 1e-10
 
 
 def _config(learner="lac-mlp", **overrides):
+    """The rule's embedded preset on the autograd backend (the layer-by-layer update this file checks; the fused
+    closed-form contrast is compared with it in ``tests/test_fused_updates.py``)."""
     config = load_preset("lac-digits" if learner == "lac-mlp" else "lac-conv-digits")
+    config.backend = "torch"
     for key, value in overrides.items():
         setattr(config, key, value)
     return check_for_rule(config.validate())

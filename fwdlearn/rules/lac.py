@@ -39,12 +39,13 @@ from pathlib import Path
 import torch
 
 from ..baselines.bp_autoencoder import train_bp_autoencoder
-from ..config import BPTTConfig, DataConfig, ProbeConfig, RunConfig, check_run_name, check_trained_epochs
+from ..config import BPTTConfig, DataConfig, ProbeConfig, RunConfig, check_backend, check_run_name, check_trained_epochs
 from ..learner import Batch, Learner, ParamGroup, TrainedBaseline
 from ..errors import DataError, check
 from ..eval.finetune import FinetuneConfig, fine_tune
 from ..nn.autoencoder import Autoencoder, Encoder, build_autoencoder, reconstruction_error, reconstruction_target
 from ..nn.quant import QuantConfig
+from ..kernels.lac_contrast import lac_contrast
 from ..objectives.lac import layer_contrast
 from ..rule import Rule
 
@@ -83,6 +84,7 @@ class LACConfig(RunConfig):
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     bp: BPTTConfig = field(default_factory=lambda: BPTTConfig(epochs=10, lr=1e-3, batch_size=128, grad_clip=0.0))
     quant: QuantConfig = field(default_factory=QuantConfig)   # every layer's weights and input (nn/quant.py)
+    backend: str = "fused"         # "fused": closed-form contrast + batch norm (lac-mlp, float); "torch": autograd
 
     def validate(self, where: str = "config") -> "LACConfig":
         check_run_name(self.name, where)
@@ -104,7 +106,27 @@ class LACConfig(RunConfig):
         self.bp.validate(f"{where}.bp")
         check(self.bp.batch_size >= 2, f"{where}.bp.batch_size must be >= 2 (batch norm), got {self.bp.batch_size}")
         self.quant.validate(f"{where}.quant")
+        check_backend(self.backend, where)
         return self
+
+
+def fused_contrast_step(layer, a: torch.Tensor, s_o: torch.Tensor, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pass 2 of one fully connected hidden layer in closed form (``kernels/lac_contrast.py``): ``u = W a + b`` (one
+    product), batch statistics, ``S_r``, its contrast with ``s_o`` (Eq. 1) and ``dL/du`` in one kernel (written
+    over ``s_o``), ``dW = (dL/du)^T a`` (one product); batch norm counts the batch as its own forward would (the
+    running averages stay, as under ``frozen_norm_statistics``). Returns the contrast and ``ReLU(S_r)``."""
+    linear, norm = layer.transform, layer.norm
+    with torch.no_grad():
+        u = torch.addmm(linear.bias, a, linear.weight.t())
+        out = lac_contrast(u, s_o, norm.weight, norm.bias, norm.eps)
+        del u
+        if norm.training and norm.track_running_stats:
+            norm.num_batches_tracked.add_(1)
+        if train:
+            linear.weight.grad = torch.mm(out.du.t(), a)
+            linear.bias.grad = torch.zeros_like(linear.bias)    # batch norm removes any constant added to u
+            norm.weight.grad, norm.bias.grad = out.gamma, out.beta
+    return torch.tensor(out.loss, dtype=a.dtype), out.activity
 
 
 class EncoderFeatures(Encoder):
@@ -203,8 +225,14 @@ class LACLearner(Learner):
         if train_hidden:
             hidden.zero_grad(set_to_none=True)
         hidden_loss = 0
+        closed_form = self.config.backend == "fused" and self.kind == "mlp" and not self.config.quant.enabled
         with network.frozen_norm_statistics(), torch.set_grad_enabled(train_hidden):
             for i, layer in enumerate(network.hidden):
+                if closed_form:
+                    contrast, a = fused_contrast_step(layer, a, first[i], train_hidden)
+                    first[i] = None
+                    hidden_loss = hidden_loss + contrast
+                    continue
                 s_r = layer.reaction(a)
                 contrast = layer_contrast(first[i], s_r, overwrite=True)
                 first[i] = None
