@@ -16,23 +16,11 @@ The CPU kernel splits the batch into one block of rows per thread and sums per c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numba
 import numpy as np
 import torch
 
-
-@dataclass(frozen=True)
-class ContrastGradient:
-    """``du``: ``dL/du`` (written over ``S_o``'s storage); ``activity``: ``ReLU(S_r)``, the next layer's input;
-    ``gamma``, ``beta``: the batch norm's gradients; ``loss``: the contrast (a float)."""
-
-    du: torch.Tensor
-    activity: torch.Tensor
-    gamma: torch.Tensor
-    beta: torch.Tensor
-    loss: float
+from .contrast_gradient import ContrastGradient
 
 
 @numba.njit(parallel=True, cache=True)

@@ -13,7 +13,7 @@ import math
 import torch
 from numba import cuda
 
-from .lac_contrast import ContrastGradient
+from .contrast_gradient import ContrastGradient
 
 THREADS = 128
 
