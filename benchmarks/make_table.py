@@ -245,8 +245,11 @@ def side_by_side(results: list[dict], costs: list[dict], others: list[dict] = ()
 
         widest = max([local, *methods], key=lambda r: len(r["seeds"]))      # the same network: most seeds
         text += row("untrained network", widest, widest["baselines"]["untrained"], shape, None)
+        # the bench variant named for the data set's preset layout (``scff-mlp-mnist``) where there is one
+        own = next((n for n in (f"{local['learner']}-{local['dataset']}", local["learner"]) if n in cost),
+                   local["learner"])
         text += row(f"**{report_label(local['learner'])}** (local)", local, local["metrics"], shape,
-                    local["learner"], local["timing"]["seconds_per_epoch"],
+                    own, local["timing"]["seconds_per_epoch"],
                     "+".join(str(layer["epochs"]) for layer in local["config"]["layers"]), trained(local))
         supervised = None
         for r in sorted(methods, key=lambda r: list(METHOD_LABELS).index(r["config"]["method"])):
