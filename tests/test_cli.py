@@ -172,6 +172,17 @@ def test_resume_refuses_a_different_configuration(tmp_path, tiny_preset):
     assert fwdlearn(*args, "--seed", "9", "--fresh").returncode == 0
 
 
+def test_a_run_halted_on_one_backend_resumes_on_the_other(tmp_path, tiny_preset):
+    """``--backend`` changes how gradients are computed, not what is trained: the checkpoint is accepted."""
+    out = tmp_path / "run"
+    args = ("train", "scff-mlp", "--preset", str(tiny_preset), "--out", str(out), "--no-progress")
+    assert fwdlearn(*args, "--backend", "torch", env={"FWDLEARN_HALT_AFTER_EPOCHS": "1"}).returncode == 137
+    result = fwdlearn(*args, "--backend", "fused")
+    assert result.returncode == 0, result.stderr
+    assert "resuming" in result.stdout
+    assert json.loads((out / "results.json").read_text())["config"]["backend"] == "fused"
+
+
 def test_digits_default_runs_with_short_overrides(tmp_path):
     out = tmp_path / "digits"
     result = fwdlearn("train", "scff-mlp", "--epochs", "1", "--probe-epochs", "2", "--out", str(out), "--no-progress")
