@@ -13,7 +13,10 @@ For every batch (Algorithm 1/2, inner loop):
      negative outputs on (``carry_pairs``), Algorithm 2 re-pairs the positive outputs (``repair``);
   3. the trained layer takes one local step on its own loss: the goodness of the ReLU of its
      positive and negative pre-activations (Eq. 1), the thresholded loss with the penalty
-     (Eqs. 3-4, ``scff_loss``), one AdamW step; its parameter group is that layer alone.
+     (Eqs. 3-4, ``scff_loss``), one AdamW step; its parameter group is that layer alone. The ``fused``
+     backend (the default) computes that step in closed form (methods section 6, ``fused_step``): the
+     projections, one kernel for everything element-wise, the weight-gradient product; ``torch`` runs
+     autograd through the same operations (the reference, equal to rounding).
 
 Schedules: ``sequential`` trains each layer for its epochs and freezes it before the next
 (section 3.2): one stage per layer; ``simultaneous`` trains every layer on every batch, each on the
@@ -97,8 +100,8 @@ class SCFFLearner(LayerwiseLearner):
         terms = scff_loss(layer.goodness(z_pos), layer.goodness(z_neg), c.theta_pos, c.theta_neg, c.penalty)
         take_step([group], terms.loss)
         return Projected(projections.detach(), bias), {"loss": float(terms.loss.detach()),
-                                      "goodness_pos": float(terms.goodness_pos),
-                                      "goodness_neg": float(terms.goodness_neg)}
+                                                       "goodness_pos": float(terms.goodness_pos),
+                                                       "goodness_neg": float(terms.goodness_neg)}
 
     def next_layer_batch(self, index: int, z_pos: torch.Tensor, z_neg: torch.Tensor | None,
                          overwrite: bool = False) -> PairBatch:
