@@ -35,6 +35,7 @@ sys.path.insert(0, str(HERE))
 from make_table import write_table  # noqa: E402
 
 from fwdlearn.atomic import save_json  # noqa: E402
+from fwdlearn.config import BACKENDS  # noqa: E402
 from fwdlearn.bench.memory import optimizer_tensors, peak_tensor_bytes, tensor_bytes  # noqa: E402
 from fwdlearn.bench.sweep import check_device, describe_device  # noqa: E402
 from fwdlearn.learner import Batch  # noqa: E402
@@ -95,7 +96,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=None, help="images per update (default: the preset's)")
     parser.add_argument("--width-scale", type=float, default=1.0, help="multiply every layer's channels by this")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--backend", choices=["fused", "torch"], default=None,
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
                         help="the local step's backend (default: the preset's); recorded in the file name")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

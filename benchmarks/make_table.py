@@ -314,21 +314,20 @@ def cost_ratio_table(costs: list[dict], keep=lambda rule: True) -> str:
     bp = {r["depth"]: r for r in rows if r["rule"] == "bp"}
     if not bp:
         return ""
-    widths = {r["width"] for r in rows}
-    lines = [f"| rule (width {', '.join(map(str, sorted(widths)))}, batch {rows[0]['batch']}) | depth | MACs / BP "
-             "| modelled energy / BP (fp32 arithmetic) | tensor memory / BP (allocated by the update) "
-             "| update allocates MB | ms / update |",
-             "|---|---|---|---|---|---|---|"]
+    widths = ", ".join(map(str, sorted({r["width"] for r in rows})))
+    table = []
     for r in sorted(rows, key=lambda r: (r["rule"] != "bp", r["rule"], r["depth"])):
         base = bp.get(r["depth"])
         if base is None:
             continue
         energy = r["energy_modelled"]["arithmetic_joules"]["fp32"] / base["energy_modelled"]["arithmetic_joules"]["fp32"]
         memory = r["memory"]["peak_above_resident_bytes"] / base["memory"]["peak_above_resident_bytes"]
-        lines.append(f"| {r['rule']} | {r['depth']} | {r['macs']['total'] / base['macs']['total']:.2f} "
-                     f"| {energy:.2f} | {memory:.2f} | {r['memory']['peak_above_resident_bytes'] / 1e6:.1f} "
-                     f"| {r['seconds']['median'] * 1e3:.0f} |")
-    return "\n".join(lines) + "\n"
+        table.append([r["rule"], r["depth"], f"{r['macs']['total'] / base['macs']['total']:.2f}", f"{energy:.2f}",
+                      f"{memory:.2f}", f"{r['memory']['peak_above_resident_bytes'] / 1e6:.1f}",
+                      f"{r['seconds']['median'] * 1e3:.0f}"])
+    return _markdown([f"rule (width {widths}, batch {rows[0]['batch']})", "depth", "MACs / BP",
+                      "modelled energy / BP (fp32 arithmetic)", "tensor memory / BP (allocated by the update)",
+                      "update allocates MB", "ms / update"], table)
 
 
 def bench_legend(costs: list[dict], keep=lambda rule: True) -> str:

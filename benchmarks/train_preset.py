@@ -36,6 +36,7 @@ sys.path.insert(0, str(HERE))
 from make_table import write_table  # noqa: E402
 
 from fwdlearn.atomic import save_json  # noqa: E402
+from fwdlearn.config import BACKENDS  # noqa: E402
 from fwdlearn.cli import set_epochs  # noqa: E402
 from fwdlearn.presets import check_for_rule, load_preset  # noqa: E402
 from fwdlearn.run import train_run  # noqa: E402
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", help="ssl-*: the self-supervised method (recorded as <preset>-<method>)")
     parser.add_argument("--epochs", type=int, help="training epochs (every layer's), overriding the preset")
     parser.add_argument("--bp-epochs", type=int, help="epochs of the supervised BP baseline on the same network")
-    parser.add_argument("--backend", choices=["fused", "torch"],
+    parser.add_argument("--backend", choices=BACKENDS,
                         help="the local step's backend (recorded as <preset>-backend-<name>)")
     parser.add_argument("--combined-probe-only", action="store_true",
                         help="probe the layers read together only, not each layer alone (saves time; same probe)")

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .contrast_gradient import ContrastGradient
+from .cuda_support import cuda_kernels
 
 
 @numba.njit(parallel=True, cache=True)
@@ -77,8 +78,7 @@ def lac_contrast(u: torch.Tensor, s_o: torch.Tensor, gamma: torch.Tensor, beta: 
     if u.dim() != 2 or s_o.shape != u.shape or not s_o.is_contiguous() or s_o.dtype != u.dtype:
         raise ValueError(f"u and S_o must be contiguous [B, H] of one dtype, got {list(u.shape)} {list(s_o.shape)}")
     if u.is_cuda:
-        from .lac_contrast_cuda import lac_contrast_cuda
-        return lac_contrast_cuda(u, s_o, gamma, beta, eps)
+        return cuda_kernels("lac_contrast_cuda").lac_contrast_cuda(u, s_o, gamma, beta, eps)
     activity = torch.empty_like(u)
     grads = np.empty((2, u.shape[1]), dtype=np.float64)
     blocks = max(1, min(numba.get_num_threads(), u.shape[0]))

@@ -14,9 +14,7 @@ import torch
 from numba import cuda
 
 from .contrast_gradient import ContrastGradient
-
-THREADS = 128
-
+from .cuda_support import launch
 
 @cuda.jit
 def _contrast_kernel(u, s_o, gamma, beta, eps, activity, grads, losses):  # pragma: no cover - device code
@@ -52,18 +50,12 @@ def _contrast_kernel(u, s_o, gamma, beta, eps, activity, grads, losses):  # prag
     losses[c] = loss
 
 
-def _array(t: torch.Tensor):
-    return cuda.as_cuda_array(t) if t.is_cuda else t.numpy()
-
-
 def lac_contrast_cuda(u: torch.Tensor, s_o: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
                       eps: float) -> ContrastGradient:
     """``lac_contrast.lac_contrast`` for tensors on a CUDA device (or on the host under the simulator)."""
     activity = torch.empty_like(u)
     grads = torch.empty(2, u.shape[1], dtype=torch.float64, device=u.device)
     losses = torch.empty(u.shape[1], dtype=torch.float64, device=u.device)
-    blocks = (u.shape[1] + THREADS - 1) // THREADS
-    _contrast_kernel[blocks, THREADS](_array(u), _array(s_o), _array(gamma), _array(beta), float(eps),
-                                      _array(activity), _array(grads), _array(losses))
+    launch(_contrast_kernel, u.shape[1], u, s_o, gamma, beta, float(eps), activity, grads, losses)
     grads = grads.to(u.dtype)
     return ContrastGradient(s_o, activity, grads[0], grads[1], float(losses.sum()))

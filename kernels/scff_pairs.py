@@ -28,6 +28,7 @@ import numba
 import numpy as np
 import torch
 
+from .cuda_support import cuda_kernels
 from .pair_gradient import PairGradient, summarise
 from .scff_pair_math import example_coefficients
 
@@ -184,7 +185,7 @@ def scff_step_gradient(Z: torch.Tensor, bias: torch.Tensor, counts: torch.Tensor
     starts = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
     unit_scale = 1.0 / Z.shape[1]
     if Z.is_cuda:
-        step_gradient_cuda = _cuda_kernels().step_gradient_cuda
+        step_gradient_cuda = cuda_kernels("scff_pairs_cuda").step_gradient_cuda
         return step_gradient_cuda(Z, bias, starts.to(Z.device), unit_scale, num_pos, theta_pos, theta_neg, penalty)
     rows = torch.empty_like(Z)
     loss, goodness = np.empty(counts.shape[0]), np.empty(counts.shape[0])
@@ -201,17 +202,6 @@ def example_rows(pos_left: torch.Tensor, pos_right: torch.Tensor | None, neg_lef
     left = torch.cat([pos_left, neg_left]).long()
     right = torch.cat([right_of(pos_left, pos_right), right_of(neg_left, neg_right)]).long()
     return left.contiguous(), right.contiguous()
-
-
-def _cuda_kernels():
-    """``scff_pairs_cuda``, or a one-line error naming the missing package and the way around it."""
-    try:
-        from . import scff_pairs_cuda
-    except ImportError as exc:
-        from ..errors import ConfigError
-        raise ConfigError(f"the fused backend on a CUDA device needs numba-cuda ({exc}): "
-                          f"pip install 'fwdlearn[cuda]', or train with --backend torch") from None
-    return scff_pairs_cuda
 
 
 def _host_example_rows(pos_left, pos_right, neg_left, neg_right) -> tuple[np.ndarray, np.ndarray]:
@@ -251,7 +241,7 @@ def scff_pair_gradient(P: torch.Tensor, bias: torch.Tensor, pos_left: torch.Tens
     if P.is_cuda:
         left, right = example_rows(pos_left, pos_right, neg_left, neg_right)
         _check(P, bias, int(left.min()), int(torch.maximum(left, right).max()))
-        pair_gradient_cuda = _cuda_kernels().pair_gradient_cuda
+        pair_gradient_cuda = cuda_kernels("scff_pairs_cuda").pair_gradient_cuda
         return pair_gradient_cuda(P, bias, left, right, unit_scale, num_pos, theta_pos, theta_neg, penalty)
     left, right = _host_example_rows(pos_left, pos_right, neg_left, neg_right)
     _check(P, bias, int(left.min()), int(max(left.max(), right.max())))

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from numba import cuda
 
-from .scff_pair_math import element_gradient, example_coefficients, example_goodness
+from .cuda_support import launch
 from .pair_gradient import PairGradient, summarise
+from .scff_pair_math import element_gradient, example_coefficients, example_goodness
 
-THREADS = 128
 _goodness = cuda.jit(device=True)(example_goodness)
 _coefficients = cuda.jit(device=True)(example_coefficients)
 _element_gradient = cuda.jit(device=True)(element_gradient)
@@ -83,13 +83,9 @@ def step_gradient_cuda(Z: torch.Tensor, bias: torch.Tensor, starts: torch.Tensor
     loss, goodness = torch.empty(examples, **options), torch.empty(examples, **options)
     owner = torch.repeat_interleave(torch.arange(examples, device=Z.device), counts)
     rows = torch.empty_like(Z)
-    blocks = (examples + THREADS - 1) // THREADS
-    _steps_kernel[blocks, THREADS](_array(Z), _array(bias), _array(starts), float(unit_scale), num_pos,
-                                   float(theta_pos), float(theta_neg), float(penalty), _array(G), _array(coef),
-                                   _array(loss), _array(goodness))
-    blocks = (rows.numel() + THREADS - 1) // THREADS
-    _step_rows_kernel[blocks, THREADS](_array(Z), _array(bias), _array(owner), _array(starts), _array(coef),
-                                       _array(rows))
+    launch(_steps_kernel, examples, Z, bias, starts, float(unit_scale), num_pos, float(theta_pos),
+           float(theta_neg), float(penalty), G, coef, loss, goodness)
+    launch(_step_rows_kernel, rows.numel(), Z, bias, owner, starts, coef, rows)
     return summarise(rows, np.asarray(loss.cpu()), np.asarray(goodness.cpu()), num_pos)
 
 
@@ -105,11 +101,6 @@ def row_index(left: torch.Tensor, right: torch.Tensor, num_rows: int) -> tuple[t
     return starts.contiguous(), owners[order].contiguous()
 
 
-def _array(t: torch.Tensor):
-    """A device array for numba-cuda: the tensor itself on a GPU, its host memory in the simulator."""
-    return cuda.as_cuda_array(t) if t.is_cuda else t.numpy()
-
-
 def pair_gradient_cuda(P: torch.Tensor, bias: torch.Tensor, left: torch.Tensor, right: torch.Tensor, unit_scale: float,
                        num_pos: int, theta_pos: float, theta_neg: float, penalty: float) -> PairGradient:
     """``scff_pairs.scff_pair_gradient`` for tensors on a CUDA device (or on the host under the simulator)."""
@@ -119,13 +110,8 @@ def pair_gradient_cuda(P: torch.Tensor, bias: torch.Tensor, left: torch.Tensor, 
     G, coef = torch.empty(examples, positions, **options), torch.empty(examples, positions, **options)
     loss, goodness = torch.empty(examples, **options), torch.empty(examples, **options)
     starts, entries = row_index(left, right, maps.shape[0])
-    rows = torch.empty_like(maps)
-    blocks = (examples + THREADS - 1) // THREADS
-    _examples_kernel[blocks, THREADS](_array(maps), _array(bias.contiguous()), _array(left), _array(right),
-                                      float(unit_scale), num_pos,
-                                      float(theta_pos), float(theta_neg), float(penalty), _array(G), _array(coef),
-                                      _array(loss), _array(goodness))
-    blocks = (rows.numel() + THREADS - 1) // THREADS
-    _rows_kernel[blocks, THREADS](_array(maps), _array(bias.contiguous()), _array(left), _array(right),
-                                  _array(starts), _array(entries), _array(coef), _array(rows))
+    rows, bias = torch.empty_like(maps), bias.contiguous()
+    launch(_examples_kernel, examples, maps, bias, left, right, float(unit_scale), num_pos, float(theta_pos),
+           float(theta_neg), float(penalty), G, coef, loss, goodness)
+    launch(_rows_kernel, rows.numel(), maps, bias, left, right, starts, entries, coef, rows)
     return summarise(rows.view_as(P), np.asarray(loss.cpu()), np.asarray(goodness.cpu()), num_pos)

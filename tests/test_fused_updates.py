@@ -396,6 +396,23 @@ SIMULATED = textwrap.dedent("""
 """)
 
 
+def test_cuda_kernels_without_numba_cuda_are_a_one_line_error(monkeypatch):
+    """The fused backend on a GPU without numba-cuda: one line naming the extra and --backend torch."""
+    import importlib
+
+    from fwdlearn.errors import ConfigError
+    from fwdlearn.kernels.cuda_support import cuda_kernels
+
+    def missing(name, package=None):
+        raise ModuleNotFoundError("No module named 'numba.cuda'")
+    monkeypatch.setattr(importlib, "import_module", missing)
+    for module in ("scff_pairs_cuda", "lac_contrast_cuda"):
+        with pytest.raises(ConfigError) as error:
+            cuda_kernels(module)
+        assert "fwdlearn[cuda]" in str(error.value) and "--backend torch" in str(error.value)
+        assert "\n" not in str(error.value)
+
+
 def test_cuda_kernels_equal_autograd_in_the_simulator():
     tests = os.path.dirname(os.path.abspath(__file__))
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
