@@ -150,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
                              "it against PyTorch (QONNX MLPs: the LAC-MLP encoder)")
     export.add_argument("--sequence-length", type=_positive_int,
                         help="scff-rnn: frames the graph is unrolled for (default: the longest training sequence)")
+    export.add_argument("--update", action="store_true",
+                        help="also export the local update itself, one ONNX graph per trainable stage (inference "
+                             "operators only: batch, parameters, optimiser state, step, lr in; new parameters and "
+                             "state out), verified against the learner's own steps in onnxruntime; with "
+                             "update.npz and the manifest update.json beside the model, for on-device learning "
+                             "(fwdlearn.ondevice.runtime drives them with numpy alone)")
+    export.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw",
+                        help="with --update: the optimiser in the update graph (default: adamw, the learner's own)")
+    export.add_argument("--lr", type=float,
+                        help="with --update: the learning rate recorded in update.json (default: each stage's "
+                             "rate at the end of training); the graphs take it as an input")
 
     bench = commands.add_parser(
         "bench", help="measure what one learning update costs: time, memory, MACs, energy (every rule, BP)",
@@ -271,6 +282,17 @@ def _export(args) -> int:
               f"(one output step {hls['tolerance']:.1e}; same class {hls['same_class']})")
     print(f"  operators: {', '.join(f'{k} {v}' for k, v in report['operators'].items())}")
     print(f"  report: {report_path(out)}")
+    if args.update:
+        from .ondevice.export import export_update
+        frames = deployable.example_inputs[0].shape[1] if deployable.is_sequence else None
+        update = export_update(args.checkpoint, out.parent, args.optimizer, args.lr, frames=frames,
+                               log=lambda line: print(f"  {line}"))
+        cost = update.report["cost_per_update"]
+        print(f"  on-device update: {update.manifest} ({len(update.report['stages'])} stages; one update of "
+              f"every stage {cost['macs']:,} MACs, {cost['bytes_moved']:,} bytes moved, "
+              f"{cost['energy']['arithmetic_joules']['fp32'] * 1e3:.3f} mJ fp32 arithmetic modelled)")
+    elif args.optimizer != "adamw" or args.lr is not None:
+        raise ConfigError("--optimizer and --lr apply to --update only")
     return 0
 
 

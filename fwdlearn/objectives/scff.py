@@ -105,12 +105,17 @@ def random_shift(n: int, generator: torch.Generator) -> int:
     return int(torch.randint(1, n, (1,), generator=generator))
 
 
-def _paired(views: torch.Tensor, second: torch.Tensor, generator: torch.Generator) -> PairBatch:
-    """Positives ``[v_k, w_k]``, negatives ``[v_k, w_(k+s)]``; ``second`` indexes the partner views."""
+def shifted_pairs(views: torch.Tensor, second: torch.Tensor, shift: int) -> PairBatch:
+    """Positives ``[v_k, w_k]``, negatives ``[v_k, w_(k+s)]`` for the shift ``s`` given; ``second`` indexes the
+    partner views."""
     n = second.shape[0]
     k = torch.arange(n, device=second.device)
-    shifted = second[(k + random_shift(n, generator)) % n]
-    return PairBatch(views, k, second, k, shifted)
+    return PairBatch(views, k, second, k, second[(k + shift) % n])
+
+
+def _paired(views: torch.Tensor, second: torch.Tensor, generator: torch.Generator) -> PairBatch:
+    """``shifted_pairs`` with a random shift."""
+    return shifted_pairs(views, second, random_shift(second.shape[0], generator))
 
 
 def data_pairs(x: torch.Tensor, generator: torch.Generator, translate: int = 0) -> PairBatch:
@@ -134,22 +139,31 @@ def carry_pairs(y_pos: torch.Tensor, y_neg: torch.Tensor) -> PairBatch:
                      torch.arange(n, 2 * n, device=device), None, owned=True)
 
 
-def repair(y_pos: torch.Tensor, generator: torch.Generator) -> PairBatch:
-    """Algorithm 2: the previous layer's positive outputs are re-paired like a new data set."""
-    pairs = _paired(y_pos, torch.arange(y_pos.shape[0], device=y_pos.device), generator)
+def repair(y_pos: torch.Tensor, generator: torch.Generator, shift: int | None = None) -> PairBatch:
+    """Algorithm 2: the previous layer's positive outputs are re-paired like a new data set (with a random shift,
+    or the ``shift`` given)."""
+    second = torch.arange(y_pos.shape[0], device=y_pos.device)
+    pairs = _paired(y_pos, second, generator) if shift is None else shifted_pairs(y_pos, second, shift)
     return dataclasses.replace(pairs, owned=True)
 
 
-def pair_examples(lengths: torch.Tensor, generator: torch.Generator, negatives: int = 1) -> tuple[torch.Tensor, ...]:
+def pair_examples(lengths: torch.Tensor, generator: torch.Generator, negatives: int = 1,
+                  shifts: torch.Tensor | list[int] | None = None) -> tuple[torch.Tensor, ...]:
     """Sequence pairs (section 3.5): views ``left``/``right`` of the ``N`` positives then ``negatives * N``
     negatives, and each pair's length (the longer half's).
 
     One negative per positive is the paper's (section 3.1): ``[x_k, x_(k+s) mod N]``. With more,
     each block of ``N`` negatives has its own shift, all distinct (at most ``N - 1`` of them).
+    ``shifts``: the blocks' shifts given (``negatives`` of them, in ``1..N-1``; the on-device update draws its
+    own); ``generator`` is then left untouched.
     """
     n = lengths.shape[0]
     k = torch.arange(n)
-    if negatives == 1:               # the same random draw as before the option existed: recorded runs repeat
+    if shifts is not None:
+        shifts = [int(s) for s in torch.as_tensor(shifts).reshape(-1).tolist()]
+        if len(shifts) != negatives or any(not 1 <= s < n for s in shifts):
+            raise ValueError(f"expected {negatives} shifts in 1..{n - 1}, got {shifts}")
+    elif negatives == 1:             # the same random draw as before the option existed: recorded runs repeat
         shifts = [random_shift(n, generator)]
     else:
         shifts = (torch.randperm(n - 1, generator=generator)[:negatives] + 1).tolist()

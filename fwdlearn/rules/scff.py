@@ -104,16 +104,17 @@ class SCFFLearner(LayerwiseLearner):
                                                        "goodness_neg": float(terms.goodness_neg)}
 
     def next_layer_batch(self, index: int, z_pos: torch.Tensor, z_neg: torch.Tensor | None,
-                         overwrite: bool = False) -> PairBatch:
+                         overwrite: bool = False, shift: int | None = None) -> PairBatch:
         """Examples for layer ``index + 1`` from layer ``index``'s detached pre-activations (``z_neg``: Algorithm 1
-        only; ``overwrite``: they are no one else's, the activation may run in place)."""
+        only; ``overwrite``: they are no one else's, the activation may run in place; ``shift``: Algorithm 2's
+        pairing, drawn from the learner's generator when ``None``)."""
         layer = self.network.layers[index]
         passed = getattr(layer, "passed_", layer.passed) if overwrite else layer.passed
         if self.config.layers[index + 1].algorithm == 1:
             return carry_pairs(passed(z_pos), passed(z_neg))
-        return repair(passed(z_pos), self.generator)
+        return repair(passed(z_pos), self.generator, shift)
 
-    def pass_on(self, index: int, projected: Projected, batch: PairBatch) -> PairBatch:
+    def pass_on(self, index: int, projected: Projected, batch: PairBatch, shift: int | None = None) -> PairBatch:
         """``next_layer_batch`` from layer ``index``'s projections of ``batch`` (and the bias they were computed
         with), without a graph (no gradient crosses to the next layer): Algorithm 2 forms the positives only."""
         layer, (projections, bias) = self.network.layers[index], projected
@@ -121,7 +122,7 @@ class SCFFLearner(LayerwiseLearner):
             z_pos = layer.combine(projections, batch.pos_left, batch.pos_right, bias)
             carried = self.config.layers[index + 1].algorithm == 1
             z_neg = layer.combine(projections, batch.neg_left, batch.neg_right, bias) if carried else None
-            return self.next_layer_batch(index, z_pos, z_neg, overwrite=True)
+            return self.next_layer_batch(index, z_pos, z_neg, overwrite=True, shift=shift)
 
     def train_batch(self, batch: Batch, active: list[str]) -> dict[str, dict[str, float]]:
         """One batch: frozen layers run forward only; each active layer takes its own step."""
@@ -228,6 +229,11 @@ def _bench_mnist_layout(widths: list[int], x: torch.Tensor):
     return _bench_learner(widths, x, algorithm=1, translate=2)
 
 
+def _mlp_update_stages(learner, sample_shape, steps=None):
+    from ..ondevice.scff_mlp import update_stages
+    return update_stages(learner, sample_shape, steps)
+
+
 MLP_GRAPH = (f"per-sample standardisation of the input (mean 0, population std 1 over all values, eps {EPS}); "
              "each layer 2·(W·x + b) (tied-weight pair [x, x]), triangle/ReLU; linear read-out")
 
@@ -236,7 +242,8 @@ RULES = (
          summary="Self-Contrastive Forward-Forward on a fully connected network (Chen et al.)",
          presets={None: "digits", "mnist": "mnist-paper"},
          in_graph=MLP_GRAPH,
-         hls4ml=False, bench={"scff-mlp": _bench_paper, "scff-mlp-mnist": _bench_mnist_layout}),
+         hls4ml=False, bench={"scff-mlp": _bench_paper, "scff-mlp-mnist": _bench_mnist_layout},
+         update_stages=_mlp_update_stages),
     Rule(name="scff-cnn", label="SCFF", learner=SCFFConvLearner, config=SCFFConfig,
          summary="the same rule on a convolutional network (Table D.1)",
          presets={None: "digits-conv", "mnist": "mnist-conv", "cifar10": "cifar10-paper", "stl10": "stl10-paper"},
