@@ -18,8 +18,8 @@ class Rule:
     ``bench``: ``bench(widths, x) -> (learner, batch)``, a learner of this rule on hidden layers ``widths`` and
     a fixed batch on ``x``'s device, whose ``train_batch(batch, all groups)`` ``fwdlearn bench`` measures;
     or, for a rule with several variants, a dict naming one such builder per variant (``benches``).
-    ``update_stages``: ``learner -> [ondevice.stage.UpdateStage]``, one per parameter group: the rule's update as
-    inference graphs (on-device learning, ``fwdlearn export --update``); ``None``: not offered.
+    A rule's on-device update (``fwdlearn export --update``) is declared by the module of ``fwdlearn.ondevice``
+    that implements it (``ondevice.offered``), so that rules do not depend on the exporter.
     """
 
     name: str
@@ -35,7 +35,6 @@ class Rule:
     sequence: bool = False
     hls4ml: bool = False
     bench: Callable[[list[int], Any], tuple[Any, Any]] | dict[str, Callable] | None = None
-    update_stages: Callable[[Any], list] | None = None
     extra: dict = field(default_factory=dict)
 
     @property

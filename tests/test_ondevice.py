@@ -18,9 +18,10 @@ import pytest
 import torch
 
 from fwdlearn.errors import ExportError
+from fwdlearn.ondevice.offered import update_stages_for
+from fwdlearn.ondevice.optimizers import OptimizerSpec
 from fwdlearn.presets import load_preset
 from fwdlearn.registry import get_rule
-from fwdlearn.ondevice.optimizers import OptimizerSpec
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -45,7 +46,7 @@ def test_stage_gradients_equal_the_learners_own_update(translate, algorithm):
         learner = rule.learner(config, 64)
         learner.network.double()
         shape = (1, 8, 8)
-        stages = rule.update_stages(learner, sample_shape=shape)
+        stages = update_stages_for("scff-mlp")(learner, sample_shape=shape)
         generator = torch.Generator().manual_seed(0)
         data = {"samples": torch.rand(8, *shape, generator=generator)}
         if translate:
@@ -155,9 +156,8 @@ def test_device_updates_lower_the_loss_and_the_inference_model_uses_them(trained
     """Steps on the device's own data lower each stage's loss; the inference graph with the learned weights gives
     the logits of the PyTorch network holding the same weights."""
     from fwdlearn.data import load_dataset
-    from fwdlearn.export import load_deployable
+    from fwdlearn.export import export_onnx, load_deployable
     from fwdlearn.ondevice.runtime import InferenceModel, UpdateRunner
-    from fwdlearn.export import export_onnx
 
     runner = UpdateRunner(exported / "update.json", seed=1)
     runner.lr = {k: 3e-3 for k in runner.lr}

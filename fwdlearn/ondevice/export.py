@@ -1,6 +1,6 @@
 """``fwdlearn export --update``: each trainable stage's update as a verified inference graph (on-device learning).
 
-For every stage the rule offers (``Rule.update_stages``) the exporter
+For every stage the rule offers (``offered.update_stages_for``) the exporter
 
 1. traces ``UpdateGraph(stage, optimiser)`` with the TorchScript exporter (static shapes: the run's batch
    size, a recurrent model's frames);
@@ -35,8 +35,9 @@ import torch
 from ..atomic import atomic_write, save_json
 from ..checkpoint import load_checkpoint
 from ..errors import ExportError, FwdlearnError
-from ..registry import get_rule, rules
+from ..registry import get_rule
 from .cost import graph_cost
+from .offered import offered_rules, update_stages_for
 from .optimizers import NAMES, OptimizerSpec
 from .runtime import draw, used
 from .stage import UpdateGraph, UpdateStage
@@ -55,16 +56,12 @@ class UpdateExport:
     report: dict
 
 
-def offered_rules() -> list[str]:
-    return [r.name for r in rules().values() if r.update_stages is not None]
-
-
 def load_learner(checkpoint: str | Path):
     """``(payload, rule, learner)``: the run's learner with its trained state."""
     payload = load_checkpoint(checkpoint)
     config = payload["config"]
     rule = get_rule(config.learner)
-    if rule.update_stages is None:
+    if update_stages_for(rule.name) is None:
         raise ExportError(f"{checkpoint}: {config.learner} has no on-device update "
                           f"(offered for: {', '.join(offered_rules())})")
     learner = rule.learner(config, payload["input_dim"])
@@ -85,7 +82,7 @@ def export_update(checkpoint: str | Path, out_dir: str | Path | None = None, opt
     payload, rule, learner = load_learner(checkpoint)
     samples, lengths, labels, source = _batches_source(payload["config"], rule, data_dir, payload["input_dim"])
     frames = frames or (None if lengths is None else int(lengths.max()))
-    stages = rule.update_stages(learner, sample_shape=tuple(samples.shape[1:]), steps=frames)
+    stages = update_stages_for(rule.name)(learner, sample_shape=tuple(samples.shape[1:]), steps=frames)
     rng = np.random.default_rng(seed)
     batches = [_batch(samples, lengths, labels, learner.config.batch_size, frames, rng) for _ in range(steps)]
     entries, parameters = [], {}

@@ -54,7 +54,7 @@ class OptimizerSpec:
         return torch.optim.SGD(params, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay)
 
     @classmethod
-    def of(cls, optimizer: torch.optim.Optimizer) -> "OptimizerSpec":
+    def of(cls, optimizer: torch.optim.Optimizer) -> OptimizerSpec:
         """The spec of a learner's own AdamW group (its hyper-parameters, not its learning rate)."""
         group = optimizer.param_groups[0]
         if isinstance(optimizer, torch.optim.AdamW):

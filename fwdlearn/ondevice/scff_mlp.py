@@ -19,6 +19,8 @@ graph holds no scatter and no gradient operator.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -29,6 +31,8 @@ from ..nn.scff_network import is_paired
 from ..objectives.scff import PairBatch, shifted_pairs
 from ..rules.scff import Projected
 from .stage import DataInput, UpdateStage
+
+RULES = ("scff-mlp",)
 
 
 def _name(index: int, what: str) -> str:
@@ -150,7 +154,7 @@ def _image_shape(sample_shape: tuple[int, ...]) -> tuple[int, ...]:
     """A translated sample as ``[C, H, W]`` (``SCFFLearner`` translates images; a flat square input is one)."""
     if len(sample_shape) == 3:
         return sample_shape
-    side = int(round(sample_shape[0] ** 0.5))
+    side = math.isqrt(sample_shape[0])
     if len(sample_shape) == 1 and side * side == sample_shape[0]:
         return (1, side, side)
     return (1, 1, sample_shape[-1])

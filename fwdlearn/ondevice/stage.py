@@ -1,7 +1,7 @@
 """What one trainable stage's on-device update is: its inputs, its closed-form gradient, and the learner step it equals.
 
-A rule offers on-device learning by naming, in its ``Rule`` (``update_stages``), a function
-``learner -> list[UpdateStage]``: one stage per parameter group (an SCFF or FF layer, a recurrent direction).
+A rule offers on-device learning through a module of this package that declares it (``offered.py``): a function
+``update_stages(learner, sample_shape, steps) -> list[UpdateStage]``, one stage per parameter group (an SCFF or FF layer, a recurrent direction).
 A stage declares
 
 - ``data_inputs``: the batch and the random draws the rule makes per batch (a negative pair's shift, a
@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from . import optimizers
 from .optimizers import OptimizerSpec

@@ -163,14 +163,16 @@ class FFLearner(LayerwiseLearner):
             raise DataError(f"ff writes the label into the first {self.config.num_classes} inputs; samples have "
                             f"only {x[0].numel()}")
 
-    def train_batch(self, batch: Batch, active: list[str]) -> dict[str, dict[str, float]]:
+    def train_batch(self, batch: Batch, active: list[str],
+                    wrong: torch.Tensor | None = None) -> dict[str, dict[str, float]]:
         """Positives (true label) and negatives (a wrong label) go through every layer up to the deepest
-        active one as one block of ``2N`` rows; each active layer steps on its own loss."""
+        active one as one block of ``2N`` rows; each active layer steps on its own loss. ``wrong``: the
+        negatives' labels, drawn from the learner's generator when ``None`` (the on-device update gives its own)."""
         x, y = batch.x.to(self.device), batch.y.to(self.device)
         n, c = x.shape[0], self.config
         if int(y.max()) >= c.num_classes or int(y.min()) < 0:
             raise DataError(f"ff: labels must lie in 0..{c.num_classes - 1}")
-        wrong = wrong_labels(y, c.num_classes, self.generator)
+        wrong = wrong_labels(y, c.num_classes, self.generator) if wrong is None else wrong.long().to(self.device)
         h = torch.cat([overlay_label(x, y, c.num_classes, c.label_value),
                        overlay_label(x, wrong, c.num_classes, c.label_value)])
         indices = self.layer_indices(active)

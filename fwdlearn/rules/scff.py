@@ -229,11 +229,6 @@ def _bench_mnist_layout(widths: list[int], x: torch.Tensor):
     return _bench_learner(widths, x, algorithm=1, translate=2)
 
 
-def _mlp_update_stages(learner, sample_shape, steps=None):
-    from ..ondevice.scff_mlp import update_stages
-    return update_stages(learner, sample_shape, steps)
-
-
 MLP_GRAPH = (f"per-sample standardisation of the input (mean 0, population std 1 over all values, eps {EPS}); "
              "each layer 2·(W·x + b) (tied-weight pair [x, x]), triangle/ReLU; linear read-out")
 
@@ -242,8 +237,7 @@ RULES = (
          summary="Self-Contrastive Forward-Forward on a fully connected network (Chen et al.)",
          presets={None: "digits", "mnist": "mnist-paper"},
          in_graph=MLP_GRAPH,
-         hls4ml=False, bench={"scff-mlp": _bench_paper, "scff-mlp-mnist": _bench_mnist_layout},
-         update_stages=_mlp_update_stages),
+         hls4ml=False, bench={"scff-mlp": _bench_paper, "scff-mlp-mnist": _bench_mnist_layout}),
     Rule(name="scff-cnn", label="SCFF", learner=SCFFConvLearner, config=SCFFConfig,
          summary="the same rule on a convolutional network (Table D.1)",
          presets={None: "digits-conv", "mnist": "mnist-conv", "cifar10": "cifar10-paper", "stl10": "stl10-paper"},
