@@ -268,7 +268,7 @@ def _export(args) -> int:
                           f"pip install 'fwdlearn[export]'") from None
     deployable = load_deployable(args.checkpoint, args.readout, sequence_length=args.sequence_length)
     out = args.out or args.checkpoint.parent / "model.onnx"
-    report = export_onnx(deployable, out, args.format, args.opset, hls4ml=args.hls4ml)
+    report = export_onnx(deployable, out, args.format, args.opset, hls4ml=args.hls4ml, learnable=args.update)
     check = report["verification"].get("onnxruntime") or report["verification"]["qonnx"]
     print(f"wrote {out} ({report['format']}, {report['model_bytes']:,} bytes, opset {report['opset']}, "
           f"{report['parameters']:,} parameters, {report['macs_per_inference']['total']:,} MACs per inference)")

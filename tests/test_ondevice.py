@@ -168,7 +168,7 @@ def test_device_updates_lower_the_loss_and_the_inference_model_uses_them(trained
     assert last["layer1"] < 0.8 * first["layer1"] and last["layer2"] < first["layer2"]
 
     deployable = load_deployable(trained)
-    export_onnx(deployable, exported / "model.onnx", "float", None)
+    export_onnx(deployable, exported / "model.onnx", "float", None, learnable=True)
     model = InferenceModel(exported / "model.onnx", runner.parameters)
     assert model.replaced == 4
     state = {k: torch.from_numpy(v) for k, v in runner.parameters.items()}

@@ -120,10 +120,12 @@ def _dynamic_axes(deployable: Deployable) -> dict:
     return {name: {0: "batch"} for name in deployable.input_names + ["logits"]}
 
 
-def _trace_float(deployable: Deployable, path: Path, opset: int) -> None:
+def _trace_float(deployable: Deployable, path: Path, opset: int, fold: bool = True) -> None:
+    """``fold = False`` keeps every weight an initialiser the graph reads under its parameter's name (no folded
+    transposed copy), so that a device can run the graph with weights it learned (``ondevice.runtime``)."""
     torch.onnx.export(deployable.model, deployable.example_inputs, str(path), dynamo=False,
                       input_names=deployable.input_names, output_names=["logits"],
-                      dynamic_axes=_dynamic_axes(deployable), opset_version=opset)
+                      dynamic_axes=_dynamic_axes(deployable), opset_version=opset, do_constant_folding=fold)
 
 
 def _trace_qcdq(deployable: Deployable, path: Path, opset: int) -> None:
@@ -144,16 +146,17 @@ TRACERS: dict[str, Callable[[Deployable, Path, int | None], None]] = {
     "float": _trace_float, "qcdq": _trace_qcdq, "qonnx": _trace_qonnx}
 
 
-def _write(deployable: Deployable, path: Path, export_format: str, opset: int | None) -> None:
+def _write(deployable: Deployable, path: Path, export_format: str, opset: int | None, learnable: bool = False) -> None:
     """Trace to ``path``; then fold, add metadata and save it as one self-contained file."""
     side_file = path.with_name(path.name + ".data")   # the dynamo exporter (Brevitas) puts weights here
     try:
-        _trace_and_finish(deployable, path, export_format, opset)
+        _trace_and_finish(deployable, path, export_format, opset, learnable)
     finally:
         side_file.unlink(missing_ok=True)
 
 
-def _trace_and_finish(deployable: Deployable, path: Path, export_format: str, opset: int | None) -> None:
+def _trace_and_finish(deployable: Deployable, path: Path, export_format: str, opset: int | None,
+                      learnable: bool = False) -> None:
     import onnx
 
     quiet = logging.getLogger("torch.onnx")
@@ -162,7 +165,10 @@ def _trace_and_finish(deployable: Deployable, path: Path, export_format: str, op
     with warnings.catch_warnings(), _silenced():   # and its step-by-step log; TorchScript's graph dump
         warnings.simplefilter("ignore")   # tracer warnings about Python-side shape checks
         try:
-            TRACERS[export_format](deployable, path, opset)
+            if learnable:
+                _trace_float(deployable, path, opset, fold=False)
+            else:
+                TRACERS[export_format](deployable, path, opset)
         except Exception as exc:  # the exporters raise many types
             raise ExportError(f"{export_format} export of the {deployable.learner} model failed "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
@@ -198,8 +204,11 @@ def default_format(deployable: Deployable) -> str:
 
 
 def export_onnx(deployable: Deployable, path: str | Path, export_format: str | None = None,
-                opset: int | None = None, hls4ml: bool = False) -> dict:
+                opset: int | None = None, hls4ml: bool = False, learnable: bool = False) -> dict:
     """Write ``path`` and its report; return the report. Nothing is left behind on failure.
+
+    ``learnable`` (float): every weight stays an initialiser named as its parameter and read as such (no
+    constant folding), so that on-device learning can run the graph with new weights (``export --update``).
 
     ``opset``: ``DEFAULT_OPSET`` when ``None``; it must lie in ``opset_range(export_format)`` (qonnx takes none).
 
@@ -215,6 +224,8 @@ def export_onnx(deployable: Deployable, path: str | Path, export_format: str | N
     if deployable.quantised != (export_format != "float"):
         raise ExportError(f"{export_format} export is for {'float' if export_format == 'float' else 'quantised'} "
                           f"models; this one is {'quantised: use qcdq or qonnx' if deployable.quantised else 'float'}")
+    if learnable and export_format != "float":
+        raise ExportError("on-device learning (--update) is offered for float models only")
     if hls4ml and export_format != "qonnx":
         raise ExportError("the hls4ml check reads QONNX: use --format qonnx with --hls4ml")
     opset = check_opset(export_format, opset)
@@ -227,7 +238,7 @@ def export_onnx(deployable: Deployable, path: str | Path, export_format: str | N
             raise ExportError(str(exc).replace(str(tmp), str(path))) from None
 
     def checked(tmp: Path) -> None:
-        _write(deployable, tmp, export_format, opset)
+        _write(deployable, tmp, export_format, opset, learnable)
         check_onnx(tmp)
         verification["onnx_checker"] = "passed (full_check)"
         if export_format == "qonnx":

@@ -59,14 +59,15 @@ def adapt_on_device(manifest: str | Path, x: np.ndarray, lengths: np.ndarray | N
         started = time.perf_counter()
         losses.append(runner.step(x[index], None if lengths is None else lengths[index]))
         seconds.append(time.perf_counter() - started)
-    return Adapted(dict(runner.parameters), losses, float(np.median(seconds)))
+    trained = {p for stage in runner.stages for p in stage["frozen"] + stage["trained"]}
+    return Adapted({k: v for k, v in runner.parameters.items() if k in trained}, losses, float(np.median(seconds)))
 
 
 def adapt_in_pytorch(checkpoint: str | Path, manifest: str | Path, x: np.ndarray, lengths: np.ndarray | None,
                      epochs: int, seed: int = 0, lr: float | None = None) -> Adapted:
-    """The learner's own updates on ``adapt_on_device``'s batches and draws, with ``torch.optim``'s optimiser of
-    the exported kind and a fresh state, as the device starts."""
-    from .export import _spec, load_learner
+    """The learner's own updates on ``adapt_on_device``'s batches and draws, its optimiser continuing from the
+    trained state as the device does (``export.continue_with``)."""
+    from .export import _spec, continue_with, load_learner
     from .offered import update_stages_for
     spec = read_manifest(manifest)
     _, rule, learner = load_learner(checkpoint)
@@ -75,8 +76,7 @@ def adapt_in_pytorch(checkpoint: str | Path, manifest: str | Path, x: np.ndarray
     for stage in stages:
         group = stage.group(learner)
         rate = lr if lr is not None else described[stage.name]["lr"]
-        group.optimizer = _spec(spec["optimizer"]["name"], group.optimizer).torch_optimizer(group.parameters, rate)
-        group.scheduler = None
+        continue_with(group, _spec(spec["optimizer"]["name"], group.optimizer), rate)
     rng = np.random.default_rng(seed)
     losses, seconds = [], []
     for index in batch_order(x.shape[0], spec["batch_size"], epochs, seed):

@@ -7,11 +7,11 @@ For every stage the rule offers (``offered.update_stages_for``) the exporter
 2. refuses the graph if it holds any operator outside the default ONNX domain or any training operator
    (``Gradient``, ``Momentum``, ``Adagrad``, ``Adam`` of ``ai.onnx.preview.training``, or anything named
    ``*Grad*``): a device that runs inference runs it;
-3. runs ``steps`` updates in onnxruntime, from the run's trained parameters and a fresh optimiser state, on
+3. runs ``steps`` updates in onnxruntime, from the run's trained parameters and optimiser state (``trained_state``), on
    batches of the run's own data (random samples if it cannot be read here) with random draws made by
    ``runtime.draw`` (the device's own code), and the same number of the learner's *own* updates on the same
-   batches and draws (``stage.reference_step``, the optimiser replaced by ``torch.optim``'s of the same
-   kind); every parameter must agree to ``TOLERANCE`` (``relative_error``);
+   batches and draws (``stage.reference_step``, the learner's own AdamW continuing at the same rate, or
+   ``torch.optim.SGD``); every parameter must agree to ``TOLERANCE`` (``relative_error``);
 4. writes the graph only if it passed (temporary name, then rename), with metadata naming every input and
    output, the hyper-parameters, the optimiser and what stays float.
 
@@ -94,6 +94,7 @@ def export_update(checkpoint: str | Path, out_dir: str | Path | None = None, opt
         entries.append(entry)
         for name, value in stage.parameters_of(learner).items():
             parameters[name] = value.detach().float().cpu().numpy()
+        parameters.update(trained_state(stage, learner, spec)[0])
         log(f"{path}: {entry['verification']['steps']} steps in onnxruntime equal the learner's to "
             f"{entry['verification']['worst_relative']:.1e}; one update {entry['cost']['macs'] / 1e6:.1f} M MACs, "
             f"{entry['cost']['bytes_moved'] / 1e6:.2f} MB moved")
@@ -109,6 +110,33 @@ def export_update(checkpoint: str | Path, out_dir: str | Path | None = None, opt
     }
     path = save_json(manifest, out_dir / "update.json")
     return UpdateExport(path, manifest)
+
+
+def trained_state(stage: UpdateStage, learner, spec: OptimizerSpec) -> tuple[dict[str, np.ndarray], int]:
+    """The optimiser state the device continues from, and its step count: the learner's own AdamW moments when
+    the graph applies AdamW (the device keeps training where training stopped); SGD's momentum starts empty."""
+    live = stage.parameters_of(learner)
+    optimizer = stage.group(learner).optimizer
+    state, step = {}, 0
+    for p in stage.trained:
+        saved = optimizer.state.get(live[p], {}) if spec.name == "adamw" else {}
+        for k in spec.state_names:
+            value = saved.get(k)
+            state[f"{p}.{k}"] = (np.zeros(tuple(live[p].shape), np.float32) if value is None
+                                 else value.detach().float().cpu().numpy().copy())
+        step = int(saved["step"]) if "step" in saved else step
+    return state, step
+
+
+def continue_with(group, spec: OptimizerSpec, lr: float) -> None:
+    """The reference of the device's steps: the learner's own AdamW continuing at ``lr`` (no schedule), or
+    ``torch.optim.SGD`` from an empty momentum buffer."""
+    if spec.name == "adamw" and isinstance(group.optimizer, torch.optim.AdamW):
+        for settings in group.optimizer.param_groups:
+            settings["lr"] = lr
+    else:
+        group.optimizer = spec.torch_optimizer(group.parameters, lr)
+    group.scheduler = None
 
 
 def _spec(optimizer: str, learner_optimizer) -> OptimizerSpec:
@@ -179,7 +207,8 @@ def _export_stage(checkpoint, rule, stage: UpdateStage, spec: OptimizerSpec, lr:
         measured.update(verification=verification, cost=graph_cost(model))
 
     atomic_write(path, write)
-    return {"name": stage.name, "file": path.name, "inputs": stage.data_inputs_described(),
+    return {"name": stage.name, "file": path.name, "step": measured["verification"]["first_step"],
+            "inputs": stage.data_inputs_described(),
             "frozen": list(stage.frozen), "trained": list(stage.trained),
             "shapes": {n: list(v.shape) for n, v in start.items()}, "outputs": graph.output_names,
             "lr": lr, "hyper_parameters": stage.hyper_parameters, "verification": measured["verification"],
@@ -229,13 +258,12 @@ def _verify(tmp: Path, graph: UpdateGraph, stage: UpdateStage, start: dict, lr: 
     options.log_severity_level = 3
     session = ort.InferenceSession(str(tmp), options, providers=["CPUExecutionProvider"])
     values = {n: v.numpy() for n, v in start.items()}
-    state = {n: np.zeros_like(values[n.rsplit(".", 1)[0]]) for n in graph.state_names}
-    group = stage.group(reference)
-    group.optimizer = spec.torch_optimizer(group.parameters, lr)
-    group.scheduler = None
+    state, first = trained_state(stage, reference, spec)
+    continue_with(stage.group(reference), spec, lr)
     seconds = []
     for step, batch in enumerate(feeds):
-        inputs = {**batch, **values, **state, "step": np.asarray(step, dtype=np.float32), "lr": np.asarray(lr, dtype=np.float32)}
+        inputs = {**batch, **values, **state, "step": np.asarray(first + step, dtype=np.float32),
+                  "lr": np.asarray(lr, dtype=np.float32)}
         started = time.perf_counter()
         outputs = dict(zip(graph.output_names, session.run(graph.output_names, used(session, inputs))))
         seconds.append(time.perf_counter() - started)
@@ -255,8 +283,8 @@ def _verify(tmp: Path, graph: UpdateGraph, stage: UpdateStage, start: dict, lr: 
     if not worst <= TOLERANCE:
         raise ExportError(f"{path}: {len(feeds)} update steps in onnxruntime differ from the learner's by "
                           f"{worst:.1e} (relative; allowed {TOLERANCE:.0e}); nothing written")
-    return {"steps": len(feeds), "worst_relative": worst, "largest_difference": largest, "tolerance": TOLERANCE, "reference": "the learner's own "
-            f"update ({type(reference).__name__}) with torch.optim.{type(group.optimizer).__name__}",
+    return {"steps": len(feeds), "first_step": first, "worst_relative": worst, "largest_difference": largest, "tolerance": TOLERANCE, "reference": "the learner's own "
+            f"update ({type(reference).__name__}) with torch.optim.{type(stage.group(reference).optimizer).__name__}",
             "seconds_per_update_onnxruntime_cpu": float(np.median(seconds))}
 
 

@@ -1,8 +1,8 @@
 """Drive exported update graphs with numpy and onnxruntime alone: what a device runs to keep learning.
 
 Nothing here imports torch (a test checks it). ``fwdlearn export --update`` writes, beside the inference
-model, one ONNX graph per trainable stage, ``update.npz`` (every parameter the graphs read, float32, no
-pickles) and ``update.json`` (the manifest: stages in order, each graph's inputs and how to draw them,
+model, one ONNX graph per trainable stage, ``update.npz`` (every parameter the graphs read and the optimiser
+state training ended with, float32, no pickles) and ``update.json`` (the manifest: stages in order, each graph's inputs and how to draw them,
 optimiser, learning rates, verification, cost). Example::
 
     runner = UpdateRunner("runs/fsdd/update.json")
@@ -121,9 +121,10 @@ class UpdateRunner:
             raise DeviceInputError(f"{path}: no stage {', '.join(unknown)} (stages: {', '.join(every)})")
         self.stages = [s for s in self.manifest["stages"] if stages is None or s["name"] in stages]
         self.parameters = read_parameters(path.parent / self.manifest["parameters"])
-        self.state = {name: np.zeros_like(self.parameters[p]) for s in self.stages
+        saved = self.parameters
+        self.state = {name: saved[name] if name in saved else np.zeros_like(saved[p]) for s in self.stages
                       for p in s["trained"] for name in _state_names(s, p, self.manifest)}
-        self.steps = {s["name"]: 0 for s in self.stages}
+        self.steps = {s["name"]: int(s.get("step", 0)) for s in self.stages}
         self.lr = {s["name"]: float(s["lr"]) for s in self.stages}
         self.rng = np.random.default_rng(seed)
         options = ort.SessionOptions()
@@ -184,33 +185,49 @@ def _checked(value: np.ndarray, name: str, shape: list[int]) -> np.ndarray:
 
 
 class InferenceModel:
-    """An exported inference model (``fwdlearn export``) run with other values for its weights (by initialiser
-    name: ``encoder.<parameter>``), e.g. the ones an ``UpdateRunner`` learned."""
+    """An exported inference model (``fwdlearn export --update``) run with other values for its weights (by
+    initialiser name: ``encoder.<parameter>``), e.g. the ones an ``UpdateRunner`` learned.
+
+    The weights become graph inputs fed on every run (onnxruntime would otherwise fold expressions of the
+    stored initialisers, such as a transpose, before an override could reach them)."""
 
     def __init__(self, path: str | Path, parameters: dict[str, np.ndarray], prefix: str = "encoder.",
                  providers: list[str] | None = None):
         import onnx
         import onnxruntime as ort
 
-        names = {i.name for i in onnx.load(str(path), load_external_data=False).graph.initializer}
+        model = onnx.load(str(path), load_external_data=False)
+        graph = model.graph
+        stored = {i.name: i for i in graph.initializer}
+        read = {name for node in graph.node for name in node.input}
+        self.weights = {}
+        for name, value in parameters.items():
+            key = prefix + name
+            if key not in stored:
+                continue
+            if key not in read:
+                raise DeviceInputError(f"{path}: the graph does not read {key} (its weights were folded at export); "
+                                       f"export it with 'fwdlearn export --update'")
+            if tuple(stored[key].dims) != np.shape(value):
+                raise DeviceInputError(f"{path}: weight {key} is shaped {list(stored[key].dims)}, the value given "
+                                       f"{list(np.shape(value))}")
+            graph.initializer.remove(stored[key])
+            graph.input.append(onnx.helper.make_tensor_value_info(key, stored[key].data_type, list(stored[key].dims)))
+            self.weights[key] = np.ascontiguousarray(value, dtype=np.float32)
+        if not self.weights:
+            raise DeviceInputError(f"{path}: none of the learned parameters is a weight of this model")
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        self._values = []                      # the session reads these buffers: keep them alive
-        replaced = 0
-        for name, value in parameters.items():
-            if prefix + name in names:
-                value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value, dtype=np.float32))
-                self._values.append(value)
-                options.add_initializer(prefix + name, value)
-                replaced += 1
-        if not replaced:
-            raise DeviceInputError(f"{path}: none of the learned parameters is a weight of this model")
-        self.replaced = replaced
-        self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.session = ort.InferenceSession(model.SerializeToString(), options,
+                                            providers=providers or ["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs() if i.name not in self.weights]
+
+    @property
+    def replaced(self) -> int:
+        return len(self.weights)
 
     def run(self, x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
-        feeds = {self.input_names[0]: np.asarray(x, dtype=np.float32)}
+        feeds = {self.input_names[0]: np.asarray(x, dtype=np.float32), **self.weights}
         if lengths is not None:
             feeds[self.input_names[1]] = np.asarray(lengths, dtype=np.int64)
         return self.session.run(None, feeds)[0]
