@@ -268,7 +268,8 @@ def _export(args) -> int:
                           f"pip install 'fwdlearn[export]'") from None
     deployable = load_deployable(args.checkpoint, args.readout, sequence_length=args.sequence_length)
     out = args.out or args.checkpoint.parent / "model.onnx"
-    report = export_onnx(deployable, out, args.format, args.opset, hls4ml=args.hls4ml, learnable=args.update)
+    learnable = args.update and not deployable.quantised   # a quantised graph's weights are int8, folded at export
+    report = export_onnx(deployable, out, args.format, args.opset, hls4ml=args.hls4ml, learnable=learnable)
     check = report["verification"].get("onnxruntime") or report["verification"]["qonnx"]
     print(f"wrote {out} ({report['format']}, {report['model_bytes']:,} bytes, opset {report['opset']}, "
           f"{report['parameters']:,} parameters, {report['macs_per_inference']['total']:,} MACs per inference)")
@@ -291,6 +292,9 @@ def _export(args) -> int:
         print(f"  on-device update: {update.manifest} ({len(update.report['stages'])} stages; one update of "
               f"every stage {cost['macs']:,} MACs, {cost['bytes_moved']:,} bytes moved, "
               f"{cost['energy']['arithmetic_joules']['fp32'] * 1e3:.3f} mJ fp32 arithmetic modelled)")
+        if deployable.quantised:
+            print(f"  note: {out.name} holds the trained weights as int8 initialisers; the update graphs step the "
+                  f"float weights (update.npz), which a device quantises again to run inference")
     elif args.optimizer != "adamw" or args.lr is not None:
         raise ConfigError("--optimizer and --lr apply to --update only")
     return 0

@@ -160,7 +160,7 @@ def test_device_updates_lower_the_loss_and_the_inference_model_uses_them(trained
     from fwdlearn.ondevice.runtime import InferenceModel, UpdateRunner
 
     runner = UpdateRunner(exported / "update.json", seed=1)
-    runner.lr = {k: 3e-3 for k in runner.lr}
+    runner.lr = {k: 1e-2 for k in runner.lr}
     x = load_dataset("digits", None).train.x[:8].numpy()
     first = runner.step(x)
     for _ in range(30):
@@ -176,3 +176,32 @@ def test_device_updates_lower_the_loss_and_the_inference_model_uses_them(trained
     with torch.no_grad():
         expected = deployable.model(torch.from_numpy(x)).numpy()
     assert np.abs(model.run(x) - expected).max() < 1e-4
+
+
+@pytest.fixture(scope="module")
+def trained_quantised(tmp_path_factory):
+    pytest.importorskip("brevitas")
+    from fwdlearn.nn.quant import QuantConfig
+    from fwdlearn.run import train_run
+    out = tmp_path_factory.mktemp("quantised")
+    config = dataclasses.replace(tiny_config(epochs=1), quant=QuantConfig(weight_bits=4, per_channel=True))
+    train_run(config, out, show_progress=False, log=lambda *_: None)
+    return out / "checkpoint.pt"
+
+
+def test_quantised_update_computes_with_quantised_weights_and_equals_the_learner(trained_quantised, tmp_path,
+                                                                              monkeypatch):
+    """A 4-bit (per output unit) SCFF MLP: the graph's forward uses Brevitas' quantised weights and steps the float
+    ones with the straight-through gradient, including the part that reaches each row's largest weight through the
+    scale; without that part the verification against the learner's own steps fails."""
+    from fwdlearn.ondevice import scff_mlp
+    from fwdlearn.ondevice.export import export_update
+    export_update(trained_quantised, tmp_path / "ok", log=lambda *_: None)
+    manifest = json.loads((tmp_path / "ok" / "update.json").read_text())
+    assert all(s["verification"]["worst_relative"] <= 1e-5 for s in manifest["stages"])
+    assert manifest["stages"][0]["hyper_parameters"]["weight_bits"] == 4
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "ok" / "update-layer1.onnx")).graph.node}
+    assert {"Round", "ArgMax"} <= ops
+    monkeypatch.setattr(scff_mlp, "float_gradient", lambda weight, grad, bits, per_channel: grad)
+    with pytest.raises(ExportError, match="differ from the learner's"):
+        export_update(trained_quantised, tmp_path / "plain", log=lambda *_: None)

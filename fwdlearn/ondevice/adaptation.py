@@ -59,8 +59,7 @@ def adapt_on_device(manifest: str | Path, x: np.ndarray, lengths: np.ndarray | N
         started = time.perf_counter()
         losses.append(runner.step(x[index], None if lengths is None else lengths[index]))
         seconds.append(time.perf_counter() - started)
-    trained = {p for stage in runner.stages for p in stage["frozen"] + stage["trained"]}
-    return Adapted({k: v for k, v in runner.parameters.items() if k in trained}, losses, float(np.median(seconds)))
+    return Adapted(dict(runner.parameters), losses, float(np.median(seconds)))
 
 
 def adapt_in_pytorch(checkpoint: str | Path, manifest: str | Path, x: np.ndarray, lengths: np.ndarray | None,

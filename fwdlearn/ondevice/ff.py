@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from ..errors import ExportError
 from ..learner import Batch
 from ..objectives.ff import length_normalize
+from ..rules.ff import FFLearner
 from .stage import DataInput, UpdateStage
 
 NORM_EPS = 1e-8  # objectives.ff.length_normalize's default
@@ -104,7 +105,7 @@ class FFLayerUpdate(UpdateStage):
         learner.train_batch(batch, [self.name], wrong=data["wrong_labels"])
 
 
-RULES = ("ff",)
+LEARNERS = (FFLearner,)
 
 
 def update_stages(learner, sample_shape: tuple[int, ...] | None = None, steps: int | None = None) -> list[UpdateStage]:

@@ -120,8 +120,10 @@ class UpdateRunner:
         if unknown:
             raise DeviceInputError(f"{path}: no stage {', '.join(unknown)} (stages: {', '.join(every)})")
         self.stages = [s for s in self.manifest["stages"] if stages is None or s["name"] in stages]
-        self.parameters = read_parameters(path.parent / self.manifest["parameters"])
-        saved = self.parameters
+        saved = read_parameters(path.parent / self.manifest["parameters"])
+        state_names = {name for s in self.manifest["stages"] for p in s["trained"]
+                       for name in _state_names(s, p, self.manifest)}
+        self.parameters = {k: v for k, v in saved.items() if k not in state_names}
         self.state = {name: saved[name] if name in saved else np.zeros_like(saved[p]) for s in self.stages
                       for p in s["trained"] for name in _state_names(s, p, self.manifest)}
         self.steps = {s["name"]: int(s.get("step", 0)) for s in self.stages}

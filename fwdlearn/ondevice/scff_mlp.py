@@ -12,6 +12,9 @@ Algorithm 2 re-pairs the positive outputs), then layer ``l``'s closed-form gradi
     dL/dz = 2 dL/dG relu(z) / H;  R[m] = sum over the examples that use view m of dL/dz;  dW = R^T std(x),
     db = sum_m R[m]
 
+A weight-quantised layer (``weight_bits``) computes ``P`` with Brevitas' quantised weight and steps its float
+weight with the straight-through gradient (``quantised.py``), as quantisation-aware training does.
+
 Every row gather that forms a pair is a ``Gather`` with indices computed in the graph from the shift, and the
 sum over the examples that use a view is a gather of the inverse shift (a shift is a permutation), so the
 graph holds no scatter and no gradient operator.
@@ -29,10 +32,11 @@ from ..errors import ExportError
 from ..nn.activations import ACTIVATIONS
 from ..nn.scff_network import is_paired
 from ..objectives.scff import PairBatch, shifted_pairs
-from ..rules.scff import Projected
+from ..rules.scff import Projected, SCFFLearner
+from .quantised import float_gradient, quantised
 from .stage import DataInput, UpdateStage
 
-RULES = ("scff-mlp",)
+LEARNERS = (SCFFLearner,)
 
 
 def _name(index: int, what: str) -> str:
@@ -45,8 +49,11 @@ class SCFFLayerUpdate(UpdateStage):
     def __init__(self, learner, index: int, sample_shape: tuple[int, ...]):
         super().__init__()
         config = learner.config
-        if config.quant.enabled:
-            raise ExportError("the on-device update of a quantised scff-mlp is not available yet: export a float run")
+        quant = config.quant
+        if quant.act_bits:
+            raise ExportError("the on-device update of scff-mlp with quantised activations (act_bits) is not "
+                              "available yet: weight quantisation (weight_bits) and float runs are")
+        self.weight_bits, self.per_channel = quant.weight_bits, quant.per_channel
         self.index, self.name = index, f"layer{index + 1}"
         self.batch, self.translate = config.batch_size, config.data.translate
         self.algorithms = [c.algorithm for c in config.layers[:index + 1]]
@@ -55,7 +62,8 @@ class SCFFLayerUpdate(UpdateStage):
         self.theta_pos, self.theta_neg, self.penalty = c.theta_pos, c.theta_neg, c.penalty
         self.hyper_parameters = {"theta_pos": c.theta_pos, "theta_neg": c.theta_neg, "penalty": c.penalty,
                                  "standardisation_eps": EPS, "activations_passed_on": self.activations[:index],
-                                 "algorithms": self.algorithms}
+                                 "algorithms": self.algorithms, "weight_bits": self.weight_bits,
+                                 "per_channel": self.per_channel}
         self.sample_shape = tuple(sample_shape)
         inputs = [DataInput("samples", (self.batch, *self.sample_shape), "float32", "samples")]
         if self.translate:
@@ -86,6 +94,8 @@ class SCFFLayerUpdate(UpdateStage):
             weight, bias = (params if i == self.index else frozen)[_name(i, "weight")], \
                 (params if i == self.index else frozen)[_name(i, "bias")]
             inputs = standardize(views, EPS)
+            if self.weight_bits:
+                float_weight, weight = weight, quantised(weight, self.weight_bits, self.per_channel)
             projections = inputs @ weight.t()
             k = torch.arange(self.batch)
             if paired:
@@ -95,7 +105,11 @@ class SCFFLayerUpdate(UpdateStage):
             else:
                 z_pos, z_neg = projections[k] + bias, projections[k + self.batch] + bias
             if i == self.index:
-                return self._closed_form(inputs, z_pos, z_neg, paired, second, data.get(f"shift{i + 1}"))
+                grads, loss = self._closed_form(inputs, z_pos, z_neg, paired, second, data.get(f"shift{i + 1}"))
+                if self.weight_bits:
+                    name = self.trained[0]
+                    grads[name] = float_gradient(float_weight, grads[name], self.weight_bits, self.per_channel)
+                return grads, loss
             passed = ACTIVATIONS[self.activations[i]]
             if self.algorithms[i + 1] == 1:
                 views, paired = torch.cat([passed(z_pos), passed(z_neg)]), False

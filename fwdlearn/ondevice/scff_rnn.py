@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from ..data.transforms import EPS, standardize
 from ..errors import ExportError
 from ..objectives.scff import pair_examples
+from ..rules.scff_rnn import SCFFRNNLearner
 from .stage import DataInput, UpdateStage
 
 DIRECTIONS = ("forward", "backward")     # the learner's parameter groups (rules.scff_rnn.DIRECTIONS)
@@ -191,7 +192,7 @@ class SCFFDirectionUpdate(UpdateStage):
                        pair_lengths.to(device), lengths.shape[0])
 
 
-RULES = ("scff-rnn",)
+LEARNERS = (SCFFRNNLearner,)
 
 
 def update_stages(learner, sample_shape: tuple[int, ...] | None = None, steps: int | None = None
