@@ -38,6 +38,7 @@ def epilog() -> str:
         "  fwdlearn eval runs/digits/checkpoint.pt          # probe a saved network again",
         "  fwdlearn export runs/digits/checkpoint.pt        # ONNX of network + read-out, checked in onnxruntime",
         "  fwdlearn bench --depth 2 4 8                     # time, memory, MACs, energy of one update per rule",
+        "  fwdlearn tune digits --space space.toml --trials 20   # Optuna search on validation, test read once",
         "  fwdlearn presets                                 # what each preset runs",
         "",
         f"Data sets that are not embedded are read from --data-dir or ${DATA_DIR_ENV}.",
@@ -183,6 +184,40 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, help="write the results as JSON to this file")
     bench.add_argument("--threads", type=_positive_int, help="CPU threads for PyTorch")
 
+    tune = commands.add_parser(
+        "tune", help="search a preset's hyper-parameters with Optuna on a validation split, then test the best once",
+        description="An Optuna study (TPE sampler) over the values SPACE.toml names, each trial scored by the "
+                    "rule's linear probe on a validation split carved from the training data (FSDD: takes 5-9 of "
+                    "the training recordings; otherwise --validation of the training samples per class). The "
+                    "test split is sealed while the study runs; afterwards the best settings are trained on the "
+                    "whole training set and tested once. The study lives in Optuna's RDB storage (default: an "
+                    "SQLite file in --out), so running the same command again resumes it, and workers on other "
+                    "machines can share it (--storage postgresql://user:password@host/db). Writes study.json, "
+                    "best.toml (a preset), history.png and importances.png. Needs 'fwdlearn[tune]'.",
+        epilog='SPACE.toml, one line per value (dotted preset keys, "*" = every layer):\n'
+               '  "layers.0.lr" = { low = 1e-4, high = 1e-2, log = true }\n'
+               '  "layers.*.penalty" = { low = 0.0, high = 0.02 }\n'
+               '  "layers.0.epochs" = { low = 5, high = 20, int = true }\n'
+               '  "data.negatives" = { choices = [1, 2] }',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    tune.add_argument("preset", help="a shipped preset (fwdlearn presets) or a preset TOML file")
+    tune.add_argument("--space", type=Path, required=True, help="the search space (TOML, see below)")
+    tune.add_argument("--trials", type=_positive_int, required=True,
+                      help="trials the study should have completed (a resumed study runs only the missing ones)")
+    tune.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/study.db)")
+    tune.add_argument("--workers", type=_positive_int, default=1,
+                      help="worker processes sharing the study (each with cores / workers threads)")
+    tune.add_argument("--validation", type=float, default=0.1,
+                      help="fraction of the training samples per class held out for validation (not FSDD)")
+    tune.add_argument("--seed", type=int, default=0, help="the samplers' seed")
+    tune.add_argument("--data-dir", help=f"folder holding the data set (else ${DATA_DIR_ENV})")
+    tune.add_argument("--out", type=Path, help="output folder (default: runs/tune-PRESET)")
+    tune.add_argument("--stale-after", type=float, default=120.0,
+                      help="seconds without a heartbeat after which a trial whose worker was killed is failed and "
+                           "run again with the same settings (default 120)")
+    tune.add_argument("--no-final", action="store_true", help="stop after the study: do not train the best on the "
+                                                              "whole training set nor read the test split")
+
     commands.add_parser("presets", help="list the shipped presets")
     return parser
 
@@ -254,6 +289,16 @@ def run(argv: list[str] | None = None) -> int:
         return _export(args)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "tune":
+        from .tune.study import run_study
+        out = args.out or Path("runs") / f"tune-{Path(args.preset).stem}"
+        report = run_study(args.preset, args.space, args.trials, out, args.storage, args.workers, args.data_dir,
+                           args.seed, args.validation, stale_after=args.stale_after, final=not args.no_final)
+        best = report["best"]
+        print(f"best trial {best['number']}: validation {best['validation_accuracy']:.2%}; preset {out / 'best.toml'}"
+              + (f"; test {report['test']['test_accuracy']:.2%}" if "test" in report else "")
+              + f"; study {out / 'study.json'}")
+        return 0
     from .run import evaluate_checkpoint
     evaluate_checkpoint(args.checkpoint, args.data_dir, args.out, show_progress=not args.no_progress,
                         baselines=not args.no_baselines)

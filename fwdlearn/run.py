@@ -85,17 +85,18 @@ def _epoch_line(learner: Learner) -> str:
 
 def train_run(config, out_dir: str | Path, data_dir: str | Path | None = None, fresh: bool = False,
               show_progress: bool = True, command: str = "", log: Callable[[str], None] = print,
-              device: str = "cpu") -> dict:
+              device: str = "cpu", dataset: LabelledDataset | None = None) -> dict:
     """Train (or resume), train the baselines, evaluate, and write the run's files. Returns the results dict.
 
     ``device``: where the rule trains and computes probe features (the probe itself runs on the CPU).
+    ``dataset``: the data to use instead of loading the config's (a tuning trial's training and validation split).
     """
     out_dir = Path(out_dir)
     rule = get_rule(config.learner)
     check_train_device(rule, device)
     prepare_folder(out_dir, "--out")
     folder_existed = out_dir.exists()
-    dataset = load_run_dataset(config, data_dir)
+    dataset = dataset if dataset is not None else load_run_dataset(config, data_dir)
     input_dim = rule.network_input(dataset)
     learner = rule.learner(config, input_dim, device=device)
     learner.prepare(dataset)

@@ -7,12 +7,13 @@ Images: ``digits`` (embedded), ``mnist`` (IDX files), ``cifar10`` (official pyth
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Sequence
 
 from ..errors import DataError
-from .dataset import LabelledDataset, Split, validate_split
+from .dataset import SEAL_ENV, LabelledDataset, SealedSplit, Split, validate_split
 from .transforms import standardize
 
 DATA_DIR_ENV = "FWDLEARN_DATA_DIR"
@@ -69,6 +70,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *,
         raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     for split_name in ("train", "test"):
         validate_split(getattr(dataset, split_name), f"{dataset.source} ({split_name} split)", dataset.num_classes)
+    if os.environ.get(SEAL_ENV):
+        return dataclasses.replace(dataset, test=SealedSplit(dataset.source))
     return dataset
 
 

@@ -117,3 +117,22 @@ def validate_split(split: Split, where: str, num_classes: int) -> Split:
     if int(y.min()) < 0 or int(y.max()) >= num_classes:
         raise DataError(f"{where}: labels must lie in 0..{num_classes - 1}, found {int(y.min())}..{int(y.max())}")
     return split
+
+
+SEAL_ENV = "FWDLEARN_TEST_SEALED"   # set while a tuning study runs (``fwdlearn.tune``): test splits are sealed
+
+
+class SealedSplit:
+    """The test split of a data set loaded while a study runs: any use of it is a one-line ``DataError``."""
+
+    def __init__(self, source: str):
+        object.__setattr__(self, "_source", source)
+
+    def __getattr__(self, name):
+        raise DataError(f"{object.__getattribute__(self, '_source')}: the test split is sealed while a study runs "
+                        f"(trials are scored on a validation split carved from the training data; the test split "
+                        f"is read once, for the best trial, after the study ends)")
+
+    def __len__(self) -> int:
+        return self.__getattr__("__len__")
+

@@ -1,0 +1,150 @@
+"""``fwdlearn tune``: search spaces refused in one line, the test split sealed during a study, a study resumed
+after kill -9 from its SQLite file, two workers sharing one study (embedded digits, a few seconds per trial)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fwdlearn.errors import ConfigError, DataError
+
+optuna = pytest.importorskip("optuna")
+
+TINY = """
+name = "tiny"
+learner = "scff-mlp"
+batch_size = 50
+[data]
+dataset = "digits"
+[[layers]]
+width = 16
+lr = 1e-2
+theta_pos = 4.0
+theta_neg = 6.0
+epochs = 2
+[probe]
+epochs = 2
+"""
+SPACE = '"layers.0.lr" = { low = 1e-3, high = 3e-2, log = true }\n"layers.0.theta_neg" = { choices = [4.0, 6.0] }\n'
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "space.toml").write_text(SPACE)
+    return tmp_path
+
+
+@pytest.mark.parametrize("space, message", [
+    ('"layers.0.lrate" = { low = 1e-3, high = 1e-2 }', "no value layers.0.lrate"),
+    ('"layers.3.lr" = { low = 1e-3, high = 1e-2 }', "no layers.3"),
+    ('"layers.0.lr" = { low = 1e-2, high = 1e-3 }', "low 0.01 is above high 0.001"),
+    ('"layers.0.lr" = { low = 0.0, high = 1e-2, log = true }', "log range must lie above 0"),
+    ('"layers.0.lr" = { low = 1e-3, high = 1e-2, spread = 2 }', "unknown field 'spread'"),
+    ('"data.negatives" = { choices = [] }', "non-empty list"),
+    ('"layers.0.lr" = 0.1', "expected a table"),
+])
+def test_a_bad_search_space_is_refused_in_one_line(files, space, message):
+    from fwdlearn.presets import load_preset
+    from fwdlearn.tune.space import read_space
+    (files / "bad.toml").write_text(space + "\n")
+    with pytest.raises(ConfigError, match=message) as info:
+        read_space(files / "bad.toml", load_preset(str(files / "tiny.toml")).to_dict())
+    assert "\n" not in str(info.value)
+
+
+def test_cli_refuses_a_bad_space_before_any_trial(files):
+    (files / "bad.toml").write_text('"layers.0.lr" = { low = 1e-2, high = 1e-3 }\n')
+    run = subprocess.run([sys.executable, "-m", "fwdlearn", "tune", str(files / "tiny.toml"), "--space",
+                          str(files / "bad.toml"), "--trials", "2", "--out", str(files / "out")],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "above high" in run.stderr
+    assert not (files / "out" / "study.db").exists()
+
+
+def test_the_test_split_is_sealed_while_a_study_runs():
+    from fwdlearn.data import load_dataset
+    from fwdlearn.tune.validation import carve, sealed_test_split
+    with sealed_test_split():
+        dataset = load_dataset("digits")
+        with pytest.raises(DataError, match="sealed while a study runs"):
+            _ = dataset.test.x
+        with pytest.raises(DataError, match="sealed"):
+            len(dataset.test)
+        carved = carve(dataset, 0.1, 0)                 # trials train and validate on the training split only
+        assert len(carved.train) + len(carved.test) == len(dataset.train)
+    assert len(load_dataset("digits").test) > 0        # readable again once the study is over
+
+
+def test_a_trial_that_reads_the_test_split_fails(files, monkeypatch):
+    from fwdlearn.tune import study as study_module
+    original = study_module.Objective.__call__
+
+    def peeking(self, trial):
+        from fwdlearn.data import load_dataset
+        load_dataset("digits").test.x             # what a careless objective might do
+        return original(self, trial)
+
+    monkeypatch.setattr(study_module.Objective, "__call__", peeking)
+    with pytest.raises(Exception, match="no trial completed"):
+        study_module.run_study(str(files / "tiny.toml"), files / "space.toml", 1, files / "out", final=False,
+                               log=lambda *_: None)
+
+
+def _states(db: Path) -> list[tuple[int, str]]:
+    with sqlite3.connect(db) as connection:
+        return connection.execute("select number, state from trials order by number").fetchall()
+
+
+def test_a_killed_study_resumes_from_its_sqlite_file(files):
+    command = [sys.executable, "-m", "fwdlearn", "tune", str(files / "tiny.toml"), "--space", str(files / "space.toml"),
+               "--trials", "4", "--out", str(files / "out"), "--no-final", "--stale-after", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    db = files / "out" / "study.db"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                states = _states(db)
+            except sqlite3.OperationalError:
+                continue
+            if sum(state == "COMPLETE" for _, state in states) >= 2 and states[-1][1] == "RUNNING":
+                break
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = _states(db)
+    complete_before = [n for n, s in before if s == "COMPLETE"]
+    assert len(complete_before) >= 2 and len(complete_before) < 4
+    time.sleep(2.5)                                        # the killed trial's heartbeat goes stale
+    subprocess.run(command, capture_output=True, text=True, check=True)
+    after = _states(db)
+    complete_after = [n for n, s in after if s == "COMPLETE"]
+    assert len(complete_after) == 4
+    assert set(complete_before) <= set(complete_after)     # nothing finished was run again
+    killed = [n for n, s in before if s == "RUNNING"]
+    assert all(dict(after)[n] == "FAIL" for n in killed)   # the interrupted trial was failed ...
+    report = json.loads((files / "out" / "study.json").read_text())
+    retried = {t["retry_of"] for t in report["trials"] if t["retry_of"] is not None}
+    assert set(killed) <= retried                           # ... and run again with its settings
+
+
+def test_two_workers_share_one_study_without_repeating_a_trial(files):
+    from fwdlearn.tune.study import run_study
+    report = run_study(str(files / "tiny.toml"), files / "space.toml", 4, files / "out", workers=2, final=False,
+                       log=lambda *_: None)
+    numbers = [t["number"] for t in report["trials"]]
+    assert sorted(numbers) == [0, 1, 2, 3]
+    assert all(t["state"] == "COMPLETE" for t in report["trials"])
+    assert len({json.dumps(t["params"], sort_keys=True) for t in report["trials"]}) == 4
+    assert (files / "out" / "best.toml").exists() and (files / "out" / "history.png").exists()
