@@ -53,16 +53,18 @@ def _optuna():
 
 
 def _storage(url: str, stale_after: float):
-    _optuna()
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
-    import inspect
-    retry = RetryFailedTrialCallback(max_retry=3)
+    optuna = _optuna()
+    from optuna import storages
     # Optuna 4.9 renamed the callback that re-runs a trial whose worker stopped beating
-    key = ("heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in
-           inspect.signature(RDBStorage.__init__).parameters else "failed_trial_callback")
+    renamed = hasattr(storages, "RetryHeartbeatStaleTrialCallback")
+    key = "heartbeat_stale_trial_callback" if renamed else "failed_trial_callback"
     try:
-        return RDBStorage(url, heartbeat_interval=max(1, min(HEARTBEAT_SECONDS, int(stale_after / 2))),
-                          grace_period=max(1, int(stale_after)), **{key: retry})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = (storages.RetryHeartbeatStaleTrialCallback if renamed else storages.RetryFailedTrialCallback)(
+                max_retry=3)
+            return storages.RDBStorage(url, heartbeat_interval=max(1, min(HEARTBEAT_SECONDS, int(stale_after / 2))),
+                                       grace_period=max(1, int(stale_after)), **{key: retry})
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy and its drivers raise many types
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise ConfigError(f"--storage {url}: cannot open ({type(exc).__name__}: {first})") from None
