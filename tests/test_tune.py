@@ -148,3 +148,25 @@ def test_two_workers_share_one_study_without_repeating_a_trial(files):
     assert all(t["state"] == "COMPLETE" for t in report["trials"])
     assert len({json.dumps(t["params"], sort_keys=True) for t in report["trials"]}) == 4
     assert (files / "out" / "best.toml").exists() and (files / "out" / "history.png").exists()
+
+
+@pytest.mark.parametrize("space", sorted((Path(__file__).parents[1] / "benchmarks" / "spaces").glob("*.toml")),
+                         ids=lambda p: p.stem)
+def test_the_recorded_search_spaces_fit_their_presets(space):
+    """Each space under benchmarks/spaces names values its preset has (a typo fails here, not after a study)."""
+    from fwdlearn.presets import load_preset
+    from fwdlearn.tune.space import read_space
+    assert read_space(space, load_preset(space.stem).to_dict()).dimensions
+
+
+def test_recorded_sweeps_stay_readable(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from read_sweep import summarise
+    lines = [{"settings": {}, "val_accuracy": 88.0, "train_seconds": 10.0},
+             {"settings": {"lr": 1e-4}, "val_accuracy": 91.0, "train_seconds": 12.0},
+             {"settings": {"lr": 1e-4}, "val_accuracy": 89.0, "train_seconds": 14.0}]
+    (tmp_path / "sweep.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
+    rows = summarise(tmp_path / "sweep.jsonl")
+    assert [(r[0], r[2], r[3]) for r in rows] == [(90.0, 2, '{"lr": 0.0001}'), (88.0, 1, "{}")]
+    assert rows[0][4] == 13.0
+    assert summarise(Path(__file__).parents[1] / "benchmarks/results/fsdd-paper/sweep.jsonl")
