@@ -33,7 +33,8 @@ epochs = 2
 [probe]
 epochs = 2
 """
-SPACE = '"layers.0.lr" = { low = 1e-3, high = 3e-2, log = true }\n"layers.0.theta_neg" = { choices = [4.0, 6.0] }\n'
+SPACE = ('"layers.0.lr" = { low = 1e-3, high = 3e-2, log = true }\n"layers.0.theta_neg" = { choices = [4.0, 6.0] }\n'
+         '"probe.epochs" = 1\n')
 
 
 @pytest.fixture
@@ -50,7 +51,8 @@ def files(tmp_path):
     ('"layers.0.lr" = { low = 0.0, high = 1e-2, log = true }', "log range must lie above 0"),
     ('"layers.0.lr" = { low = 1e-3, high = 1e-2, spread = 2 }', "unknown field 'spread'"),
     ('"data.negatives" = { choices = [] }', "non-empty list"),
-    ('"layers.0.lr" = 0.1', "expected a table"),
+    ('"layers.0.lr" = [0.1]', "expected a table"),
+    ('"probe.epochz" = 0', "no value probe.epochz"),
 ])
 def test_a_bad_search_space_is_refused_in_one_line(files, space, message):
     from fwdlearn.presets import load_preset
@@ -148,6 +150,12 @@ def test_two_workers_share_one_study_without_repeating_a_trial(files):
     assert all(t["state"] == "COMPLETE" for t in report["trials"])
     assert len({json.dumps(t["params"], sort_keys=True) for t in report["trials"]}) == 4
     assert (files / "out" / "best.toml").exists() and (files / "out" / "history.png").exists()
+    trial = json.loads((files / "out" / "trials" / "0000" / "results.json").read_text())
+    assert trial["config"]["probe"]["epochs"] == 1                  # the fixed value, in every trial ...
+    import tomllib
+    best = tomllib.loads((files / "out" / "best.toml").read_text())
+    assert best["probe"]["epochs"] == 2                            # ... but not in the best settings
+    assert best["layers"][0]["lr"] == report["best"]["params"]["layers.0.lr"]
 
 
 @pytest.mark.parametrize("space", sorted((Path(__file__).parents[1] / "benchmarks" / "spaces").glob("*.toml")),

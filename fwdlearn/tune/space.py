@@ -7,6 +7,10 @@ layer; each value says how a trial draws it::
     "layers.*.penalty"  = { low = 0.0, high = 0.02 }                  # every layer, one draw each
     "layers.0.epochs"   = { low = 5, high = 20, int = true }          # integer
     "data.negatives"    = { choices = [1, 2] }                        # categorical
+    "bp.epochs"         = 0                                           # fixed in every trial (not searched)
+
+A plain value is set in every trial but not in the best settings' final run (e.g. skip a baseline while
+searching).
 
 A path the preset does not have, ``low > high``, a log range that is not above 0, an empty choice list or an
 unknown field is refused in one line naming the key. Values the rule then refuses (its own config checks) fail
@@ -29,7 +33,8 @@ FIELDS = {"low", "high", "log", "int", "choices", "step"}
 
 @dataclass(frozen=True)
 class Dimension:
-    """One value a trial draws: a float or int range (``log``: log-uniform) or a list of ``choices``."""
+    """One value a trial draws: a float or int range (``log``: log-uniform), a list of ``choices``, or a ``fixed``
+    value every trial uses (``fixed = True``)."""
 
     path: str
     low: float | None = None
@@ -37,8 +42,12 @@ class Dimension:
     log: bool = False
     integer: bool = False
     choices: tuple | None = None
+    fixed: bool = False
+    value: Any = None
 
     def suggest(self, trial) -> Any:
+        if self.fixed:
+            return self.value
         if self.choices is not None:
             return trial.suggest_categorical(self.path, list(self.choices))
         if self.integer:
@@ -52,7 +61,12 @@ class SearchSpace:
     source: str
 
     def suggest(self, trial) -> dict[str, Any]:
+        """Every value of one trial (searched and fixed)."""
         return {d.path: d.suggest(trial) for d in self.dimensions}
+
+    @property
+    def searched(self) -> tuple[Dimension, ...]:
+        return tuple(d for d in self.dimensions if not d.fixed)
 
 
 def read_space(path: str | Path, preset_values: dict[str, Any]) -> SearchSpace:
@@ -73,8 +87,12 @@ def read_space(path: str | Path, preset_values: dict[str, Any]) -> SearchSpace:
 
 def _dimension(path: Path, key: str, spec: Any, values: dict[str, Any]) -> Dimension:
     where = f"search space {path}: {key!r}"
+    if isinstance(spec, (bool, int, float, str)):
+        _resolve(values, key, where)
+        return Dimension(key, fixed=True, value=spec)
     if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: expected a table such as {{ low = 1e-4, high = 1e-2, log = true }}")
+        raise ConfigError(f"{where}: expected a table such as {{ low = 1e-4, high = 1e-2, log = true }} "
+                          f"or a fixed value")
     unknown = sorted(set(spec) - FIELDS)
     if unknown:
         raise ConfigError(f"{where}: unknown field {unknown[0]!r} (fields: {', '.join(sorted(FIELDS))})")

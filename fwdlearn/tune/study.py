@@ -99,7 +99,7 @@ def run_study(preset: str, space_path: str | Path, trials: int, out: str | Path,
         optuna.storages.fail_stale_trials(study)
     missing = trials - len(_finished(study))
     log(f"study {name!r} in {url}: {len(_finished(study))} of {trials} trials done, {max(missing, 0)} to run "
-        f"in {workers} worker(s); searching {', '.join(d.path for d in space.dimensions)}")
+        f"in {workers} worker(s); searching {', '.join(d.path for d in space.searched)}")
     if missing > 0:
         shares = [missing // workers + (i < missing % workers) for i in range(workers)]
         jobs = [(url, name, preset, str(space_path), share, str(data_dir) if data_dir else None, seed + i + 1,
@@ -120,7 +120,7 @@ def run_study(preset: str, space_path: str | Path, trials: int, out: str | Path,
     report = {"kind": "tune", "preset": preset, "study": name, "storage": url, "space": _describe(space),
               "validation": best.user_attrs.get("split", ""), "trials": [_trial_row(t) for t in study.trials],
               "best": {"number": best.number, "validation_accuracy": best.value, "params": best.params}}
-    tuned = apply(values, best.params)
+    tuned = apply(values, best.params)                 # the searched values only: fixed ones were for the trials
     tuned["name"] = f"{base.name}-tuned"
     tuned["description"] = (f"{values.get('description', base.name)}; tuned by fwdlearn tune ({len(done)} trials, "
                             f"validation accuracy {best.value:.2%})")
@@ -205,7 +205,7 @@ def _trial_row(trial) -> dict:
 
 
 def _describe(space: SearchSpace) -> dict:
-    return {d.path: ({"choices": list(d.choices)} if d.choices is not None else
+    return {d.path: ({"fixed": d.value} if d.fixed else {"choices": list(d.choices)} if d.choices is not None else
                      {"low": d.low, "high": d.high, "log": d.log, "int": d.integer}) for d in space.dimensions}
 
 
