@@ -319,3 +319,22 @@ def write_preset(config, path: Path) -> Path:
     """``config`` (a rule's config dataclass) as a preset TOML file that ``load_preset(path)`` reads back."""
     path.write_text("\n".join(_toml_lines(config.to_dict(), "")) + "\n")
     return path
+
+
+def applied_gradients(learner, stage, data) -> dict[str, torch.Tensor]:
+    """The gradients a learner's own update of an on-device ``stage`` hands its optimiser (captured just before
+    its step): what the stage's closed-form gradient must equal."""
+    group = stage.group(learner)
+    captured = {}
+    names = {id(p): n for n, p in stage.parameters_of(learner).items()}
+
+    def record(optimizer, args, kwargs):
+        captured.update({names[id(p)]: p.grad.detach().clone() for p in group.parameters})
+
+    handle = group.optimizer.register_step_pre_hook(record)
+    try:
+        stage.reference_step(learner, data)
+    finally:
+        handle.remove()
+    assert set(captured) == set(stage.trained)
+    return captured

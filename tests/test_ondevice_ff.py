@@ -17,6 +17,7 @@ from fwdlearn.ondevice.optimizers import OptimizerSpec
 from fwdlearn.ondevice.stage import UpdateGraph
 from fwdlearn.presets import load_preset
 from fwdlearn.rules.ff import FFLayerConfig, FFLearner
+from conftest import applied_gradients
 
 BATCH, WIDTH, FEATURES, CLASSES = 8, 16, 64, 10
 
@@ -38,24 +39,6 @@ def draws(seed: int, dtype=torch.float32, shape: tuple[int, ...] = (FEATURES,)) 
     wrong = (labels + rng.integers(1, CLASSES, BATCH)) % CLASSES
     return {"samples": torch.tensor(rng.random((BATCH, *shape)), dtype=dtype),
             "labels": torch.tensor(labels, dtype=torch.int64), "wrong_labels": torch.tensor(wrong, dtype=torch.int64)}
-
-
-def applied_gradients(learner, stage, data) -> dict[str, torch.Tensor]:
-    """The gradients the learner's own update hands its optimiser (captured just before its step)."""
-    group = stage.group(learner)
-    captured = {}
-    names = {id(p): n for n, p in stage.parameters_of(learner).items()}
-
-    def record(optimizer, args, kwargs):
-        captured.update({names[id(p)]: p.grad.detach().clone() for p in group.parameters})
-
-    handle = group.optimizer.register_step_pre_hook(record)
-    try:
-        stage.reference_step(learner, data)
-    finally:
-        handle.remove()
-    assert set(captured) == set(stage.trained)
-    return captured
 
 
 def relative(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -18,6 +18,7 @@ from fwdlearn.ondevice.scff_rnn import update_stages
 from fwdlearn.ondevice.stage import UpdateGraph
 from fwdlearn.presets import load_preset
 from fwdlearn.rules.scff_rnn import SCFFRNNLearner
+from conftest import applied_gradients
 
 BATCH, WIDTH, FEATURES, STEPS = 4, 16, 39, 6
 
@@ -46,24 +47,6 @@ def draws(seed: int, negatives: int = 1, dtype=torch.float32, longest: int | Non
     shifts = rng.permutation(BATCH - 1)[:negatives] + 1
     return {"samples": torch.tensor(x, dtype=dtype), "lengths": torch.tensor(lengths, dtype=torch.int64),
             "shifts": torch.tensor(shifts, dtype=torch.int64)}
-
-
-def applied_gradients(learner, stage, data) -> dict[str, torch.Tensor]:
-    """The gradients the learner's own update hands its optimiser (captured just before its step)."""
-    group = stage.group(learner)
-    captured = {}
-    names = {id(p): n for n, p in stage.parameters_of(learner).items()}
-
-    def record(optimizer, args, kwargs):
-        captured.update({names[id(p)]: p.grad.detach().clone() for p in group.parameters})
-
-    handle = group.optimizer.register_step_pre_hook(record)
-    try:
-        stage.reference_step(learner, data)
-    finally:
-        handle.remove()
-    assert set(captured) == set(stage.trained)
-    return captured
 
 
 def closed_form(stage, learner, data):

@@ -25,13 +25,9 @@ from ..errors import ExportError
 from ..learner import Batch
 from ..objectives.ff import length_normalize
 from ..rules.ff import FFLearner
-from .stage import DataInput, UpdateStage
+from .stage import DataInput, UpdateStage, dense_parameter
 
 NORM_EPS = 1e-8  # objectives.ff.length_normalize's default
-
-
-def _name(index: int, what: str) -> str:
-    return f"layers.{index}.linear.{what}"
 
 
 class FFLayerUpdate(UpdateStage):
@@ -61,8 +57,8 @@ class FFLayerUpdate(UpdateStage):
             DataInput("labels", (self.batch,), "int64", "labels", self.num_classes),
             DataInput("wrong_labels", (self.batch,), "int64", "wrong_labels", self.num_classes),
         ]
-        self.frozen = [_name(i, w) for i in range(index) for w in ("weight", "bias")]
-        self.trained = [_name(index, "weight"), _name(index, "bias")]
+        self.frozen = [dense_parameter(i, w) for i in range(index) for w in ("weight", "bias")]
+        self.trained = [dense_parameter(index, "weight"), dense_parameter(index, "bias")]
 
     # ----- the graph ------------------------------------------------------------------------------
     def _overlay(self, flat: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -79,7 +75,7 @@ class FFLayerUpdate(UpdateStage):
         flat = data["samples"].reshape(self.batch, -1)
         h = torch.cat([self._overlay(flat, data["labels"]), self._overlay(flat, data["wrong_labels"])])
         for i in range(self.index):
-            weight, bias = frozen[_name(i, "weight")], frozen[_name(i, "bias")]
+            weight, bias = frozen[dense_parameter(i, "weight")], frozen[dense_parameter(i, "bias")]
             h = torch.relu(self._prepare(i, h) @ weight.t() + bias)
         weight, bias = params[self.trained[0]], params[self.trained[1]]
         inputs = self._prepare(self.index, h)
@@ -92,13 +88,6 @@ class FFLayerUpdate(UpdateStage):
         return {self.trained[0]: rows.t() @ inputs, self.trained[1]: rows.sum(0)}, loss
 
     # ----- the learner's side -----------------------------------------------------------------------
-    def parameters_of(self, learner):
-        state = dict(learner.network.named_parameters())
-        return {name: state[name] for name in self.frozen + self.trained}
-
-    def group(self, learner):
-        return learner.groups[self.name]
-
     def reference_step(self, learner, data):
         """``FFLearner.train_batch`` for this layer alone, with the given wrong labels."""
         batch = Batch(data["samples"], y=data["labels"].long())

@@ -34,13 +34,9 @@ from ..nn.scff_network import is_paired
 from ..objectives.scff import PairBatch, shifted_pairs
 from ..rules.scff import Projected, SCFFLearner
 from .quantised import float_gradient, quantised
-from .stage import DataInput, UpdateStage
+from .stage import DataInput, UpdateStage, dense_parameter
 
 LEARNERS = (SCFFLearner,)
-
-
-def _name(index: int, what: str) -> str:
-    return f"layers.{index}.linear.{what}"
 
 
 class SCFFLayerUpdate(UpdateStage):
@@ -71,8 +67,8 @@ class SCFFLayerUpdate(UpdateStage):
         inputs += [DataInput(f"shift{i + 1}", (), "int64", "shift") for i in range(index + 1)
                    if is_paired(i, self.algorithms[i])]
         self.data_inputs = inputs
-        self.frozen = [_name(i, w) for i in range(index) for w in ("weight", "bias")]
-        self.trained = [_name(index, "weight"), _name(index, "bias")]
+        self.frozen = [dense_parameter(i, w) for i in range(index) for w in ("weight", "bias")]
+        self.trained = [dense_parameter(index, "weight"), dense_parameter(index, "bias")]
 
     # ----- the graph ------------------------------------------------------------------------------
     def _first_views(self, data) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,8 +87,8 @@ class SCFFLayerUpdate(UpdateStage):
         views, second = self._first_views(data)
         paired = True
         for i in range(self.index + 1):
-            weight, bias = (params if i == self.index else frozen)[_name(i, "weight")], \
-                (params if i == self.index else frozen)[_name(i, "bias")]
+            weight, bias = (params if i == self.index else frozen)[dense_parameter(i, "weight")], \
+                (params if i == self.index else frozen)[dense_parameter(i, "bias")]
             inputs = standardize(views, EPS)
             if self.weight_bits:
                 float_weight, weight = weight, quantised(weight, self.weight_bits, self.per_channel)
@@ -143,13 +139,6 @@ class SCFFLayerUpdate(UpdateStage):
         return grads, loss
 
     # ----- the learner's side -----------------------------------------------------------------------
-    def parameters_of(self, learner):
-        state = dict(learner.network.named_parameters())
-        return {name: state[name] for name in self.frozen + self.trained}
-
-    def group(self, learner):
-        return learner.groups[self.name]
-
     def reference_step(self, learner, data):
         """``SCFFLearner.train_batch`` for this layer alone, with the given draws."""
         views, second = self._first_views(data)

@@ -174,13 +174,6 @@ class SCFFDirectionUpdate(UpdateStage):
         return slope[..., None] * active, loss
 
     # ----- the learner's side -----------------------------------------------------------------------
-    def parameters_of(self, learner):
-        state = dict(learner.network.named_parameters())
-        return {name: state[name] for name in self.frozen + self.trained}
-
-    def group(self, learner):
-        return learner.groups[self.name]
-
     def reference_step(self, learner, data):
         """``SCFFRNNLearner.train_batch`` for this direction alone, with the given shifts."""
         lengths = data["lengths"].to(torch.int64).cpu()

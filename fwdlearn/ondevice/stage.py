@@ -57,6 +57,11 @@ class DataInput:
                 "bound": self.bound, "meaning": KINDS[self.kind]}
 
 
+def dense_parameter(index: int, what: str) -> str:
+    """The ``state_dict`` key of layer ``index``'s ``weight`` or ``bias`` in a network of ``layers[i].linear``."""
+    return f"layers.{index}.linear.{what}"
+
+
 class UpdateStage(nn.Module):
     """One trainable stage's update (see the module docstring). Subclasses set ``name``, ``data_inputs``,
     ``frozen`` and ``trained`` (parameter names, graph order) and implement the methods below."""
@@ -73,12 +78,13 @@ class UpdateStage(nn.Module):
         raise NotImplementedError
 
     def parameters_of(self, learner) -> dict[str, torch.Tensor]:
-        """The learner's live tensors for ``frozen + trained``, by name."""
-        raise NotImplementedError
+        """The learner's live tensors for ``frozen + trained``, by name (``state_dict`` keys)."""
+        state = dict(learner.network.named_parameters())
+        return {name: state[name] for name in self.frozen + self.trained}
 
     def group(self, learner):
-        """The learner's ``ParamGroup`` this stage updates."""
-        raise NotImplementedError
+        """The learner's ``ParamGroup`` this stage updates (the group named as the stage)."""
+        return learner.groups[self.name]
 
     def reference_step(self, learner, data: dict[str, torch.Tensor]) -> None:
         """One step of the learner's own update of this stage on ``data`` (the same draws)."""
