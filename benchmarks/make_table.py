@@ -359,6 +359,27 @@ def self_supervised_range(costs: list[dict]) -> str:
 README_START, README_END = "<!-- side-by-side: start -->", "<!-- side-by-side: end -->"
 
 
+def on_device_table(adaptations: list[dict], times: list[dict]) -> str:
+    """Accuracy of each held-out speaker before and after on-device adaptation (onnxruntime beside the PyTorch
+    learner), and seconds per on-device update against the learner's own update."""
+    lines = []
+    for record in adaptations:
+        lines += [f"`{record['command']}`", "",
+                  "| held-out speaker | updates | before | after, onnxruntime | after, PyTorch | ms per update |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['speaker']} | {r['updates']} | {_pct(r['before'])} | **{_pct(r['after_onnxruntime'])}** "
+                  f"| {_pct(r['after_pytorch'])} | {r['seconds_per_update_onnxruntime'] * 1e3:.0f} |"
+                  for r in record["rows"]]
+        lines.append("")
+    if times:
+        lines += ["| rule | stages | batch | onnxruntime ms | PyTorch (fused) ms | GMAC per update |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {report_label(t['learner'])} ({t['learner']}) | {', '.join(t['stages'])} | {t['batch_size']} "
+                  f"| {t['onnxruntime_median'] * 1e3:.1f} | {t['pytorch_fused_median'] * 1e3:.1f} "
+                  f"| {t['cost_per_update']['macs'] / 1e9:.3f} |" for t in times]
+    return "\n".join(lines) + "\n"
+
+
 def refresh_readme(readme: Path, compared: str, marker: str = "side-by-side") -> None:
     """Replace the project README's block between ``<!-- marker: start -->`` and ``<!-- marker: end -->``."""
     start, end = f"<!-- {marker}: start -->", f"<!-- {marker}: end -->"
@@ -376,8 +397,11 @@ def write_table(folder: Path) -> Path:
     costs = [r for r in results if r.get("kind") == "update-cost"]
     throughput = [r for r in results if r.get("kind") == "conv-throughput"]
     epochs = [r for r in results if r.get("kind") == "epoch-vs-gemm"]
+    adaptations = [r for r in results if r.get("kind") == "on-device-adaptation"]
+    device_times = [r for r in results if r.get("kind") == "on-device-update-time"]
     results = [r for r in results if r.get("kind") not in ("quant-sweep", "update-cost", "conv-throughput",
-                                                           "epoch-vs-gemm")]
+                                                           "epoch-vs-gemm", "on-device-adaptation",
+                                                           "on-device-update-time", "tune")]
     autoencoders = [r for r in results if _reconstructs(r)]
     probed = [r for r in results if not _reconstructs(r)]
     text = HEADER + "## Local rules and baselines, read out by the linear probe\n\n" + table(probed)
@@ -391,6 +415,8 @@ def write_table(folder: Path) -> Path:
     if autoencoders:
         text += ("\n## Autoencoders (pretraining, then down-stream classification)\n\n"
                  + lac_table(autoencoders))
+    if adaptations or device_times:
+        text += "\n## On-device learning: the exported update in onnxruntime\n\n" + on_device_table(adaptations, device_times)
     if sweeps:
         text += ("\n## Quantisation-aware training: accuracy against bit width (weights and layer inputs)\n\n"
                  + quant_table(sweeps))

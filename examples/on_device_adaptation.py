@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     speakers = args.speaker or sorted({r.speaker for r in list_recordings(find_fsdd_dir(Path(args.data_dir)))})
     rows = [adapt_speaker(s, args) for s in speakers]
     if args.record:
-        save_json({"experiment": "on-device-adaptation", "command": "python " + " ".join(sys.argv),
+        save_json({"kind": "on-device-adaptation", "experiment": "on-device-adaptation", "command": "python " + " ".join(sys.argv),
                    "device": device_description(), "preset": args.preset, "epochs": args.epochs,
                    "adapt_epochs": args.adapt_epochs, "rows": rows,
                    "mean": {k: float(np.mean([r[k] for r in rows])) for k in

@@ -38,6 +38,11 @@ def test_make_table_reads_every_recorded_results_file(tmp_path):
         elif document.get("kind") == "epoch-vs-gemm":
             for row in document["rows"]:
                 assert f"| {row['preset']} | {row['backend']} | {row['epoch_median']:.2f} |" in text
+        elif document.get("kind") == "on-device-adaptation":
+            for row in document["rows"]:
+                assert f"| {row['speaker']} | {row['updates']} |" in text
+        elif document.get("kind") == "on-device-update-time":
+            assert f"| {document['onnxruntime_median'] * 1e3:.1f} | {document['pytorch_fused_median'] * 1e3:.1f} |" in text
         else:
             assert f"| {document['experiment']} |" in text, path.name
 
