@@ -338,3 +338,17 @@ def applied_gradients(learner, stage, data) -> dict[str, torch.Tensor]:
         handle.remove()
     assert set(captured) == set(stage.trained)
     return captured
+
+
+def exported_inference_only(graph, values: dict, path):
+    """``graph`` (an ``ondevice.stage.UpdateGraph``) exported as the exporter does (TorchScript, opset 18) with
+    inputs ``values``, checked here, independently of the exporter's own check, to hold default-domain inference
+    operators only; returns the ONNX model."""
+    import onnx
+    torch.onnx.export(graph, tuple(values[n] for n in graph.input_names), str(path), dynamo=False, opset_version=18,
+                      input_names=graph.input_names, output_names=graph.output_names)
+    model = onnx.load(str(path))
+    ops = {(node.domain, node.op_type) for node in model.graph.node}
+    assert not [op for op in ops if op[0] not in ("", "ai.onnx") or "grad" in op[1].lower()
+                or op[1] in ("Gradient", "Momentum", "Adagrad", "Adam")], ops
+    return model
