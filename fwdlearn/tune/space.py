@@ -68,6 +68,23 @@ class SearchSpace:
     def searched(self) -> tuple[Dimension, ...]:
         return tuple(d for d in self.dimensions if not d.fixed)
 
+    def current(self, values: dict[str, Any]) -> dict[str, Any] | None:
+        """The preset's own values of the searched dimensions, if every one is a single value inside its range
+        (a study starts from them), else ``None``."""
+        chosen = {}
+        for d in self.searched:
+            value = _resolve(values, d.path, d.path)
+            if isinstance(value, list):
+                if len({json_key(v) for v in value}) != 1:
+                    return None
+                value = value[0]
+            inside = (value in d.choices) if d.choices is not None else (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and d.low <= value <= d.high)
+            if not inside:
+                return None
+            chosen[d.path] = value
+        return chosen
+
 
 def read_space(path: str | Path, preset_values: dict[str, Any]) -> SearchSpace:
     """The search space in ``path``, checked against the preset's values."""
@@ -149,6 +166,10 @@ def _resolve(values: dict[str, Any], key: str, where: str) -> list[Any]:
         walked.append(part)
         found = nxt
     return found[0] if len(found) == 1 else found
+
+
+def json_key(value: Any) -> str:
+    return repr(value)
 
 
 def apply(values: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@
    SQLAlchemy URL, e.g. ``postgresql://user:password@host/db``, lets workers on several machines share it);
    trials a killed process left running are failed once their heartbeat is older than ``stale_after`` seconds
    and run again with the same settings (``RetryFailedTrialCallback``);
-3. runs the trials still missing (``trials`` minus those already complete) in ``workers`` processes, each
+3. starts from the preset as it is (trial 0, when its values lie in the space), then runs the trials still missing (``trials`` minus those already complete) in ``workers`` processes, each
    with its own TPE sampler seed and ``cores / workers`` threads; each trial trains the preset with its drawn
    values on the training data minus the validation split (``validation.carve``) and is scored by the rule's
    linear probe on the validation split; the test split is sealed meanwhile (``validation.sealed_test_split``);
@@ -93,16 +93,19 @@ def run_study(preset: str, space_path: str | Path, trials: int, out: str | Path,
     url = storage_url(storage, out)
     name = base.name
     study = optuna.create_study(study_name=name, storage=_storage(url, stale_after), direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=seed), load_if_exists=True)
+                                sampler=_sampler(seed, trials), load_if_exists=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+    start = space.current(values)
+    if not study.trials and start is not None:
+        study.enqueue_trial(start)                    # trial 0: the preset as it is
     missing = trials - len(_finished(study))
     log(f"study {name!r} in {url}: {len(_finished(study))} of {trials} trials done, {max(missing, 0)} to run "
         f"in {workers} worker(s); searching {', '.join(d.path for d in space.searched)}")
     if missing > 0:
         shares = [missing // workers + (i < missing % workers) for i in range(workers)]
-        jobs = [(url, name, preset, str(space_path), share, str(data_dir) if data_dir else None, seed + i + 1,
+        jobs = [(url, name, preset, str(space_path), share, trials, str(data_dir) if data_dir else None, seed + i + 1,
                  fraction, str(out), stale_after, max(1, (os.cpu_count() or 1) // workers)) for i, share in
                 enumerate(shares) if share]
         with sealed_test_split():
@@ -139,8 +142,9 @@ def run_study(preset: str, space_path: str | Path, trials: int, out: str | Path,
     return report
 
 
-def _work(url, name, preset, space_path, trials, data_dir, seed, fraction, out, stale_after, threads, log=None):
-    """One worker: ``trials`` trials of the shared study."""
+def _work(url, name, preset, space_path, trials, total, data_dir, seed, fraction, out, stale_after, threads,
+          log=None):
+    """One worker: ``trials`` trials of the shared study (of ``total``)."""
     import torch
     optuna = _optuna()
     torch.set_num_threads(threads)
@@ -149,10 +153,16 @@ def _work(url, name, preset, space_path, trials, data_dir, seed, fraction, out, 
     space = read_space(space_path, values)
     from ..run import load_run_dataset
     data = carve(load_run_dataset(base, data_dir), fraction, base.seed, data_dir)
-    study = optuna.load_study(study_name=name, storage=_storage(url, stale_after),
-                              sampler=optuna.samplers.TPESampler(seed=seed))
+    study = optuna.load_study(study_name=name, storage=_storage(url, stale_after), sampler=_sampler(seed, total))
     objective = Objective(values, space, data, Path(out), data_dir)
     study.optimize(objective, n_trials=trials, catch=(FwdlearnError,), callbacks=[_progress(log)])
+
+
+def _sampler(seed: int, trials: int):
+    """TPE, its random start scaled to the study's size (Optuna's default, 10 random trials, would leave a
+    study of 10 trials a random search)."""
+    optuna = _optuna()
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, trials // 3)))
 
 
 def _preset(preset: str):
