@@ -178,3 +178,11 @@ def test_recorded_sweeps_stay_readable(tmp_path):
     assert [(r[0], r[2], r[3]) for r in rows] == [(90.0, 2, '{"lr": 0.0001}'), (88.0, 1, "{}")]
     assert rows[0][4] == 13.0
     assert summarise(Path(__file__).parents[1] / "benchmarks/results/fsdd-paper/sweep.jsonl")
+
+
+def test_an_unusable_storage_is_refused_in_one_line(files):
+    from fwdlearn.tune.study import run_study
+    with pytest.raises(ConfigError, match="--storage nosuchdb://x: cannot open") as info:
+        run_study(str(files / "tiny.toml"), files / "space.toml", 1, files / "out", storage="nosuchdb://x",
+                  final=False, log=lambda *_: None)
+    assert "\n" not in str(info.value)
