@@ -335,7 +335,7 @@ def _export(args) -> int:
                                log=lambda line: print(f"  {line}"))
         cost = update.report["cost_per_update"]
         print(f"  on-device update: {update.manifest} ({len(update.report['stages'])} stages; one update of "
-              f"every stage {cost['macs']:,} MACs, {cost['bytes_moved']:,} bytes moved, "
+              f"every stage {cost['macs']:,} MACs, {cost['bytes_in_out']:,} bytes in and out, "
               f"{cost['energy']['arithmetic_joules']['fp32'] * 1e3:.3f} mJ fp32 arithmetic modelled)")
         if deployable.quantised:
             print(f"  note: {out.name} holds the trained weights as int8 initialisers; the update graphs step the "

@@ -96,6 +96,12 @@ def test_export_writes_verified_inference_only_graphs(trained, tmp_path, optimiz
         assert stage["cost"]["macs"] > 0
     # layer 2's update runs layer 1 forward on the batch (B x 64 x 16), then its own two products on 2B rows
     assert manifest["stages"][1]["cost"]["macs"] == 8 * 64 * 16 + 2 * (16 * 16 * 16)
+    # layer 1 reads the batch, one shift, its weight and bias (and their optimiser state), step and lr, and
+    # writes the new weight, bias and state and the loss (float32; the shift int64)
+    weights, states = 16 * 64 + 16, 2 if optimizer == "adamw" else 0
+    scalars = 2 if optimizer == "adamw" else 1                       # SGD's graph does not read the step count
+    expected = 4 * (8 * 64 + weights * (1 + states) + scalars) + 8 + 4 * (weights * (1 + states) + 1)
+    assert manifest["stages"][0]["cost"]["bytes_in_out"] == expected
     assert result.report["cost_per_update"]["macs"] == sum(s["cost"]["macs"] for s in manifest["stages"])
 
 

@@ -1,8 +1,10 @@
 """The cost of one on-device update, read from its ONNX graph: multiply-accumulates and bytes moved.
 
 MACs: every ``MatMul`` / ``Gemm`` (output elements times the shared dimension); element-wise work is not
-counted (as ``fwdlearn bench`` counts an update). Bytes moved: every operator's inputs read and outputs written
-once, at their inferred shapes (an upper bound: a fused device kernel keeps intermediates on chip).
+counted (as ``fwdlearn bench`` counts an update). Bytes: ``bytes_in_out``, the graph's inputs read and outputs
+written once (the batch, parameters and optimiser state: what any implementation must move), and
+``bytes_moved``, every operator's inputs read and outputs written once at their inferred shapes (an upper bound:
+a fused device kernel keeps intermediates on chip).
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ def graph_cost(model) -> dict:
             transposed = node.op_type == "Gemm" and any(a.name == "transA" and a.i for a in node.attribute)
             inner = first[0][-2] if transposed else first[0][-1]
             macs += math.prod(out[0]) * inner
-    return {"macs": int(macs), "bytes_moved": int(moved), "tensors_of_unknown_shape": int(unknown)}
+    ends = [v.name for v in list(graph.input) + list(graph.output)]
+    in_out = sum(_bytes(shapes.get(name)) or 0 for name in ends)
+    return {"macs": int(macs), "bytes_in_out": int(in_out), "bytes_moved": int(moved),
+            "tensors_of_unknown_shape": int(unknown)}
 
 
 def _bytes(entry) -> int | None:

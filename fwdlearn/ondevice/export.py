@@ -97,7 +97,7 @@ def export_update(checkpoint: str | Path, out_dir: str | Path | None = None, opt
         parameters.update(trained_state(stage, learner, spec)[0])
         log(f"{path}: {entry['verification']['steps']} steps in onnxruntime equal the learner's to "
             f"{entry['verification']['worst_relative']:.1e}; one update {entry['cost']['macs'] / 1e6:.1f} M MACs, "
-            f"{entry['cost']['bytes_moved'] / 1e6:.2f} MB moved")
+            f"{entry['cost']['bytes_in_out'] / 1e6:.2f} MB in and out")
     weights = out_dir / "update.npz"
     atomic_write(weights, lambda tmp: _save_npz(tmp, parameters))
     manifest = {
@@ -317,7 +317,8 @@ def _total_cost(entries: list[dict]) -> dict:
     from ..hardware.energy import modelled_energy
     macs = sum(e["cost"]["macs"] for e in entries)
     moved = sum(e["cost"]["bytes_moved"] for e in entries)
-    return {"macs": macs, "bytes_moved": moved, "energy": modelled_energy(macs, moved // 2),
-            "note": "every stage stepping once on one batch; bytes moved: every operator's inputs read and outputs "
-                    "written once (an upper bound for a fused device kernel); DRAM modelled as peak bytes written and "
-                    "read once, here half the bytes moved"}
+    in_out = sum(e["cost"]["bytes_in_out"] for e in entries)
+    return {"macs": macs, "bytes_in_out": in_out, "bytes_moved": moved, "energy": modelled_energy(macs, in_out // 2),
+            "note": "every stage stepping once on one batch; bytes_in_out: each graph's inputs read and outputs "
+                    "written once (batch, parameters, optimiser state), which the modelled DRAM energy counts; "
+                    "bytes_moved: every operator's inputs and outputs once (an upper bound for a fused device kernel)"}
