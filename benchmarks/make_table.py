@@ -270,7 +270,7 @@ def side_by_side(results: list[dict], costs: list[dict], others: list[dict] = ()
                 seconds = timing.get("seconds_per_epoch") or {"lac": timing.get("lac_seconds_per_epoch", 0.0)}
                 train = _mean_seconds(timing.get("train_seconds", timing.get("lac_train_seconds")))
                 accuracy = other["metrics"].get("linear_evaluation", other["metrics"])
-                text += row(f"{report_label(other['learner'])} (local, own network)", other, accuracy,
+                text += row(f"{report_label(other['learner'])} (local, own network, `{other['experiment']}`)", other, accuracy,
                             _encoder_shape(other), None, seconds, "", f"{train:.0f}" if train else "")
     return text
 
