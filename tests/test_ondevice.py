@@ -184,27 +184,29 @@ def test_device_updates_lower_the_loss_and_the_inference_model_uses_them(trained
     assert np.abs(model.run(x) - expected).max() < 1e-4
 
 
-@pytest.fixture(scope="module")
-def trained_quantised(tmp_path_factory):
+@pytest.fixture(scope="module", params=[True, False], ids=["per-channel", "per-tensor"])
+def trained_quantised(tmp_path_factory, request):
     pytest.importorskip("brevitas")
     from fwdlearn.nn.quant import QuantConfig
     from fwdlearn.run import train_run
     out = tmp_path_factory.mktemp("quantised")
-    config = dataclasses.replace(tiny_config(epochs=1), quant=QuantConfig(weight_bits=4, per_channel=True))
+    config = dataclasses.replace(tiny_config(epochs=1), quant=QuantConfig(weight_bits=4, per_channel=request.param))
     train_run(config, out, show_progress=False, log=lambda *_: None)
     return out / "checkpoint.pt"
 
 
 def test_quantised_update_computes_with_quantised_weights_and_equals_the_learner(trained_quantised, tmp_path,
                                                                               monkeypatch):
-    """A 4-bit (per output unit) SCFF MLP: the graph's forward uses Brevitas' quantised weights and steps the float
-    ones with the straight-through gradient, including the part that reaches each row's largest weight through the
-    scale; without that part the verification against the learner's own steps fails."""
+    """A 4-bit SCFF MLP (per output unit or per tensor): the graph's forward uses Brevitas' quantised weights and
+    steps the float ones with the straight-through gradient, including the part that reaches the largest weight
+    (of each row, or of all) through the scale; without that part the verification against the learner's own steps
+    fails. Verified step by step (a float-noise difference flips a weight's rounding when running free)."""
     from fwdlearn.ondevice import scff_mlp
     from fwdlearn.ondevice.export import export_update
     export_update(trained_quantised, tmp_path / "ok", log=lambda *_: None)
     manifest = json.loads((tmp_path / "ok" / "update.json").read_text())
     assert all(s["verification"]["worst_relative"] <= 1e-5 for s in manifest["stages"])
+    assert all(s["verification"]["mode"] == "lock-step" for s in manifest["stages"])
     assert manifest["stages"][0]["hyper_parameters"]["weight_bits"] == 4
     ops = {n.op_type for n in onnx.load(str(tmp_path / "ok" / "update-layer1.onnx")).graph.node}
     assert {"Round", "ArgMax"} <= ops

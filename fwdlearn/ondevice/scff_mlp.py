@@ -50,6 +50,7 @@ class SCFFLayerUpdate(UpdateStage):
             raise ExportError("the on-device update of scff-mlp with quantised activations (act_bits) is not "
                               "available yet: weight quantisation (weight_bits) and float runs are")
         self.weight_bits, self.per_channel = quant.weight_bits, quant.per_channel
+        self.lockstep = bool(self.weight_bits)      # verified step by step (export._verify)
         self.index, self.name = index, f"layer{index + 1}"
         self.batch, self.translate = config.batch_size, config.data.translate
         self.algorithms = [c.algorithm for c in config.layers[:index + 1]]
