@@ -21,7 +21,7 @@ import torch
 
 from fwdlearn.atomic import save_json
 from fwdlearn.ondevice.adaptation import fit_frames
-from fwdlearn.ondevice.export import _spec, continue_with, load_learner
+from fwdlearn.ondevice.export import continue_with, device_optimizer, load_learner
 from fwdlearn.ondevice.offered import update_stages_for
 from fwdlearn.ondevice.runtime import UpdateRunner, draw, read_manifest
 from fwdlearn.run import device_description, load_run_dataset
@@ -43,7 +43,7 @@ def measure(folder: Path, data_dir: str | None, repeats: int) -> dict:
     described = {s["name"]: s for s in manifest["stages"]}
     for stage in stages:
         group = stage.group(learner)
-        continue_with(group, _spec(manifest["optimizer"]["name"], group.optimizer), described[stage.name]["lr"])
+        continue_with(group, device_optimizer(manifest["optimizer"]["name"], group.optimizer), described[stage.name]["lr"])
     rng = np.random.default_rng(0)
     device, torch_side = [], []
     for _ in range(repeats + 2):                                   # the first two warm both sides up

@@ -66,7 +66,7 @@ def adapt_in_pytorch(checkpoint: str | Path, manifest: str | Path, x: np.ndarray
                      epochs: int, seed: int = 0, lr: float | None = None) -> Adapted:
     """The learner's own updates on ``adapt_on_device``'s batches and draws, its optimiser continuing from the
     trained state as the device does (``export.continue_with``)."""
-    from .export import _spec, continue_with, load_learner
+    from .export import continue_with, device_optimizer, load_learner
     from .offered import update_stages_for
     spec = read_manifest(manifest)
     _, rule, learner = load_learner(checkpoint)
@@ -75,7 +75,7 @@ def adapt_in_pytorch(checkpoint: str | Path, manifest: str | Path, x: np.ndarray
     for stage in stages:
         group = stage.group(learner)
         rate = lr if lr is not None else described[stage.name]["lr"]
-        continue_with(group, _spec(spec["optimizer"]["name"], group.optimizer), rate)
+        continue_with(group, device_optimizer(spec["optimizer"]["name"], group.optimizer), rate)
     rng = np.random.default_rng(seed)
     losses, seconds = [], []
     for index in batch_order(x.shape[0], spec["batch_size"], epochs, seed):

@@ -87,7 +87,7 @@ def export_update(checkpoint: str | Path, out_dir: str | Path | None = None, opt
     batches = [_batch(samples, lengths, labels, learner.config.batch_size, frames, rng) for _ in range(steps)]
     entries, parameters = [], {}
     for stage in stages:
-        spec = _spec(optimizer, stage.group(learner).optimizer)
+        spec = device_optimizer(optimizer, stage.group(learner).optimizer)
         stage_lr = lr if lr is not None else float(stage.group(learner).optimizer.param_groups[0]["lr"])
         path = out_dir / f"update-{stage.name}.onnx"
         entry = _export_stage(checkpoint, rule, stage, spec, stage_lr, path, batches, opset, seed)
@@ -103,8 +103,8 @@ def export_update(checkpoint: str | Path, out_dir: str | Path | None = None, opt
     manifest = {
         "format": "fwdlearn-update", "version": 1, "learner": learner.config.learner, "checkpoint": str(checkpoint),
         "batch_size": learner.config.batch_size, "frames": frames, "parameters": weights.name,
-        "optimizer": {"name": optimizer, "state": list(_spec(optimizer, stages[0].group(learner).optimizer).state_names),
-                      "hyper_parameters": _spec(optimizer, stages[0].group(learner).optimizer).hyper_parameters()},
+        "optimizer": {"name": optimizer, "state": list(spec.state_names),
+                      "hyper_parameters": "per stage (stages[i].optimizer): a layer may have its own weight decay"},
         "float": FLOAT_NOTE, "verification_data": source, "stages": entries,
         "cost_per_update": _total_cost(entries),
     }
@@ -139,7 +139,7 @@ def continue_with(group, spec: OptimizerSpec, lr: float) -> None:
     group.scheduler = None
 
 
-def _spec(optimizer: str, learner_optimizer) -> OptimizerSpec:
+def device_optimizer(optimizer: str, learner_optimizer) -> OptimizerSpec:
     """The learner's AdamW hyper-parameters, or SGD with the learner's weight decay."""
     own = OptimizerSpec.of(learner_optimizer)
     return own if optimizer == own.name else OptimizerSpec("sgd", weight_decay=own.weight_decay)
@@ -211,7 +211,7 @@ def _export_stage(checkpoint, rule, stage: UpdateStage, spec: OptimizerSpec, lr:
             "inputs": stage.data_inputs_described(),
             "frozen": list(stage.frozen), "trained": list(stage.trained),
             "shapes": {n: list(v.shape) for n, v in start.items()}, "outputs": graph.output_names,
-            "lr": lr, "hyper_parameters": stage.hyper_parameters, "verification": measured["verification"],
+            "lr": lr, "hyper_parameters": stage.hyper_parameters, "optimizer": spec.hyper_parameters(), "verification": measured["verification"],
             "cost": measured["cost"]}
 
 
