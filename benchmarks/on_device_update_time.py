@@ -20,10 +20,9 @@ import numpy as np
 import torch
 
 from fwdlearn.atomic import save_json
-from fwdlearn.ondevice.adaptation import fit_frames
 from fwdlearn.ondevice.export import continue_with, device_optimizer, load_learner
 from fwdlearn.ondevice.offered import update_stages_for
-from fwdlearn.ondevice.runtime import UpdateRunner, draw, read_manifest
+from fwdlearn.ondevice.runtime import UpdateRunner, draw, fit_frames, read_manifest
 from fwdlearn.run import device_description, load_run_dataset
 
 HERE = Path(__file__).resolve().parent

@@ -29,9 +29,9 @@ import torch
 from fwdlearn.atomic import save_json
 from fwdlearn.data.fsdd import find_fsdd_dir, list_recordings
 from fwdlearn.export import export_onnx, load_deployable
-from fwdlearn.ondevice.adaptation import accuracy, adapt_in_pytorch, adapt_on_device, fit_frames
+from fwdlearn.ondevice.adaptation import accuracy, adapt_in_pytorch, adapt_on_device
 from fwdlearn.ondevice.export import export_update, relative_error
-from fwdlearn.ondevice.runtime import read_manifest, read_parameters
+from fwdlearn.ondevice.runtime import fit_frames, read_manifest, read_parameters
 from fwdlearn.presets import load_preset
 from fwdlearn.run import device_description, load_run_dataset, train_run
 

@@ -36,7 +36,7 @@ def exported(tmp_path_factory):
 
 
 def device_data():
-    from fwdlearn.ondevice.adaptation import fit_frames
+    from fwdlearn.ondevice.runtime import fit_frames
     test = load_dataset("sequences", None).test
     x, lengths = fit_frames(test.x.numpy(), test.lengths.numpy(), 12)
     return x, lengths, test.y.numpy()

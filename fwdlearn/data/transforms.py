@@ -8,6 +8,8 @@ per-sample standardisation that follows removes any per-channel shift and scale 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 EPS = 1e-5
@@ -40,6 +42,13 @@ def translate(x: torch.Tensor, offsets: torch.Tensor, max_shift: int) -> torch.T
     picked = padded.gather(2, rows)
     cols = (offsets[1, :, None] + torch.arange(w, device=x.device))[:, None, None, :].expand(n, c, h, w)
     return picked.gather(3, cols)
+
+
+def image_shape(features: int) -> tuple[int, int, int]:
+    """A flat sample of ``features`` values seen as the image ``[C, H, W]`` a translation shifts: a square if it
+    is one, else a single row."""
+    side = math.isqrt(features)
+    return (1, side, side) if side * side == features else (1, 1, features)
 
 
 def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:

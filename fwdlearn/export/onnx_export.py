@@ -155,25 +155,33 @@ def _write(deployable: Deployable, path: Path, export_format: str, opset: int | 
         side_file.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def quiet_tracing(what: str):
+    """Run an ONNX exporter inside: nothing it prints reaches the terminal, and any failure is one ``ExportError``
+    line, ``"<what> failed (<type>: <first line>)"``."""
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)         # "torchvision is not installed" notices of the dynamo exporter
+    try:
+        with warnings.catch_warnings(), _silenced():   # and its step-by-step log; TorchScript's graph dump
+            warnings.simplefilter("ignore")   # tracer warnings about Python-side shape checks
+            yield
+    except Exception as exc:  # noqa: BLE001 - the exporters raise many types
+        raise ExportError(f"{what} failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") \
+            from None
+    finally:
+        quiet.setLevel(level)
+
+
 def _trace_and_finish(deployable: Deployable, path: Path, export_format: str, opset: int | None,
                       learnable: bool = False) -> None:
     import onnx
 
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)         # "torchvision is not installed" notices of the dynamo exporter
-    with warnings.catch_warnings(), _silenced():   # and its step-by-step log; TorchScript's graph dump
-        warnings.simplefilter("ignore")   # tracer warnings about Python-side shape checks
-        try:
-            if learnable:
-                _trace_float(deployable, path, opset, fold=False)
-            else:
-                TRACERS[export_format](deployable, path, opset)
-        except Exception as exc:  # the exporters raise many types
-            raise ExportError(f"{export_format} export of the {deployable.learner} model failed "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-        finally:
-            quiet.setLevel(level)
+    with quiet_tracing(f"{export_format} export of the {deployable.learner} model"):
+        if learnable:
+            _trace_float(deployable, path, opset, fold=False)
+        else:
+            TRACERS[export_format](deployable, path, opset)
     model = onnx.load(str(path))
     if export_format == "qcdq":
         fold_weight_quantizers(model)

@@ -27,14 +27,6 @@ class Adapted:
     seconds_per_update: float
 
 
-def fit_frames(x: np.ndarray, lengths: np.ndarray, frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sequences cut or zero-padded to ``frames`` (a cut sequence keeps its first frames and that many as length)."""
-    out = np.zeros((x.shape[0], frames, *x.shape[2:]), dtype=np.float32)
-    kept = min(frames, x.shape[1])
-    out[:, :kept] = x[:, :kept]
-    return out, np.minimum(lengths, frames).astype(np.int64)
-
-
 def batch_order(n: int, batch_size: int, epochs: int, seed: int) -> list[np.ndarray]:
     """Full batches of a fresh permutation per epoch (a partial last batch is dropped: the graphs have a fixed
     batch size); fewer samples than one batch are drawn with replacement."""

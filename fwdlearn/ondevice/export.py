@@ -23,9 +23,7 @@ moved, modelled energy).
 from __future__ import annotations
 
 import json
-import logging
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +33,12 @@ import torch
 from ..atomic import atomic_write, save_json
 from ..checkpoint import load_checkpoint
 from ..errors import ExportError, FwdlearnError
+from ..export.onnx_export import quiet_tracing
 from ..registry import get_rule
 from .cost import graph_cost
 from .offered import offered_rules, update_stages_for
 from .optimizers import NAMES, OptimizerSpec
-from .runtime import draw, used
+from .runtime import draw, fit_frames, used
 from .stage import UpdateGraph, UpdateStage
 
 TOLERANCE = 1e-5
@@ -172,11 +171,7 @@ def _batch(samples, lengths, labels, batch_size, frames, rng) -> dict:
     index = rng.choice(samples.shape[0], size=batch_size, replace=samples.shape[0] < batch_size)
     batch = {"samples": samples[index].numpy()}
     if lengths is not None:
-        x = np.zeros((batch_size, frames, *samples.shape[2:]), dtype=np.float32)
-        kept = min(frames, samples.shape[1])
-        x[:, :kept] = batch["samples"][:, :kept]
-        batch["samples"] = x
-        batch["lengths"] = np.minimum(lengths[index].numpy(), frames).astype(np.int64)
+        batch["samples"], batch["lengths"] = fit_frames(batch["samples"], lengths[index].numpy(), frames)
     if labels is not None:
         batch["labels"] = labels[index].numpy().astype(np.int64)
     return batch
@@ -224,20 +219,9 @@ def _example(graph: UpdateGraph, start: dict, feeds: dict) -> tuple[torch.Tensor
 
 
 def _trace(graph: UpdateGraph, example: tuple, path: Path, opset: int) -> None:
-    from ..export.onnx_export import _silenced
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    with warnings.catch_warnings(), _silenced():
-        warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(graph, example, str(path), dynamo=False, input_names=graph.input_names,
-                              output_names=graph.output_names, opset_version=opset)
-        except Exception as exc:   # the exporter raises many types
-            raise ExportError(f"update export of stage {graph.stage.name} failed ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-        finally:
-            quiet.setLevel(level)
+    with quiet_tracing(f"update export of stage {graph.stage.name}"):
+        torch.onnx.export(graph, example, str(path), dynamo=False, input_names=graph.input_names,
+                          output_names=graph.output_names, opset_version=opset)
 
 
 def _check_operators(model, path: Path) -> None:

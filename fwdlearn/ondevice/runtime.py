@@ -87,6 +87,15 @@ def _fitted(value, spec: dict) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=DTYPES[dtype])
 
 
+def fit_frames(x: np.ndarray, lengths: np.ndarray, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sequences cut or zero-padded to the ``frames`` a recurrent update or model is unrolled for (a cut sequence
+    keeps its first frames and that many as its length)."""
+    out = np.zeros((x.shape[0], frames, *x.shape[2:]), dtype=np.float32)
+    kept = min(frames, x.shape[1])
+    out[:, :kept] = x[:, :kept]
+    return out, np.minimum(lengths, frames).astype(np.int64)
+
+
 def read_manifest(path: str | Path) -> dict:
     path = Path(path)
     try:
@@ -121,11 +130,10 @@ class UpdateRunner:
             raise DeviceInputError(f"{path}: no stage {', '.join(unknown)} (stages: {', '.join(every)})")
         self.stages = [s for s in self.manifest["stages"] if stages is None or s["name"] in stages]
         saved = read_parameters(path.parent / self.manifest["parameters"])
-        state_names = {name for s in self.manifest["stages"] for p in s["trained"]
-                       for name in _state_names(s, p, self.manifest)}
+        state_names = {name for s in self.manifest["stages"] for p in s["trained"] for name in self._state_names(p)}
         self.parameters = {k: v for k, v in saved.items() if k not in state_names}
         self.state = {name: saved[name] if name in saved else np.zeros_like(saved[p]) for s in self.stages
-                      for p in s["trained"] for name in _state_names(s, p, self.manifest)}
+                      for p in s["trained"] for name in self._state_names(p)}
         self.steps = {s["name"]: int(s.get("step", 0)) for s in self.stages}
         self.lr = {s["name"]: float(s["lr"]) for s in self.stages}
         self.rng = np.random.default_rng(seed)
@@ -134,6 +142,10 @@ class UpdateRunner:
         self.sessions = {s["name"]: ort.InferenceSession(str(path.parent / s["file"]), options,
                                                          providers=providers or ["CPUExecutionProvider"])
                          for s in self.stages}
+
+    def _state_names(self, parameter: str) -> list[str]:
+        """The optimiser state tensors of ``parameter`` (graph input names)."""
+        return [f"{parameter}.{k}" for k in self.manifest["optimizer"]["state"]]
 
     @property
     def batch_size(self) -> int:
@@ -155,7 +167,7 @@ class UpdateRunner:
         for p in stage["frozen"] + stage["trained"]:
             feeds[p] = _checked(parameters[p], p, stage["shapes"][p])
         for p in stage["trained"]:
-            for s in _state_names(stage, p, self.manifest):
+            for s in self._state_names(p):
                 feeds[s] = _checked(self.state[s], s, stage["shapes"][p])
         feeds["step"] = np.asarray(self.steps[name], dtype=np.float32)
         feeds["lr"] = np.asarray(self.lr[name], dtype=np.float32)
@@ -163,7 +175,7 @@ class UpdateRunner:
         outputs = dict(zip(stage["outputs"], session.run(stage["outputs"], used(session, feeds))))
         for p in stage["trained"]:
             self.parameters[p] = outputs[f"new.{p}"]
-            for s in _state_names(stage, p, self.manifest):
+            for s in self._state_names(p):
                 self.state[s] = outputs[f"new.{s}"]
         self.steps[name] += 1
         return float(outputs["loss"])
@@ -173,10 +185,6 @@ def used(session, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The feeds a session takes (an exporter drops inputs a graph does not read, e.g. SGD's step count)."""
     names = {i.name for i in session.get_inputs()}
     return {k: v for k, v in feeds.items() if k in names}
-
-
-def _state_names(stage: dict, parameter: str, manifest: dict) -> list[str]:
-    return [f"{parameter}.{k}" for k in manifest["optimizer"]["state"]]
 
 
 def _checked(value: np.ndarray, name: str, shape: list[int]) -> np.ndarray:

@@ -27,7 +27,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..data.transforms import EPS, standardize, translate
+from ..data.transforms import EPS, image_shape, standardize, translate
 from ..errors import ExportError
 from ..nn.activations import ACTIVATIONS
 from ..nn.scff_network import is_paired
@@ -88,8 +88,8 @@ class SCFFLayerUpdate(UpdateStage):
         views, second = self._first_views(data)
         paired = True
         for i in range(self.index + 1):
-            weight, bias = (params if i == self.index else frozen)[dense_parameter(i, "weight")], \
-                (params if i == self.index else frozen)[dense_parameter(i, "bias")]
+            source = params if i == self.index else frozen
+            weight, bias = source[dense_parameter(i, "weight")], source[dense_parameter(i, "bias")]
             inputs = standardize(views, EPS)
             if self.weight_bits:
                 float_weight, weight = weight, quantised(weight, self.weight_bits, self.per_channel)
@@ -155,13 +155,8 @@ class SCFFLayerUpdate(UpdateStage):
 
 
 def _image_shape(sample_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """A translated sample as ``[C, H, W]`` (``SCFFLearner`` translates images; a flat square input is one)."""
-    if len(sample_shape) == 3:
-        return sample_shape
-    side = math.isqrt(sample_shape[0])
-    if len(sample_shape) == 1 and side * side == sample_shape[0]:
-        return (1, side, side)
-    return (1, 1, sample_shape[-1])
+    """A translated sample as ``[C, H, W]`` (``SCFFLearner`` translates images; a flat input is seen as one)."""
+    return tuple(sample_shape) if len(sample_shape) == 3 else image_shape(math.prod(sample_shape))
 
 
 def update_stages(learner, sample_shape: tuple[int, ...], steps: int | None = None) -> list[UpdateStage]:

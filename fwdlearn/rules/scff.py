@@ -27,7 +27,6 @@ learner's one generator, so a resumed run repeats an uninterrupted one exactly.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -37,7 +36,7 @@ from ..kernels.scff_pairs import scff_pair_gradient
 from ..learner import Batch, LayerwiseLearner, ParamGroup, TrainedBaseline, clear_gradients, step_and_clear, take_step
 from ..config import SCFFConfig
 from ..data.augment import augment
-from ..data.transforms import EPS
+from ..data.transforms import EPS, image_shape
 from ..errors import DataError, check
 from ..nn.scff_conv_network import SCFFConvNetwork
 from ..nn.scff_network import SCFFNetwork
@@ -210,9 +209,8 @@ def _bench_learner(widths: list[int], x: torch.Tensor, algorithm: int, translate
     config = SCFFConfig(name="bench", learner="scff-mlp", layers=layers, batch_size=x.shape[0],
                         schedule="simultaneous", data=DataConfig(translate=translate)).validate("bench")
     learner = SCFFLearner(config, x.shape[1], device=x.device)
-    if translate:                  # translations need images: a square input is one, anything else one row
-        side = math.isqrt(x.shape[1])
-        x = x.view(x.shape[0], 1, side, side) if side * side == x.shape[1] else x.view(x.shape[0], 1, 1, -1)
+    if translate:                  # translations need images
+        x = x.view(x.shape[0], *image_shape(x.shape[1]))
     return learner, Batch(x)
 
 

@@ -75,7 +75,7 @@ class SearchSpace:
         for d in self.searched:
             value = _resolve(values, d.path, d.path)
             if isinstance(value, list):
-                if len({json_key(v) for v in value}) != 1:
+                if len({repr(v) for v in value}) != 1:
                     return None
                 value = value[0]
             inside = (value in d.choices) if d.choices is not None else (
@@ -166,10 +166,6 @@ def _resolve(values: dict[str, Any], key: str, where: str) -> list[Any]:
         walked.append(part)
         found = nxt
     return found[0] if len(found) == 1 else found
-
-
-def json_key(value: Any) -> str:
-    return repr(value)
 
 
 def apply(values: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any]:

@@ -57,8 +57,7 @@ def carve(dataset: LabelledDataset, fraction: float = 0.1, seed: int = 0, data_d
     if chosen.all() or not chosen.any():
         raise DataError(f"{dataset.name}: cannot carve a validation split from {len(train)} training samples")
     meta = {**dataset.meta, "split": f"validation: {how}; training: the rest"}
-    return dataclasses.replace(dataset, train=_subset(train, ~chosen), test=_subset(train, chosen), meta=meta,
-                               unlabelled=None if dataset.unlabelled is None else dataset.unlabelled)
+    return dataclasses.replace(dataset, train=_subset(train, ~chosen), test=_subset(train, chosen), meta=meta)
 
 
 def _subset(split: Split, keep: torch.Tensor) -> Split:
