@@ -215,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--stale-after", type=float, default=120.0,
                       help="seconds without a heartbeat after which a trial whose worker was killed is failed and "
                            "run again with the same settings (default 120)")
+    tune.add_argument("--pruner", choices=("median", "none"), default="median",
+                      help="median (default): after every epoch a trial is scored by a closed-form ridge read-out "
+                           "on validation and stopped when below the median of earlier trials at that epoch; "
+                           "none: every trial runs to the end")
     tune.add_argument("--no-final", action="store_true", help="stop after the study: do not train the best on the "
                                                               "whole training set nor read the test split")
 
@@ -293,7 +297,8 @@ def run(argv: list[str] | None = None) -> int:
         from .tune.study import run_study
         out = args.out or Path("runs") / f"tune-{Path(args.preset).stem}"
         report = run_study(args.preset, args.space, args.trials, out, args.storage, args.workers, args.data_dir,
-                           args.seed, args.validation, stale_after=args.stale_after, final=not args.no_final)
+                           args.seed, args.validation, stale_after=args.stale_after, final=not args.no_final,
+                           prune=args.pruner)
         best = report["best"]
         print(f"best trial {best['number']}: validation {best['validation_accuracy']:.2%}; preset {out / 'best.toml'}"
               + (f"; test {report['test']['test_accuracy']:.2%}" if "test" in report else "")

@@ -85,11 +85,14 @@ def _epoch_line(learner: Learner) -> str:
 
 def train_run(config, out_dir: str | Path, data_dir: str | Path | None = None, fresh: bool = False,
               show_progress: bool = True, command: str = "", log: Callable[[str], None] = print,
-              device: str = "cpu", dataset: LabelledDataset | None = None) -> dict:
+              device: str = "cpu", dataset: LabelledDataset | None = None,
+              on_epoch: Callable[[Learner], None] | None = None) -> dict:
     """Train (or resume), train the baselines, evaluate, and write the run's files. Returns the results dict.
 
     ``device``: where the rule trains and computes probe features (the probe itself runs on the CPU).
     ``dataset``: the data to use instead of loading the config's (a tuning trial's training and validation split).
+    ``on_epoch``: called with the learner after each epoch is checkpointed (a study's per-epoch score; what it
+    raises ends the run, the checkpoint kept).
     """
     out_dir = Path(out_dir)
     rule = get_rule(config.learner)
@@ -115,6 +118,8 @@ def train_run(config, out_dir: str | Path, data_dir: str | Path | None = None, f
         if not bars_visible(show_progress):   # one line per epoch where no bar shows it
             log(_epoch_line(current))
         epochs_this_process += 1
+        if on_epoch is not None:
+            on_epoch(current)
         if halt_after and epochs_this_process >= halt_after and not current.finished:
             os._exit(137)
 

@@ -109,7 +109,8 @@ def _states(db: Path) -> list[tuple[int, str]]:
 
 def test_a_killed_study_resumes_from_its_sqlite_file(files):
     command = [sys.executable, "-m", "fwdlearn", "tune", str(files / "tiny.toml"), "--space", str(files / "space.toml"),
-               "--trials", "6", "--out", str(files / "out"), "--no-final", "--stale-after", "2"]
+               "--trials", "6", "--out", str(files / "out"), "--no-final", "--stale-after", "2",
+               "--pruner", "none"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
     db = files / "out" / "study.db"
@@ -144,7 +145,7 @@ def test_a_killed_study_resumes_from_its_sqlite_file(files):
 def test_two_workers_share_one_study_without_repeating_a_trial(files):
     from fwdlearn.tune.study import run_study
     report = run_study(str(files / "tiny.toml"), files / "space.toml", 4, files / "out", workers=2, final=False,
-                       log=lambda *_: None)
+                       prune="none", log=lambda *_: None)
     numbers = [t["number"] for t in report["trials"]]
     assert sorted(numbers) == [0, 1, 2, 3]
     assert all(t["state"] == "COMPLETE" for t in report["trials"])
@@ -186,3 +187,32 @@ def test_an_unusable_storage_is_refused_in_one_line(files):
         run_study(str(files / "tiny.toml"), files / "space.toml", 1, files / "out", storage="nosuchdb://x",
                   final=False, log=lambda *_: None)
     assert "\n" not in str(info.value)
+
+
+def test_a_trial_below_the_median_is_pruned_after_its_warm_up_epochs(files):
+    """Two wide trials set the median; a one-unit network scores far below it and stops after epoch 2 of 4."""
+    from fwdlearn.tune.study import run_study, storage_url
+    (files / "tiny.toml").write_text(TINY.replace("epochs = 2\n[probe]", "epochs = 4\n[probe]"))
+    (files / "space.toml").write_text('"layers.0.width" = { choices = [1, 64] }\n"probe.epochs" = 1\n')
+    (files / "out").mkdir()
+    study = optuna.create_study(study_name="tiny", storage=storage_url(None, files / "out"), direction="maximize")
+    for width in (64, 64, 1):
+        study.enqueue_trial({"layers.0.width": width})
+    lines = []
+    report = run_study(str(files / "tiny.toml"), files / "space.toml", 3, files / "out", final=False, log=lines.append)
+    states = [t["state"] for t in report["trials"]]
+    assert states == ["COMPLETE", "COMPLETE", "PRUNED"]
+    wide, narrow = report["trials"][0]["epoch_scores"], report["trials"][2]["epoch_scores"]
+    assert sorted(wide) == [1, 2, 3, 4] and sorted(narrow) == [1, 2]     # one score per epoch; stopped at 2
+    assert max(narrow.values()) < min(wide.values())
+    assert wide[4] > 0.8                                                  # the read-out sees what was learned
+    checkpoint = files / "out" / "trials" / "0002" / "checkpoint.pt"
+    from fwdlearn.checkpoint import load_checkpoint
+    assert not load_checkpoint(checkpoint)["finished"]                    # its training really stopped
+    assert any("trial 2: pruned after 2 epochs" in line for line in lines), lines
+
+
+def test_the_pruner_is_checked_before_a_study_starts(files):
+    from fwdlearn.tune.study import run_study
+    with pytest.raises(ConfigError, match="--pruner must be one of median, none"):
+        run_study(str(files / "tiny.toml"), files / "space.toml", 2, files / "out", prune="hyperband")

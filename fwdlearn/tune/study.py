@@ -15,8 +15,10 @@
 5. writes ``study.json`` (every trial, the best, the final results), ``best.toml`` (a preset), and Optuna's
    history and parameter-importance plots.
 
-Pruning: Optuna's median pruner would stop a trial on a per-epoch validation score, but no rule reports one
-(its probe runs after training), so every trial runs to the end.
+Pruning (``pruner="median"``, the default): after every training epoch a trial reports the validation accuracy
+of a closed-form ridge read-out of the network as it stands (``pruning.EpochScore``; the linear probe itself
+runs once, after training), and Optuna's median pruner stops a trial that falls below the median of earlier
+trials at the same epoch. A pruned trial counts towards ``trials``; ``pruner="none"`` runs every trial to the end.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ..atomic import atomic_write, save_figure, save_json
 from ..errors import ConfigError, FwdlearnError
 from ..preset_files import read_preset
 from ..presets import config_from_dict
+from .pruning import PRUNERS, EpochScore, pruner
 from .space import SearchSpace, apply, read_space
 from .validation import carve, sealed_test_split
 
@@ -78,7 +81,7 @@ def _finished(study) -> list:
 
 def run_study(preset: str, space_path: str | Path, trials: int, out: str | Path, storage: str | None = None,
               workers: int = 1, data_dir: str | Path | None = None, seed: int = 0, fraction: float = 0.1,
-              stale_after: float = 120.0, final: bool = True, log=print) -> dict:
+              stale_after: float = 120.0, final: bool = True, prune: str = "median", log=print) -> dict:
     optuna = _optuna()
     if trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {trials}")
@@ -86,6 +89,8 @@ def run_study(preset: str, space_path: str | Path, trials: int, out: str | Path,
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     if not 0 < fraction < 1:
         raise ConfigError(f"--validation must lie in (0, 1), got {fraction}")
+    if prune not in PRUNERS:
+        raise ConfigError(f"--pruner must be one of {', '.join(PRUNERS)}, got {prune!r}")
     base, values = _preset(preset)
     space = read_space(space_path, values)
     out = Path(out)
@@ -93,7 +98,7 @@ def run_study(preset: str, space_path: str | Path, trials: int, out: str | Path,
     url = storage_url(storage, out)
     name = base.name
     study = optuna.create_study(study_name=name, storage=_storage(url, stale_after), direction="maximize",
-                                sampler=_sampler(seed, trials), load_if_exists=True)
+                                sampler=_sampler(seed, trials), pruner=pruner(prune, trials), load_if_exists=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
@@ -106,7 +111,7 @@ def run_study(preset: str, space_path: str | Path, trials: int, out: str | Path,
     if missing > 0:
         shares = [missing // workers + (i < missing % workers) for i in range(workers)]
         jobs = [(url, name, preset, str(space_path), share, trials, str(data_dir) if data_dir else None, seed + i + 1,
-                 fraction, str(out), stale_after, max(1, (os.cpu_count() or 1) // workers)) for i, share in
+                 fraction, str(out), stale_after, max(1, (os.cpu_count() or 1) // workers), prune) for i, share in
                 enumerate(shares) if share]
         with sealed_test_split():
             if len(jobs) == 1:
@@ -143,7 +148,7 @@ def run_study(preset: str, space_path: str | Path, trials: int, out: str | Path,
 
 
 def _work(url, name, preset, space_path, trials, total, data_dir, seed, fraction, out, stale_after, threads,
-          log=None):
+          prune, log=None):
     """One worker: ``trials`` trials of the shared study (of ``total``)."""
     import torch
     optuna = _optuna()
@@ -153,7 +158,8 @@ def _work(url, name, preset, space_path, trials, total, data_dir, seed, fraction
     space = read_space(space_path, values)
     from ..run import load_run_dataset
     data = carve(load_run_dataset(base, data_dir), fraction, base.seed, data_dir)
-    study = optuna.load_study(study_name=name, storage=_storage(url, stale_after), sampler=_sampler(seed, total))
+    study = optuna.load_study(study_name=name, storage=_storage(url, stale_after), sampler=_sampler(seed, total),
+                              pruner=pruner(prune, total))
     objective = Objective(values, space, data, Path(out), data_dir)
     study.optimize(objective, n_trials=trials, catch=(FwdlearnError,), callbacks=[_progress(log)])
 
@@ -185,9 +191,11 @@ class Objective:
         trial.set_user_attr("split", self.data.meta.get("split", ""))
         config = config_from_dict(apply(self.values, chosen), f"trial {trial.number}")
         started = time.perf_counter()
-        results = train_run(config, self.out / "trials" / f"{trial.number:04d}", fresh=True, show_progress=False,
-                            log=lambda *_: None, dataset=self.data)
-        trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
+        try:
+            results = train_run(config, self.out / "trials" / f"{trial.number:04d}", fresh=True, show_progress=False,
+                                log=lambda *_: None, dataset=self.data, on_epoch=EpochScore(trial, self.data, config))
+        finally:
+            trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
         accuracy = results["metrics"]["test_accuracy"]        # the validation split, passed as the run's test
         if not math.isfinite(accuracy):
             raise FwdlearnError(f"trial {trial.number}: no finite validation accuracy")
@@ -197,8 +205,10 @@ class Objective:
 def _progress(log):
     def report(study, trial) -> None:
         settings = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
-        if trial.value is None:
-            log(f"trial {trial.number}: {trial.state.name.lower()} ({settings})")
+        if trial.state != trial.state.COMPLETE:        # pruned (its value: the last read-out) or failed
+            steps = trial.intermediate_values
+            where = (f" after {max(steps)} epochs (read-out {steps[max(steps)]:.2%})" if steps else "")
+            log(f"trial {trial.number}: {trial.state.name.lower()}{where} ({settings})")
             return
         log(f"trial {trial.number}: validation {trial.value:.2%} in {trial.user_attrs.get('seconds', 0):.0f} s "
             f"({settings}); best {study.best_value:.2%} (trial {study.best_trial.number})")
@@ -211,7 +221,8 @@ def _short(value) -> str:
 
 def _trial_row(trial) -> dict:
     return {"number": trial.number, "state": trial.state.name, "value": trial.value, "params": trial.params,
-            "seconds": trial.user_attrs.get("seconds"), "retry_of": trial.system_attrs.get("failed_trial")}
+            "seconds": trial.user_attrs.get("seconds"), "retry_of": trial.system_attrs.get("failed_trial"),
+            "epoch_scores": {int(k): round(v, 5) for k, v in sorted(trial.intermediate_values.items())}}
 
 
 def _describe(space: SearchSpace) -> dict:
