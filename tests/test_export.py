@@ -124,7 +124,7 @@ def parity(got: torch.Tensor, expected: torch.Tensor) -> dict:
 def runs(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("export-runs")
     kinds = ("scff-mlp", "scff-cnn", "scff-rnn", "lac-mlp", "lac-conv", "scff-mlp-w4a4", "lac-conv-w4a4",
-             "lac-mlp-w4a4", "scff-rnn-w4a4")
+             "lac-mlp-w4a4", "scff-rnn-w4a4", "scff-cnn-w4a4")
     return {kind: _train(kind, folder) for kind in kinds}
 
 
@@ -314,7 +314,7 @@ def test_a_failed_verification_writes_nothing(runs, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("kind", ["scff-mlp-w4a4", "lac-conv-w4a4"])
+@pytest.mark.parametrize("kind", ["scff-mlp-w4a4", "scff-cnn-w4a4", "lac-conv-w4a4"])
 @pytest.mark.parametrize("export_format", ["qcdq", "qonnx"])
 def test_quantised_model_exports_within_one_output_step(runs, tmp_path, export_format, kind):
     pytest.importorskip("brevitas")

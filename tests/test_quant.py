@@ -124,14 +124,69 @@ def test_invalid_quantisation_values_are_refused(change, message):
 
 
 def test_quantisation_is_refused_for_a_rule_without_quantised_layers():
-    values = small_config().to_dict()
+    from fwdlearn.presets import load_preset
+    values = load_preset("ff-digits").to_dict()
+    assert not config_from_dict(values, "preset t").quant.enabled          # control: the float config loads
+    values["quant"] = dataclasses.asdict(QuantConfig(4, 4))
+    with pytest.raises(ConfigError, match=r"preset t\.quant: ff has no quantised layers yet"):
+        config_from_dict(values, "preset t")
+
+
+# ----- the convolutional network (scff-cnn) ---------------------------------------------------------------
+
+def quantised_conv_config(weight_bits=4, act_bits=4, per_channel=True, schedule="sequential", algorithm=1):
+    values = small_config(schedule=schedule, algorithm=algorithm, widths=(6, 8)).to_dict()
     values["learner"] = "scff-cnn"
     for layer in values["layers"]:
         layer["conv"].update(kernel=3, padding=1)
-    assert not config_from_dict(values, "preset t").quant.enabled          # control: the float config loads
-    values["quant"] = dataclasses.asdict(QuantConfig(4, 4))
-    with pytest.raises(ConfigError, match=r"preset t\.quant: scff-cnn has no quantised layers yet"):
-        config_from_dict(values, "preset t")
+    values["quant"] = dataclasses.asdict(QuantConfig(weight_bits, act_bits, per_channel))
+    return config_from_dict(values, "conv t")
+
+
+def _conv_learner(**kwargs):
+    from fwdlearn.rules.scff import SCFFConvLearner
+    return SCFFConvLearner(quantised_conv_config(**kwargs), (1, 8, 8))
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_quantised_conv_kernels_and_inputs_lie_on_their_grids(images, bits):
+    layer = _conv_learner(weight_bits=bits, act_bits=bits).network.layers[0]
+    weight = effective_weight(layer.conv)
+    steps = weight.abs().amax(dim=(1, 2, 3)) / (2 ** (bits - 1) - 1)      # one scale per output channel
+    for kernel, step in zip(weight, steps):
+        assert _levels(kernel) <= 2 ** bits - 1
+        assert torch.allclose(kernel / step, torch.round(kernel / step), atol=1e-4)
+    assert not torch.equal(layer.conv.weight, weight)                     # the float kernel it trains is not
+    seen = []
+    layer.input_quant.register_forward_hook(lambda m, args, out: seen.append(out))
+    maps = layer.project(images)
+    assert maps.shape == (16, 6, 8, 8) and _levels(seen[0]) <= 2 ** bits
+    float_conv = SCFFLearner(small_config(), 64)             # control: a float config builds plain layers
+    assert isinstance(float_conv.network.layers[0].input_quant, torch.nn.Identity)
+
+
+@pytest.mark.parametrize("algorithm", [1, 2])
+def test_quantised_conv_update_of_every_layer_is_local(images, algorithm):
+    """Both conv layers in one batch: each parameter (kernel, bias, the input quantiser's learned scale) gets one
+    gradient, its own layer's."""
+    learner = _conv_learner(schedule="simultaneous", algorithm=algorithm)
+    trace = assert_local_update(learner, Batch(images))
+    assert len(trace.params) == 6 and trace.arrivals == [1] * 6
+
+
+def test_quantised_conv_training_lowers_its_loss_and_moves_the_scale():
+    """The local rule learns through the quantisers: layer 1's loss falls over two epochs of digits and its input
+    quantiser's learned scale moves."""
+    from fwdlearn.data import load_dataset
+    learner = _conv_learner()
+    x = load_dataset("digits").train.x[:480]
+    scale = [p for n, p in learner.network.layers[0].named_parameters() if "input_quant" in n]
+    assert len(scale) == 1
+    before = scale[0].detach().clone()
+    learner.train(x, show_progress=False)
+    losses = [r["loss"] for r in learner.history if r["group"] == "layer1"]
+    assert len(losses) == 2 and losses[-1] < losses[0]
+    assert not torch.equal(before, scale[0].detach())
 
 
 def test_float_checkpoint_configs_without_a_quant_section_still_load():

@@ -19,6 +19,13 @@ After the convolution: ReLU for plasticity (goodness per position over channels,
 ``G[h, w] = mean_c ReLU(z)[c, h, w]^2``), the ``passed`` activation (triangle or ReLU) followed by
 the layer's pooling for the next layer, and a read-out tap that pools the pooled map once more and
 flattens it for the linear probe (Table D.1, "Layer's output").
+
+With a ``QuantConfig`` (``nn/quant.py``), as for ``PairedLinear``: the kernel is Brevitas' ``QuantConv2d``
+(``weight_bits``, per tensor or per output channel) and the standardised input is rounded to ``act_bits``
+before the padding and the convolution: ``W_q * pad(q(std(a))) + W_q * pad(q(std(b))) + 2 bias``. Reflect
+padding only repeats values, so the padded map stays on the quantiser's grid. The local loss's gradient reaches
+the float kernel and the input quantiser's learned scale through the straight-through estimator; both belong to
+this layer alone and see only its detached input.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from ..data.transforms import standardize
 from ..errors import DataError, check
 from ..kernels.goodness import relu_goodness
 from .activations import ACTIVATIONS
+from .quant import QuantConfig, effective_weight, input_quantizer, quant_conv2d
 
 
 POOLS = ("max", "avg")
@@ -117,9 +125,10 @@ class PairedConv2d(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, conv: ConvConfig, paired: bool,
-                 activation: str = "triangle", name: str = "conv layer"):
+                 activation: str = "triangle", name: str = "conv layer", quant: QuantConfig | None = None):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, conv.kernel)
+        self.conv = quant_conv2d(in_channels, out_channels, conv.kernel, quant)
+        self.input_quant = input_quantizer(quant)
         self.spec = conv
         self.paired = paired
         self.activation = activation
@@ -153,15 +162,19 @@ class PairedConv2d(nn.Module):
                                 f"{self.spec.pool_size}x{self.spec.pool_size} pool and "
                                 f"{self.spec.readout_size}x{self.spec.readout_size} read-out pool")
 
+    @property
+    def quantised(self) -> bool:
+        return not isinstance(self.input_quant, nn.Identity) or hasattr(self.conv, "quant_weight")
+
     def _prepared(self, x: torch.Tensor) -> torch.Tensor:
-        """``pad(std(x))``: the checked input, standardised and reflect-padded."""
+        """``pad(q(std(x)))``: the checked input, standardised, rounded if quantised, and reflect-padded."""
         self.check_input(x)
-        x = standardize(x)
+        x = self.input_quant(standardize(x))
         return F.pad(x, (self.spec.padding,) * 4, mode="reflect") if self.spec.padding else x
 
     def _convolve(self, x: torch.Tensor) -> torch.Tensor:
-        """``W * pad(std(x))`` without bias."""
-        return F.conv2d(self._prepared(x), self.conv.weight)
+        """``W * pad(q(std(x)))`` without bias (``W`` fake-quantised if the layer is)."""
+        return F.conv2d(self._prepared(x), effective_weight(self.conv))
 
     def project(self, views: torch.Tensor) -> torch.Tensor:
         """``W * x`` (no bias) of each standardised view, ``[M, C_in, H, W] -> [M, C_out, H', W']``."""
@@ -171,16 +184,26 @@ class PairedConv2d(nn.Module):
     def bias(self) -> torch.Tensor:
         return self.conv.bias
 
-    def fused_projection(self, views: torch.Tensor, overwrite: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def fused_projection(self, views: torch.Tensor, overwrite: bool = False
+                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``P = W * pad(std(x))`` of every view without a graph (closed-form update, methods section 6), and the
         padded standardised views the weight gradient convolves (a new tensor: padding copies, ``overwrite``
-        changes nothing)."""
+        changes nothing). A quantised layer keeps the graph of its quantisers (returned inputs ``None``) so that
+        ``accumulate_gradients`` runs their straight-through backward."""
+        if self.quantised:
+            with torch.enable_grad():
+                return self._convolve(views), None
         inputs = self._prepared(views)
         return F.conv2d(inputs, self.conv.weight.detach()), inputs
 
-    def accumulate_gradients(self, projections: torch.Tensor, inputs: torch.Tensor, rows: torch.Tensor) -> None:
+    def accumulate_gradients(self, projections: torch.Tensor, inputs: torch.Tensor | None, rows: torch.Tensor
+                             ) -> None:
         """``dW``: the convolution's weight gradient of ``rows = dL/dP`` alone (no input gradient), ``db``: the
-        sum of ``rows`` over views and positions."""
+        sum of ``rows`` over views and positions; quantised: ``rows`` back through the quantisers' graph."""
+        if inputs is None:
+            projections.backward(rows)
+            self.conv.bias.grad = rows.sum((0, 2, 3))
+            return
         weight = self.conv.weight
         self.conv.weight.grad = torch.ops.aten.convolution_backward(
             rows, inputs, weight, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, False])[1]

@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from ..errors import DataError
 from .paired_conv import ConvConfig, PairedConv2d
+from .quant import QuantConfig
 from .scff_network import is_paired
 
 
@@ -23,7 +24,7 @@ class SCFFConvNetwork(nn.Module):
     """
 
     def __init__(self, input_shape: Sequence[int], channels: list[int], convs: list[ConvConfig], algorithms: list[int],
-                 activations: list[str]):
+                 activations: list[str], quant: QuantConfig | None = None):
         super().__init__()
         if len(input_shape) != 3:
             raise DataError(f"scff-cnn needs images [C, H, W], got samples of shape {list(input_shape)}")
@@ -31,7 +32,7 @@ class SCFFConvNetwork(nn.Module):
         sizes = [self.input_shape[0]] + list(channels)
         self.layers = nn.ModuleList(
             PairedConv2d(sizes[i], sizes[i + 1], convs[i], paired=is_paired(i, algorithms[i]),
-                         activation=activations[i], name=f"layer {i + 1}")
+                         activation=activations[i], name=f"layer {i + 1}", quant=quant)
             for i in range(len(channels)))
         self.shapes()
 

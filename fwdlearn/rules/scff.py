@@ -175,7 +175,7 @@ class SCFFConvLearner(SCFFLearner):
         torch.manual_seed(config.seed)
         layers = config.layers
         return SCFFConvNetwork(input_dim, [c.width for c in layers], [c.conv for c in layers],
-                               [c.algorithm for c in layers], [c.activation for c in layers])
+                               [c.algorithm for c in layers], [c.activation for c in layers], config.quant)
 
 
 class Projected(NamedTuple):
@@ -241,6 +241,5 @@ RULES = (
          presets={None: "digits-conv", "mnist": "mnist-conv", "cifar10": "cifar10-paper", "stl10": "stl10-paper"},
          in_graph=f"per layer: per-sample standardisation of the input maps (eps {EPS}), reflect padding, "
                   "convolution 2·(W*x + b) (tied-weight pair [x, x]), triangle/ReLU, pooling; read-out taps pooled "
-                  "once more and flattened; linear read-out",
-         quantisable=False),
+                  "once more and flattened; linear read-out"),
 )
