@@ -303,6 +303,26 @@ def epoch_table(documents: list[dict]) -> str:
                       for d in documents for r in d["rows"]])
 
 
+def sparsity_table(documents: list[dict]) -> str:
+    """One row per model and layer (``benchmarks/sparsity.py``): zero activations, dense and effective MACs per
+    inference, and each model's total."""
+    def macs(r: dict) -> list[str]:
+        dense, effective = r["dense_macs"], r["effective_macs"] + r["correction_macs"]
+        return [f"{dense:,.0f}", f"{r['effective_macs']:,.0f} + {r['correction_macs']:,.0f}",
+                f"{r['effective_macs_as_graph']:,.0f}", f"**{effective / dense:.3f}**" if dense else "–"]
+
+    rows = []
+    for d in documents:
+        for m in d["models"]:
+            rows += [[m["preset"], m["dataset"], m["samples"], r["layer"], r["standardisation"],
+                      _pct(r["input_sparsity"]), _pct(r["activation_sparsity"]), *macs(r)] for r in m["layers"]]
+            rows.append([m["preset"], m["dataset"], m["samples"], "**total**", "", "",
+                         _pct(m["total"]["activation_sparsity"]), *macs(m["total"])])
+    return _markdown(["model", "data", "test samples", "layer", "standardisation", "zero inputs", "zero outputs",
+                      "dense MAC", "effective MAC + correction", "effective MAC, graph's input",
+                      "effective / dense"], rows)
+
+
 def _depth_sweep(costs: list[dict]) -> list[dict]:
     return [row for d in costs for row in d.get("depth_sweep", [])]
 
@@ -399,9 +419,10 @@ def write_table(folder: Path) -> Path:
     epochs = [r for r in results if r.get("kind") == "epoch-vs-gemm"]
     adaptations = [r for r in results if r.get("kind") == "on-device-adaptation"]
     device_times = [r for r in results if r.get("kind") == "on-device-update-time"]
+    sparsity = [r for r in results if r.get("kind") == "sparsity"]
     results = [r for r in results if r.get("kind") not in ("quant-sweep", "update-cost", "conv-throughput",
                                                            "epoch-vs-gemm", "on-device-adaptation",
-                                                           "on-device-update-time", "tune")]
+                                                           "on-device-update-time", "tune", "sparsity")]
     autoencoders = [r for r in results if _reconstructs(r)]
     probed = [r for r in results if not _reconstructs(r)]
     text = HEADER + "## Local rules and baselines, read out by the linear probe\n\n" + table(probed)
@@ -428,6 +449,13 @@ def write_table(folder: Path) -> Path:
                  "state and batch that persist between updates.\n\n" + update_table(costs)
                  + "\nAgainst back-propagation, per depth:\n\n" + cost_ratio_table(costs)
                  + "\nWhat each row's update is:\n\n" + bench_legend(costs))
+    if sparsity:
+        text += ("\n## Activation sparsity and synaptic operations per inference (test split, NeuroBench)\n\n"
+                 "`benchmarks/sparsity.py`, definitions in `hardware/sparsity.py`: zero inputs and outputs are the "
+                 "fractions of exactly zero values (raw input, passed-on output); effective MACs count the products "
+                 "whose input and weight are non-zero, on the raw input with an SCFF layer's per-sample "
+                 "standardisation folded (plus its correction, one per output unit or channel); the graph's input "
+                 "is the standardised one the exported graph multiplies.\n\n" + sparsity_table(sparsity))
     if epochs:
         text += ("\n## Epoch against the GEMM floor (same process)\n\n" + epoch_table(epochs))
     if throughput:

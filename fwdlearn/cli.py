@@ -38,6 +38,7 @@ def epilog() -> str:
         "  fwdlearn eval runs/digits/checkpoint.pt          # probe a saved network again",
         "  fwdlearn export runs/digits/checkpoint.pt        # ONNX of network + read-out, checked in onnxruntime",
         "  fwdlearn bench --depth 2 4 8                     # time, memory, MACs, energy of one update per rule",
+        "  fwdlearn bench --checkpoint runs/digits/checkpoint.pt   # activation sparsity, effective MACs on test data",
         "  fwdlearn tune digits --space space.toml --trials 20   # Optuna search on validation, test read once",
         "  fwdlearn presets                                 # what each preset runs",
         "",
@@ -172,7 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "operations the update runs (forward, weight gradients, input gradients), energy modelled "
                     "from hardware/energy.py (Horowitz 2014, fp32 and int8) and measured where a counter exists "
                     "(NVML on NVIDIA GPUs, RAPL on Linux CPUs). Rules: " + "; ".join(
-                        f"{name} ({doc})" for name, doc in bench_rules().items()) + ".")
+                        f"{name} ({doc})" for name, doc in bench_rules().items()) + ". "
+                    "With --checkpoint, instead: a trained run's inference on the real test split of its data "
+                    "set: per layer the activation sparsity (fraction of exactly zero outputs, and of the raw "
+                    "input) and the multiply-accumulates per inference, dense (every product) and effective "
+                    "(those with a non-zero input and weight, NeuroBench's Effective_MACs; an SCFF layer's "
+                    "per-sample standardisation folded, so the raw sparse input counts, plus one correction per "
+                    "output unit or channel), beside the effective count on the standardised input the literal "
+                    "graph multiplies. The sweep's untrained encoders on a uniform random batch have no zeros to "
+                    "count, so it reports none.")
     bench.add_argument("--rules", nargs="+", default=list(bench_rules()), metavar="RULE",
                        help=f"any of {', '.join(bench_rules())} (default: all)")
     bench.add_argument("--depth", nargs="+", type=_positive_int, default=[2, 4, 8], help="hidden layers (default: 2 4 8)")
@@ -183,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     bench.add_argument("--out", type=Path, help="write the results as JSON to this file")
     bench.add_argument("--threads", type=_positive_int, help="CPU threads for PyTorch")
+    bench.add_argument("--checkpoint", type=Path,
+                       help="instead of the update sweep: measure this trained run (checkpoint.pt) on its test "
+                            "split: activation sparsity per layer, dense and effective MACs per inference "
+                            "(NeuroBench definitions); prints a table, --out writes JSON")
+    bench.add_argument("--data-dir", help=f"with --checkpoint: folder holding the data set (else ${DATA_DIR_ENV}; "
+                                          f"the embedded digits and sequences need none)")
+    bench.add_argument("--samples", type=_positive_int,
+                       help="with --checkpoint: test samples, spread over the split (default: all)")
 
     tune = commands.add_parser(
         "tune", help="search a preset's hyper-parameters with Optuna on a validation split, then test the best once",
@@ -371,9 +388,27 @@ def _bench(args) -> int:
         raise ConfigError(f"--batch must be >= 2, got {args.batch}")
     if args.out:
         _check_json_out(args.out, "--out")
+    if args.checkpoint:
+        return _bench_sparsity(args)
+    if args.data_dir or args.samples:
+        raise ConfigError("--data-dir and --samples apply to --checkpoint only")
     document = run_sweep(args.rules, args.depth, args.width, args.batch, args.input_dim, args.repeats, args.device)
     if args.out:
         print(f"results: {save_json(document, args.out)}")
+    return 0
+
+
+def _bench_sparsity(args) -> int:
+    from .atomic import save_json
+    from .bench.sparsity import checkpoint_sparsity, sparsity_document, sparsity_table
+
+    entry = checkpoint_sparsity(args.checkpoint, args.data_dir, args.samples)
+    print(sparsity_table(entry))
+    if args.out:
+        command = f"fwdlearn bench --checkpoint {args.checkpoint}" + "".join(
+            f" --{option.replace('_', '-')} {getattr(args, option)}" for option in ("data_dir", "samples")
+            if getattr(args, option))
+        print(f"results: {save_json(sparsity_document([entry], command), args.out)}")
     return 0
 
 

@@ -21,6 +21,8 @@ from collections import Counter
 import torch
 import torch.nn as nn
 
+WEIGHT_LAYERS = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)   # the layers counted (Brevitas' layers subclass them)
+
 
 def layer_macs(layer: nn.Module, inputs: torch.Tensor, output: torch.Tensor) -> int:
     """MACs of one call of ``layer`` (0 for layers without weights)."""
@@ -44,7 +46,7 @@ def count_macs(module: nn.Module, *inputs: torch.Tensor) -> dict[str, int]:
         counts[type(layer).__name__] += layer_macs(layer, args[0], output)
 
     for layer in module.modules():
-        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+        if isinstance(layer, WEIGHT_LAYERS):
             handles.append(layer.register_forward_hook(hook))
     try:
         with torch.no_grad():

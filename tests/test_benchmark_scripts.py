@@ -41,6 +41,9 @@ def test_make_table_reads_every_recorded_results_file(tmp_path):
         elif document.get("kind") == "on-device-adaptation":
             for row in document["rows"]:
                 assert f"| {row['speaker']} | {row['updates']} |" in text
+        elif document.get("kind") == "sparsity":
+            for model in document["models"]:
+                assert f"| {model['preset']} | {model['dataset']} | {model['samples']} | **total** |" in text
         elif document.get("kind") == "on-device-update-time":
             assert f"| {document['onnxruntime_median'] * 1e3:.1f} | {document['pytorch_fused_median'] * 1e3:.1f} |" in text
         else:
