@@ -411,6 +411,30 @@ def refresh_readme(readme: Path, compared: str, marker: str = "side-by-side") ->
         readme.write_text(head + start + "\n" + compared.strip("\n") + "\n" + end + rest.split(end, 1)[1])
 
 
+def hls4ml_table(records: list[dict]) -> str:
+    rows = ["| model | quantisation | same class | logits off a level | max difference (steps) | PyTorch accuracy "
+            "| layer norm table |", "|---|---|---|---|---|---|---|"]
+    for record in records:
+        for preset, m in record["models"].items():
+            table_text = (f"{m['layer_norm']['table_entries']:,} x {m['layer_norm']['table_precision']}"
+                          if m.get("layer_norm") else "-")
+            rows.append(f"| {preset} | {m['quantisation']} | {m['same_class']} | {m['differing_logit_fraction']:.2%} "
+                        f"| {m['max_difference_in_steps']:.3g} | {m['pytorch_test_accuracy']:.2%} | {table_text} |")
+    return "\n".join(rows) + "\n"
+
+
+def export_check_table(records: list[dict]) -> str:
+    rows = ["| preset | quantisation | format | bytes | parameters | MACs per inference | same class | logits off "
+            "a level |", "|---|---|---|---|---|---|---|---|"]
+    for record in records:
+        for row in record["rows"]:
+            for name, e in row["exports"].items():
+                rows.append(f"| {record['preset']} | {row['quantisation']} | {name} | {e['model_bytes']:,} | "
+                            f"{e['parameters']:,} | {e['macs_per_inference']:,} | {e['same_class']} | "
+                            f"{e['differing_logit_fraction']:.2%} |")
+    return "\n".join(rows) + "\n"
+
+
 def write_table(folder: Path) -> Path:
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     sweeps = [r for r in results if r.get("kind") == "quant-sweep"]
@@ -420,9 +444,12 @@ def write_table(folder: Path) -> Path:
     adaptations = [r for r in results if r.get("kind") == "on-device-adaptation"]
     device_times = [r for r in results if r.get("kind") == "on-device-update-time"]
     sparsity = [r for r in results if r.get("kind") == "sparsity"]
+    accelerators = [r for r in results if r.get("kind") == "hls4ml-agreement"]
+    exports = [r for r in results if r.get("kind") == "export-check"]
     results = [r for r in results if r.get("kind") not in ("quant-sweep", "update-cost", "conv-throughput",
                                                            "epoch-vs-gemm", "on-device-adaptation",
-                                                           "on-device-update-time", "tune", "sparsity")]
+                                                           "on-device-update-time", "tune", "sparsity",
+                                                           "hls4ml-agreement", "export-check")]
     autoencoders = [r for r in results if _reconstructs(r)]
     probed = [r for r in results if not _reconstructs(r)]
     text = HEADER + "## Local rules and baselines, read out by the linear probe\n\n" + table(probed)
@@ -456,6 +483,12 @@ def write_table(folder: Path) -> Path:
                  "whose input and weight are non-zero, on the raw input with an SCFF layer's per-sample "
                  "standardisation folded (plus its correction, one per output unit or channel); the graph's input "
                  "is the standardised one the exported graph multiplies.\n\n" + sparsity_table(sparsity))
+    if accelerators:
+        text += ("\n## hls4ml: the compiled C++ models against PyTorch (whole test split)\n\n"
+                 "`benchmarks/hls4ml_agreement.py`: QONNX traced for accelerators, converted and compiled by hls4ml "
+                 "(Vitis, io_parallel, g++).\n\n" + hls4ml_table(accelerators))
+    if exports:
+        text += "\n## Full-size quantised exports (synthetic training data)\n\n" + export_check_table(exports)
     if epochs:
         text += ("\n## Epoch against the GEMM floor (same process)\n\n" + epoch_table(epochs))
     if throughput:

@@ -65,9 +65,10 @@ epochs = 2
 
 
 def _preset_text(kind: str) -> str:
-    """The tiny preset a test export of ``kind`` trains (no end-to-end baseline, no fine-tuning)."""
-    quantised = kind.endswith("-w4a4")
-    learner = kind.removesuffix("-w4a4")
+    """The tiny preset a test export of ``kind`` trains (no end-to-end baseline, no fine-tuning); ``-w4a4``:
+    quantised, per channel, ``-w4a4-hls``: per tensor (what hls4ml's QONNX reader takes)."""
+    quantised = "-w4a4" in kind
+    learner = kind.split("-w4a4")[0]
     if learner == "scff-mlp":
         text = TINY_PRESET
     elif learner == "scff-cnn":
@@ -78,8 +79,8 @@ def _preset_text(kind: str) -> str:
         text = tiny_lac(learner, finetune_epochs=0, bp_epochs=0)
     if quantised:
         # hls4ml converts per-tensor weight scales only: the LAC-MLP it checks is trained with one scale per layer
-        text += QUANT_SECTION.replace("per_channel = true", "per_channel = false") if learner == "lac-mlp" \
-            else QUANT_SECTION
+        text += QUANT_SECTION.replace("per_channel = true", "per_channel = false") \
+            if learner == "lac-mlp" or kind.endswith("-hls") else QUANT_SECTION
     return text
 
 
@@ -124,7 +125,7 @@ def parity(got: torch.Tensor, expected: torch.Tensor) -> dict:
 def runs(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("export-runs")
     kinds = ("scff-mlp", "scff-cnn", "scff-rnn", "lac-mlp", "lac-conv", "scff-mlp-w4a4", "lac-conv-w4a4",
-             "lac-mlp-w4a4", "scff-rnn-w4a4", "scff-cnn-w4a4")
+             "lac-mlp-w4a4", "scff-rnn-w4a4", "scff-cnn-w4a4", "scff-mlp-w4a4-hls", "scff-cnn-w4a4-hls")
     return {kind: _train(kind, folder) for kind in kinds}
 
 
@@ -448,27 +449,61 @@ def hls4ml_ready():
         pytest.skip("the hls4ml check compiles with g++")
 
 
-def test_hls4ml_cpp_model_predicts_the_classes_pytorch_does(runs, tmp_path, hls4ml_ready):
-    """The edge-accelerator check: the compiled C++ model on a held-out batch of real test images."""
+@pytest.mark.parametrize("kind", ["lac-mlp-w4a4", "scff-mlp-w4a4-hls", "scff-cnn-w4a4-hls"])
+def test_hls4ml_cpp_model_predicts_the_classes_pytorch_does(runs, tmp_path, hls4ml_ready, kind):
+    """The edge-accelerator check: the compiled C++ model on a held-out batch of real test images, within one step
+    of the 8-bit output grid. SCFF graphs are traced with the layers hls4ml has: each standardisation a layer
+    normalisation (a 1/sqrt table), the triangle's mean a linear map, the conv's reflect padding a layer added to
+    hls4ml."""
     from fwdlearn.data import load_dataset
     from fwdlearn.export.hls4ml_check import check_hls4ml
 
-    deployable = load_deployable(runs["lac-mlp-w4a4"])
-    path = tmp_path / "lac.onnx"
+    deployable = load_deployable(runs[kind])
+    path = tmp_path / "model.onnx"
     report = export_onnx(deployable, path, "qonnx", hls4ml=True)
-    assert report["verification"]["hls4ml"]["max_abs_difference"] <= deployable.model.output_step() * (1 + 1e-4)
-    held_out = load_dataset("digits").test.x[:64]
+    step = deployable.model.output_step()
+    assert report["verification"]["hls4ml"]["max_abs_difference"] <= step * (1 + 1e-4)
+    ops = report["operators"]
+    if kind.startswith("scff"):
+        assert "LayerNormalization" in ops and "ReduceMean" not in ops
+        assert report["verification"]["hls4ml"]["layer_norm"]["layers"] == 2
+    if kind.startswith("scff-cnn"):
+        assert "Pad" in ops and "AveragePool" not in ops
+    held_out = load_dataset("digits").test.x[64:192]
     result = check_hls4ml(path, deployable, held_out, workdir=tmp_path / "hls")
-    assert result["same_class"] == "64/64"
+    assert result["same_class"] == "128/128" and result["max_abs_difference"] <= step * (1 + 1e-4)
     assert (tmp_path / "hls" / "hls4ml_prj").is_dir()
+
+
+def test_hls4ml_check_needs_the_graph_traced_for_it(runs, tmp_path, hls4ml_ready):
+    """An SCFF QONNX file traced plainly (standardisation as reductions) is refused in one line; with a coarse
+    1/sqrt table (hls4ml's default size and precision) the C++ model leaves the output grid: the check can fail."""
+    from fwdlearn.export import hls4ml_check
+    from fwdlearn.export.hls4ml_check import check_hls4ml
+
+    deployable = load_deployable(runs["scff-mlp-w4a4-hls"])
+    plain = tmp_path / "plain.onnx"
+    export_onnx(deployable, plain, "qonnx")
+    inputs = load_dataset("digits").test.x[:32]
+    with pytest.raises(FwdlearnError, match="no layer for .*ReduceMean.*traced as reductions"):
+        check_hls4ml(plain, deployable, inputs)
+    coarse = tmp_path / "coarse.onnx"
+    original = (hls4ml_check.LAYER_NORM_TABLE, hls4ml_check.LAYER_NORM_TABLE_PRECISION)
+    try:
+        hls4ml_check.LAYER_NORM_TABLE, hls4ml_check.LAYER_NORM_TABLE_PRECISION = 4096, "ufixed<8,5>"
+        with pytest.raises(FwdlearnError, match="differs from PyTorch"):
+            export_onnx(deployable, coarse, "qonnx", hls4ml=True)
+    finally:
+        hls4ml_check.LAYER_NORM_TABLE, hls4ml_check.LAYER_NORM_TABLE_PRECISION = original
+    assert not coarse.exists()
 
 
 def test_hls4ml_check_names_what_it_cannot_convert(runs, tmp_path, hls4ml_ready):
     covered = [name for name, rule in rules().items() if rule.hls4ml]
-    assert "lac-mlp" in covered and "scff-mlp" not in covered
-    scff = load_deployable(runs["scff-mlp-w4a4"])            # per-sample standardisation: no hls4ml layer
-    with pytest.raises(FwdlearnError, match="covers .*lac-mlp.*; scff-mlp is not checked"):
-        export_onnx(scff, tmp_path / "scff.onnx", "qonnx", hls4ml=True)
+    assert {"lac-mlp", "scff-mlp", "scff-cnn"} <= set(covered) and "scff-rnn" not in covered
+    rnn = load_deployable(runs["scff-rnn-w4a4"])
+    with pytest.raises(FwdlearnError, match="covers .*scff-mlp.*; scff-rnn is not checked"):
+        export_onnx(rnn, tmp_path / "rnn.onnx", "qonnx", hls4ml=True)
     conv = load_deployable(runs["lac-conv-w4a4"])
     with pytest.raises(FwdlearnError, match="lac-conv is not checked"):
         export_onnx(conv, tmp_path / "conv.onnx", "qonnx", hls4ml=True)

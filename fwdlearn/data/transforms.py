@@ -8,11 +8,52 @@ per-sample standardisation that follows removes any per-channel shift and scale 
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
+import torch.nn.functional as F
 
 EPS = 1e-5
+_ACCELERATOR_TRACE: list | None = None   # set by ``accelerator_tracing``: the input scales in call order, calls
+
+
+@contextlib.contextmanager
+def accelerator_tracing(scales: list[float] | None = None):
+    """While inside, an ONNX export traces the per-sample operations as layers an accelerator compiler knows
+    (hls4ml has no ReduceMean): ``standardize`` as one ``LayerNormalization`` node without scale or shift, and
+    the triangle's across-channel mean as a linear map (``nn.activations.triangle``).
+
+    ``scales``: one positive factor per ``standardize`` call of a forward pass, in call order; the input is
+    multiplied by it (and ``eps`` by its square) before the normalisation, which leaves the result unchanged
+    (``std(c x)`` with ``c² eps`` is ``std(x)``) but brings the variance into the range of hls4ml's 1/sqrt
+    table (``export.hls4ml_check``)."""
+    global _ACCELERATOR_TRACE
+    before, _ACCELERATOR_TRACE = _ACCELERATOR_TRACE, [list(scales or []), 0]   # scales, calls traced so far
+    try:
+        yield
+    finally:
+        _ACCELERATOR_TRACE = before
+
+
+_VARIANCES: list | None = None   # set by ``recorded_variances``
+
+
+@contextlib.contextmanager
+def recorded_variances():
+    """While inside, every ``standardize`` call appends the largest per-sample variance it saw to the yielded list
+    (in call order: one entry per call of a forward pass), the measurement ``accelerator_tracing``'s scales come
+    from."""
+    global _VARIANCES
+    before, _VARIANCES = _VARIANCES, []
+    try:
+        yield _VARIANCES
+    finally:
+        _VARIANCES = before
+
+
+def tracing_for_accelerators() -> bool:
+    return _ACCELERATOR_TRACE is not None and torch.onnx.is_in_onnx_export()
 
 
 def standardize(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
@@ -23,8 +64,22 @@ def standardize(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     layer apply one weight to the sum ``a + b`` instead of to the doubled input.
     """
     flat = x.flatten(1)
+    if tracing_for_accelerators():
+        scales, calls = _ACCELERATOR_TRACE
+        scale = scales[calls % len(scales)] if scales else 1.0      # an exporter may trace the forward twice
+        _ACCELERATOR_TRACE[1] += 1
+        if x.dim() == 4:     # maps: normalised channels-last, as the accelerator holds them (the statistics are
+            last = x.permute(0, 2, 3, 1)                    # over every value, so the order does not matter)
+            flat = last.reshape(x.shape[0], -1)
+            flat = flat * scale if scale != 1.0 else flat
+            normalised = F.layer_norm(flat, flat.shape[1:], eps=eps * scale * scale)
+            return normalised.view(last.shape).permute(0, 3, 1, 2)
+        flat = flat * scale if scale != 1.0 else flat
+        return F.layer_norm(flat, flat.shape[1:], eps=eps * scale * scale).view_as(x)
     centred = flat - flat.mean(dim=1, keepdim=True)
     var = centred.square().mean(dim=1, keepdim=True)
+    if _VARIANCES is not None:
+        _VARIANCES.append(float(var.max()))
     return (centred * torch.rsqrt(var + eps)).view_as(x)
 
 

@@ -7,15 +7,24 @@ FPGA would compute. Its quantised tensors come from the graph's ``Quant`` nodes;
 ``ap_fixed<16,6>`` or ``<32,16>`` the folded batch norm of the LAC encoders loses enough bits
 that logits move by up to 8 output steps (measured), with ``<48,24>`` they stay within one.
 
-Supported: fully connected graphs of Gemm/MatMul, BatchNormalization, ReLU and Quant nodes (the
-LAC-MLP encoder). SCFF's per-sample standardisation (ReduceMean, Sqrt, Reciprocal) has no hls4ml layer,
-so SCFF graphs are refused with a one-line error naming the operators.
+Supported: graphs of Gemm/MatMul, Conv, pooling, padding, BatchNormalization, ReLU, Quant and
+LayerNormalization nodes: the LAC-MLP encoder, and the SCFF MLP and CNN traced for accelerators
+(``data.transforms.accelerator_tracing``): each layer's per-sample standardisation becomes hls4ml's layer
+normalisation (no scale or shift), the triangle's across-channel mean a dense map or a 1x1 convolution, the
+reflect padding a layer added to hls4ml (``hls4ml_layers.py``, with the ONNX parser of layer normalisation hls4ml
+lacks). hls4ml's layer normalisation (``nnet_layernorm.h``) reads ``1/sqrt`` of the
+variance from a table over ``[0, 1)``: each standardisation's input is scaled by a power of two, measured on
+training samples, that brings its largest variance to at most ``VARIANCE_HEADROOM`` (the result is unchanged:
+``std(c x) = std(x)`` with ``eps`` scaled by ``c²``), and the table has ``LAYER_NORM_TABLE`` entries of
+``LAYER_NORM_TABLE_PRECISION`` (chosen by measurement: hls4ml's default 4,096 entries of ``ufixed<8,5>`` move
+logits by many output steps).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import math
 import shutil
 import tempfile
 import warnings
@@ -27,9 +36,14 @@ import torch
 from ..errors import ExportError
 from ..registry import get_rule, rules
 from .deployable import Deployable
+from .hls4ml_layers import register as register_layers
 from .verify import judge
 
 PRECISION = "fixed<48,24>"
+LAYER_NORM_TABLE = 1 << 18
+LAYER_NORM_TABLE_PRECISION = "ufixed<32,12>"
+VARIANCE_HEADROOM = 0.5
+CALIBRATION_SAMPLES = 512
 UNSUPPORTED = ("ReduceMean", "Sqrt", "Reciprocal", "Pow", "Div", "Where", "Gather")
 
 
@@ -51,11 +65,73 @@ def _prepare(path: Path):
         model = cleanup_model(ModelWrapper(str(path)))
     found = sorted({n.op_type for n in model.graph.node} & set(UNSUPPORTED))
     if found:
-        raise ExportError(f"{path}: hls4ml has no layer for {', '.join(found)} (per-sample standardisation); "
-                          f"the hls4ml check supports the LAC-MLP encoder")
+        raise ExportError(f"{path}: hls4ml has no layer for {', '.join(found)} (per-sample standardisation "
+                          f"traced as reductions: export with accelerator_tracing)")
+    _drop_unit_layer_norm_scales(model, path)
     with quiet():
         model = model.transform(ConvertToChannelsLastAndClean())
-        return cleanup_model(model.transform(GemmToMatMul()))
+        _pad_channels_last(model)
+        model = cleanup_model(model.transform(GemmToMatMul()))
+    _reflect_pads_as_attribute(model)
+    return model
+
+
+def _reflect_pads_as_attribute(model) -> None:
+    """Each reflect ``Pad`` keeps its pads as an attribute and loses the constant input (``hls4ml_layers``)."""
+    from onnx import helper
+
+    for pad in [n for n in model.graph.node if n.op_type == "Pad"]:
+        mode = next((a.s.decode() for a in pad.attribute if a.name == "mode"), "constant")
+        if mode == "reflect":
+            constant = pad.input[1]
+            pad.attribute.append(helper.make_attribute("pads", [int(v) for v in model.get_initializer(constant)]))
+            del pad.input[1:]
+            if not model.find_consumers(constant):
+                model.graph.initializer.remove(next(i for i in model.graph.initializer if i.name == constant))
+
+
+TO_CHANNELS_FIRST, TO_CHANNELS_LAST = [0, 3, 1, 2], [0, 2, 3, 1]
+
+
+def _pad_channels_last(model) -> None:
+    """``Transpose`` to channels-first, ``Pad``, ``Transpose`` back (qonnx moves no transpose through a padding)
+    becomes one ``Pad`` of the channels-last map, its pads reordered: hls4ml reads padding channels-last only."""
+    from onnx import numpy_helper
+
+    def perm(node) -> list[int]:
+        return [list(a.ints) for a in node.attribute if a.name == "perm"][0]
+
+    for pad in [n for n in model.graph.node if n.op_type == "Pad"]:
+        before, after = model.find_producer(pad.input[0]), model.find_consumers(pad.output[0]) or []
+        if before is None or before.op_type != "Transpose" or perm(before) != TO_CHANNELS_FIRST or len(after) != 1 \
+                or after[0].op_type != "Transpose" or perm(after[0]) != TO_CHANNELS_LAST:
+            continue
+        pads = model.get_initializer(pad.input[1])
+        n, c, h, w, n_, c_, h_, w_ = (int(v) for v in pads)
+        name = f"{pad.name}_channels_last_pads"
+        model.graph.initializer.append(numpy_helper.from_array(np.array([n, h, w, c, n_, h_, w_, c_], np.int64),
+                                                               name))
+        pad.input[0], pad.input[1] = before.input[0], name
+        for consumer in model.find_consumers(after[0].output[0]) or []:
+            consumer.input[:] = [pad.output[0] if i == after[0].output[0] else i for i in consumer.input]
+        model.set_tensor_shape(pad.output[0], model.get_tensor_shape(after[0].output[0]))
+        if not model.find_consumers(before.output[0]):
+            model.graph.node.remove(before)
+        model.graph.node.remove(after[0])
+
+
+def _drop_unit_layer_norm_scales(model, path: Path) -> None:
+    """Remove each ``LayerNormalization``'s scale (all ones) and shift (zeros) inputs: hls4ml's layer takes one
+    input, and these constants would be left as dangling layers. Anything but ones and zeros is refused."""
+    for node in model.graph.node:
+        if node.op_type != "LayerNormalization":
+            continue
+        extra = [model.get_initializer(name) for name in node.input[1:]]
+        if any(value is None for value in extra) or not np.all(extra[0] == 1) or \
+                (len(extra) > 1 and not np.all(extra[1] == 0)):
+            raise ExportError(f"{path}: layer normalisation {node.name} has a learned scale or shift; the hls4ml "
+                              f"check covers the per-sample standardisation only")
+        del node.input[1:]
 
 
 def check_hls4ml(path: str | Path, deployable: Deployable, inputs: torch.Tensor, workdir: str | Path | None = None,
@@ -75,12 +151,14 @@ def check_hls4ml(path: str | Path, deployable: Deployable, inputs: torch.Tensor,
     if shutil.which("g++") is None:
         raise ExportError("the hls4ml check needs g++ to compile the C++ model")
     model = _prepare(Path(path))
+    register_layers()
     owned = workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="fwdlearn-hls4ml-")) if owned else Path(workdir)
     try:
         with quiet():
             config = hls4ml.utils.config.config_from_onnx_model(model, granularity="name", backend="Vitis",
                                                                 default_precision=precision)
+            _configure_layer_norms(config, model, precision)
             hls_model = hls4ml.converters.convert_from_onnx_model(model, output_dir=str(workdir / "hls4ml_prj"),
                                                                   io_type="io_parallel", backend="Vitis",
                                                                   hls_config=config)
@@ -100,4 +178,40 @@ def check_hls4ml(path: str | Path, deployable: Deployable, inputs: torch.Tensor,
     step = deployable.model.output_step()
     runtime = f"hls4ml {hls4ml.__version__} C++ (Vitis, io_parallel, g++)"
     figures = judge(path, runtime, expected, np.asarray(got, dtype=expected.dtype).reshape(expected.shape), step)
-    return {**figures, "precision": precision}
+    norms = [n.name for n in model.graph.node if n.op_type == "LayerNormalization"]
+    return {**figures, "precision": precision,
+            **({"layer_norm": {"layers": len(norms), "table_entries": LAYER_NORM_TABLE,
+                               "table_precision": LAYER_NORM_TABLE_PRECISION}} if norms else {})}
+
+
+def layer_norm_scales(deployable: Deployable, samples: int = CALIBRATION_SAMPLES) -> list[float]:
+    """One power of two per standardisation of a forward pass (``data.transforms.accelerator_tracing``) that
+    brings the largest variance seen on ``samples`` training samples of the run's data set into
+    ``(VARIANCE_HEADROOM / 4, VARIANCE_HEADROOM]``: inside hls4ml's 1/sqrt table, with room for unseen inputs."""
+    from ..data import load_dataset
+    from ..data.transforms import recorded_variances
+    from .verify import fit_to_graph
+
+    data = deployable.config.data
+    try:
+        split = load_dataset(data.dataset, None, holdout_speakers=data.holdout_speakers, unlabelled=False).train
+        index = torch.linspace(0, len(split) - 1, min(samples, len(split))).round().long()
+        inputs = fit_to_graph(deployable, split.x[index], None if split.lengths is None else split.lengths[index])
+    except Exception as exc:  # noqa: BLE001 - an unreadable data set: say so in one line
+        raise ExportError(f"the hls4ml check calibrates its layer normalisations on {data.dataset} training "
+                          f"samples, which cannot be read here ({type(exc).__name__}: {exc})") from None
+    with torch.no_grad(), recorded_variances() as variances:
+        deployable.model(*inputs)
+    return [2.0 ** math.floor(0.5 * math.log2(VARIANCE_HEADROOM / v)) if v > 0 else 1.0 for v in variances]
+
+
+def _configure_layer_norms(config: dict, model, precision: str) -> None:
+    """Every layer normalisation: the 1/sqrt table's size and precision, and wide accumulators."""
+    for node in model.graph.node:
+        if node.op_type != "LayerNormalization":
+            continue
+        layer = config["LayerName"].setdefault(node.name, {})
+        layer["TableSize"] = LAYER_NORM_TABLE
+        layer["TableRangePower2"] = 0
+        layer["table_t"] = LAYER_NORM_TABLE_PRECISION      # the backend's attributes, read as they are named
+        layer["accum_t"] = precision

@@ -32,14 +32,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data.transforms import standardize
+from ..data.transforms import standardize, tracing_for_accelerators
 from ..errors import DataError, check
 from ..kernels.goodness import relu_goodness
-from .activations import ACTIVATIONS
+from .activations import ACTIVATIONS, doubled, pair_gain
 from .quant import QuantConfig, effective_weight, input_quantizer, quant_conv2d
 
 
@@ -87,7 +88,23 @@ def make_pool(kind: str, size: int, stride: int, padding: int = 0) -> nn.Module:
     """``max``/``avg`` pooling (average counts padded zeros, PyTorch's default), or the identity for ``none``."""
     if kind == "none":
         return nn.Identity()
-    return nn.MaxPool2d(size, stride, padding) if kind == "max" else nn.AvgPool2d(size, stride, padding)
+    return nn.MaxPool2d(size, stride, padding) if kind == "max" else AveragePool(size, stride, padding)
+
+
+class AveragePool(nn.AvgPool2d):
+    """``nn.AvgPool2d``; traced for an accelerator (``data.transforms.accelerator_tracing``), the same average as a
+    convolution with weights ``1/k²`` on each channel's own map (hls4ml and qonnx's channels-last form have no
+    average pooling), or nothing for a 1x1 window with stride 1."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not tracing_for_accelerators():
+            return super().forward(x)
+        if self.kernel_size == 1 and self.stride == 1 and self.padding == 0:
+            return x
+        channels, k = x.shape[1], self.kernel_size
+        weight = np.einsum("oi,hw->oihw", np.eye(channels), np.full((k, k), 1.0 / (k * k)))
+        return F.conv2d(x, torch.from_numpy(weight.astype(np.float32)).to(x.dtype), stride=self.stride,
+                        padding=self.padding)
 
 
 def select_rows(maps: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -220,7 +237,7 @@ class PairedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.conv(self._prepared(x))    # the module itself, so that MAC counters and hooks see it
-        return 2.0 * z if self.paired else z
+        return doubled(z) if self.paired else z
 
     @staticmethod
     def plastic(z: torch.Tensor) -> torch.Tensor:
@@ -234,7 +251,7 @@ class PairedConv2d(nn.Module):
 
     def passed(self, z: torch.Tensor) -> torch.Tensor:
         """The map sent to the next layer: the passed-on activation (triangle over channels, or ReLU), then the pool."""
-        return self.pool(ACTIVATIONS[self.activation](z))
+        return self.pool(ACTIVATIONS[self.activation](z, gain=pair_gain(self.paired)))
 
     def tap(self, passed: torch.Tensor) -> torch.Tensor:
         """The read-out features of a passed-on map: one more pooling, flattened (Table D.1, "Layer's output")."""

@@ -22,7 +22,7 @@ from ..data.transforms import EPS, standardize
 from ..kernels.goodness import relu_goodness
 from ..kernels.views import standardize_rows
 from . import closed_form
-from .activations import ACTIVATIONS, IN_PLACE
+from .activations import ACTIVATIONS, IN_PLACE, doubled, pair_gain
 from .paired_conv import select_rows
 from .quant import QuantConfig, effective_weight, input_quantizer, quant_linear
 
@@ -91,7 +91,7 @@ class PairedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.linear(self.input_quant(standardize(x.flatten(1))))
-        return 2.0 * z if self.paired else z
+        return doubled(z) if self.paired else z
 
     @staticmethod
     def plastic(z: torch.Tensor) -> torch.Tensor:
@@ -105,7 +105,7 @@ class PairedLinear(nn.Module):
 
     def passed(self, z: torch.Tensor) -> torch.Tensor:
         """The activity sent to the next layer and to the read-out."""
-        return ACTIVATIONS[self.activation](z)
+        return ACTIVATIONS[self.activation](z, gain=pair_gain(self.paired))
 
     def passed_(self, z: torch.Tensor) -> torch.Tensor:
         """``passed(z)`` computed in place, for a pre-activation no one else reads."""

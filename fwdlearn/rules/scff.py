@@ -235,11 +235,12 @@ RULES = (
          summary="Self-Contrastive Forward-Forward on a fully connected network (Chen et al.)",
          presets={None: "digits", "mnist": "mnist-paper"},
          in_graph=MLP_GRAPH,
-         hls4ml=False, bench={"scff-mlp": _bench_paper, "scff-mlp-mnist": _bench_mnist_layout}),
+         hls4ml=True, bench={"scff-mlp": _bench_paper, "scff-mlp-mnist": _bench_mnist_layout}),
     Rule(name="scff-cnn", label="SCFF", learner=SCFFConvLearner, config=SCFFConfig,
          summary="the same rule on a convolutional network (Table D.1)",
          presets={None: "digits-conv", "mnist": "mnist-conv", "cifar10": "cifar10-paper", "stl10": "stl10-paper"},
          in_graph=f"per layer: per-sample standardisation of the input maps (eps {EPS}), reflect padding, "
                   "convolution 2·(W*x + b) (tied-weight pair [x, x]), triangle/ReLU, pooling; read-out taps pooled "
-                  "once more and flattened; linear read-out"),
+                  "once more and flattened; linear read-out",
+         hls4ml=True),
 )
