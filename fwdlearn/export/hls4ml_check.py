@@ -138,6 +138,15 @@ def check_hls4ml(path: str | Path, deployable: Deployable, inputs: torch.Tensor,
                  precision: str = PRECISION) -> dict:
     """Convert and compile ``path`` (QONNX) with hls4ml; its logits on ``inputs`` must be within one
     output step of PyTorch's. Returns the comparison; raises ``ExportError`` if it fails."""
+    got, expected, step, settings = hls4ml_logits(path, deployable, inputs, workdir, precision)
+    import hls4ml
+    runtime = f"hls4ml {hls4ml.__version__} C++ (Vitis, io_parallel, g++)"
+    return {**judge(path, runtime, expected, got, step), **settings}
+
+
+def hls4ml_logits(path: str | Path, deployable: Deployable, inputs: torch.Tensor, workdir: str | Path | None = None,
+                  precision: str = PRECISION) -> tuple[np.ndarray, np.ndarray, float, dict]:
+    """The compiled C++ model's logits on ``inputs``, PyTorch's, the output step, and the settings used."""
     try:
         import hls4ml
     except ImportError:
@@ -175,34 +184,12 @@ def check_hls4ml(path: str | Path, deployable: Deployable, inputs: torch.Tensor,
             shutil.rmtree(workdir, ignore_errors=True)
     with torch.no_grad():
         expected = deployable.model(inputs).numpy()
-    step = deployable.model.output_step()
-    runtime = f"hls4ml {hls4ml.__version__} C++ (Vitis, io_parallel, g++)"
-    figures = judge(path, runtime, expected, np.asarray(got, dtype=expected.dtype).reshape(expected.shape), step)
     norms = [n.name for n in model.graph.node if n.op_type == "LayerNormalization"]
-    return {**figures, "precision": precision,
-            **({"layer_norm": {"layers": len(norms), "table_entries": LAYER_NORM_TABLE,
-                               "table_precision": LAYER_NORM_TABLE_PRECISION}} if norms else {})}
-
-
-def layer_norm_scales(deployable: Deployable, samples: int = CALIBRATION_SAMPLES) -> list[float]:
-    """One power of two per standardisation of a forward pass (``data.transforms.accelerator_tracing``) that
-    brings the largest variance seen on ``samples`` training samples of the run's data set into
-    ``(VARIANCE_HEADROOM / 4, VARIANCE_HEADROOM]``: inside hls4ml's 1/sqrt table, with room for unseen inputs."""
-    from ..data import load_dataset
-    from ..data.transforms import recorded_variances
-    from .verify import fit_to_graph
-
-    data = deployable.config.data
-    try:
-        split = load_dataset(data.dataset, None, holdout_speakers=data.holdout_speakers, unlabelled=False).train
-        index = torch.linspace(0, len(split) - 1, min(samples, len(split))).round().long()
-        inputs = fit_to_graph(deployable, split.x[index], None if split.lengths is None else split.lengths[index])
-    except Exception as exc:  # noqa: BLE001 - an unreadable data set: say so in one line
-        raise ExportError(f"the hls4ml check calibrates its layer normalisations on {data.dataset} training "
-                          f"samples, which cannot be read here ({type(exc).__name__}: {exc})") from None
-    with torch.no_grad(), recorded_variances() as variances:
-        deployable.model(*inputs)
-    return [2.0 ** math.floor(0.5 * math.log2(VARIANCE_HEADROOM / v)) if v > 0 else 1.0 for v in variances]
+    settings = {"precision": precision,
+                **({"layer_norm": {"layers": len(norms), "table_entries": LAYER_NORM_TABLE,
+                                   "table_precision": LAYER_NORM_TABLE_PRECISION}} if norms else {})}
+    return (np.asarray(got, dtype=expected.dtype).reshape(expected.shape), expected, deployable.model.output_step(),
+            settings)
 
 
 def _configure_layer_norms(config: dict, model, precision: str) -> None:
