@@ -192,6 +192,27 @@ def hls4ml_logits(path: str | Path, deployable: Deployable, inputs: torch.Tensor
             settings)
 
 
+def layer_norm_scales(deployable: Deployable, samples: int = CALIBRATION_SAMPLES) -> list[float]:
+    """One power of two per standardisation of a forward pass (``data.transforms.accelerator_tracing``) that
+    brings the largest variance seen on ``samples`` training samples of the run's data set into
+    ``(VARIANCE_HEADROOM / 4, VARIANCE_HEADROOM]``: inside hls4ml's 1/sqrt table, with room for unseen inputs."""
+    from ..data import load_dataset
+    from ..data.transforms import recorded_variances
+    from .verify import fit_to_graph
+
+    data = deployable.config.data
+    try:
+        split = load_dataset(data.dataset, None, holdout_speakers=data.holdout_speakers, unlabelled=False).train
+        index = torch.linspace(0, len(split) - 1, min(samples, len(split))).round().long()
+        inputs = fit_to_graph(deployable, split.x[index], None if split.lengths is None else split.lengths[index])
+    except Exception as exc:  # noqa: BLE001 - an unreadable data set: say so in one line
+        raise ExportError(f"the hls4ml check calibrates its layer normalisations on {data.dataset} training "
+                          f"samples, which cannot be read here ({type(exc).__name__}: {exc})") from None
+    with torch.no_grad(), recorded_variances() as variances:
+        deployable.model(*inputs)
+    return [2.0 ** math.floor(0.5 * math.log2(VARIANCE_HEADROOM / v)) if v > 0 else 1.0 for v in variances]
+
+
 def _configure_layer_norms(config: dict, model, precision: str) -> None:
     """Every layer normalisation: the 1/sqrt table's size and precision, and wide accumulators."""
     for node in model.graph.node:
