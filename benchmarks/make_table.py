@@ -430,8 +430,23 @@ def export_check_table(records: list[dict]) -> str:
         for row in record["rows"]:
             for name, e in row["exports"].items():
                 rows.append(f"| {record['preset']} | {row['quantisation']} | {name} | {e['model_bytes']:,} | "
-                            f"{e['parameters']:,} | {e['macs_per_inference']:,} | {e['same_class']} | "
+                            f"{e['parameters']:,} | {e['macs_per_inference']['total']:,} | {e['same_class']} | "
                             f"{e['differing_logit_fraction']:.2%} |")
+    return "\n".join(rows) + "\n"
+
+
+def recurrent_export_table(records: list[dict]) -> str:
+    """One row per export of ``benchmarks/recurrent_export_time.py``: wall seconds against the limit, the graph."""
+    rows = ["| experiment | format | frames | seconds (limit) | CPU seconds | nodes | initialisers | bytes "
+            "| parity with PyTorch | load before |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for record in records:
+        for r in record["rows"]:
+            parity = r["parity"]
+            rows.append(f"| {record['experiment']} | {r['format']} ({r['quantisation']}) | {record['frames']} "
+                        f"| **{r['seconds']:.1f}** ({record['limit_seconds']:g}) | {r['cpu_seconds']:.1f} "
+                        f"| {r['graph']['nodes']:,} | {r['graph']['initialisers']} | {r['graph']['bytes']:,} "
+                        f"| max {parity['max_abs_difference']:.3g}, {parity['same_class']} ({parity['inputs']}) "
+                        f"| {', '.join(map(str, record['load_average_before']))} |")
     return "\n".join(rows) + "\n"
 
 
@@ -446,10 +461,12 @@ def write_table(folder: Path) -> Path:
     sparsity = [r for r in results if r.get("kind") == "sparsity"]
     accelerators = [r for r in results if r.get("kind") == "hls4ml-agreement"]
     exports = [r for r in results if r.get("kind") == "export-check"]
+    recurrent_exports = [r for r in results if r.get("kind") == "recurrent-export-time"]
     results = [r for r in results if r.get("kind") not in ("quant-sweep", "update-cost", "conv-throughput",
                                                            "epoch-vs-gemm", "on-device-adaptation",
                                                            "on-device-update-time", "tune", "sparsity",
-                                                           "hls4ml-agreement", "export-check")]
+                                                           "hls4ml-agreement", "export-check",
+                                                           "recurrent-export-time")]
     autoencoders = [r for r in results if _reconstructs(r)]
     probed = [r for r in results if not _reconstructs(r)]
     text = HEADER + "## Local rules and baselines, read out by the linear probe\n\n" + table(probed)
@@ -489,6 +506,11 @@ def write_table(folder: Path) -> Path:
                  "(Vitis, io_parallel, g++).\n\n" + hls4ml_table(accelerators))
     if exports:
         text += "\n## Full-size quantised exports (synthetic training data)\n\n" + export_check_table(exports)
+    if recurrent_exports:
+        text += ("\n## Recurrent export time (one traced step repeated in ONNX)\n\n"
+                 "`benchmarks/recurrent_export_time.py`: the whole `export_onnx` (trace, checker, parity in "
+                 "onnxruntime, report) of an untrained, seeded fsdd-paper-sized Bi-RNN.\n\n"
+                 + recurrent_export_table(recurrent_exports))
     if epochs:
         text += ("\n## Epoch against the GEMM floor (same process)\n\n" + epoch_table(epochs))
     if throughput:

@@ -44,6 +44,13 @@ def test_make_table_reads_every_recorded_results_file(tmp_path):
         elif document.get("kind") == "sparsity":
             for model in document["models"]:
                 assert f"| {model['preset']} | {model['dataset']} | {model['samples']} | **total** |" in text
+        elif document.get("kind") == "export-check":
+            for row in document["rows"]:
+                for name in row["exports"]:
+                    assert f"| {document['preset']} | {row['quantisation']} | {name} |" in text
+        elif document.get("kind") == "hls4ml-agreement":
+            for preset, model in document["models"].items():
+                assert f"| {preset} | {model['quantisation']} | {model['same_class']} |" in text
         elif document.get("kind") == "on-device-update-time":
             assert f"| {document['onnxruntime_median'] * 1e3:.1f} | {document['pytorch_fused_median'] * 1e3:.1f} |" in text
         else:
@@ -221,3 +228,23 @@ def test_readme_blocks_are_replaced_between_their_own_markers(tmp_path):
     make_table.refresh_readme(readme, "new\n", "one")
     assert readme.read_text() == ("a\n<!-- one: start -->\nnew\n<!-- one: end -->\nb\n<!-- two: start -->\nkept\n"
                                   "<!-- two: end -->\n")
+
+
+def test_make_table_shows_the_recurrent_export_time_against_its_limit(tmp_path):
+    """``recurrent_export_time.py``'s layout (``kind: recurrent-export-time``): one row per exported format."""
+    parity = {"runtime": "onnxruntime", "inputs": "fsdd test split, 64 samples", "samples": 64,
+              "max_abs_difference": 0.0078125, "tolerance": 0.0078133, "output_step": 0.0078125,
+              "differing_fraction": 0.0016, "same_class": "64/64"}
+    rows = [{"format": name, "quantisation": label, "seconds": seconds, "cpu_seconds": seconds, "within_limit": True,
+             "graph": {"nodes": 6346, "initialisers": 33, "initialiser_values": 550000, "bytes": 1746833,
+                       "operators": {"Gemm": 367}},
+             "parameters": 550014, "macs_per_inference": 98647000, "parity": parity}
+            for name, label, seconds in (("float", "float", 9.5), ("qcdq", "w8, a8", 12.25))]
+    document = {"kind": "recurrent-export-time", "experiment": "fsdd-paper Bi-RNN export, 183 frames",
+                "preset": "fsdd-paper", "network": "39-500x2 (untrained, seed 0)", "frames": 183, "limit_seconds": 60.0,
+                "rows": rows, "within_limit": True, "device": "cpu (x86_64), 2 threads", "cpus": 2,
+                "load_average_before": [0.1, 0.2, 0.3], "command": "python benchmarks/recurrent_export_time.py"}
+    (tmp_path / "recurrent-export-time.json").write_text(json.dumps(document))
+    text = make_table.write_table(tmp_path).read_text()
+    assert "| fsdd-paper Bi-RNN export, 183 frames | float (float) | 183 | **9.5** (60) |" in text
+    assert "| fsdd-paper Bi-RNN export, 183 frames | qcdq (w8, a8) | 183 | **12.2** (60) |" in text

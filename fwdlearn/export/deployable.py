@@ -16,7 +16,7 @@ What each rule's graph contains is stated by the rule itself (``Rule.in_graph``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -55,7 +55,10 @@ class DeployedClassifier(nn.Module):
             self.output_quant = nn.Identity()
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        features = self.encoder(x) if lengths is None else self.encoder(x, lengths)
+        return self.classify(self.encoder(x) if lengths is None else self.encoder(x, lengths))
+
+    def classify(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """The logits of the encoder's per-layer ``features``: the read-out and, if quantised, the output grid."""
         return self.output_quant(self.head(probe_inputs(features, self.layers, self.standardized)))
 
     def output_step(self) -> float:
@@ -75,6 +78,7 @@ class Deployable:
     learner: str
     readout: Readout
     config: object
+    output_names: list[str] = field(default_factory=lambda: ["logits"])   # what the tracers name the outputs
 
     @property
     def is_sequence(self) -> bool:
@@ -140,6 +144,15 @@ def load_deployable(checkpoint: str | Path, readout: str | Path | None = None, b
     if is_quantised(config) and not head.logit_bound > 0:
         raise CheckpointError(f"{readout_path}: read-out has no logit range for the quantised output "
                               f"(written by an older fwdlearn); run 'fwdlearn eval' on the checkpoint again")
+    return deployable_from(encoder, head, config, readout_path, checkpoint, batch, sequence_length)
+
+
+def deployable_from(encoder: nn.Module, head: Readout, config, readout_path: str | Path = "readout",
+                    checkpoint: str | Path = "encoder", batch: int = 2, sequence_length: int | None = None
+                    ) -> Deployable:
+    """The encoder (in evaluation mode) joined to ``head``, with example inputs of ``batch`` samples (recurrent
+    models: ``sequence_length`` frames, default the read-out's, and random lengths but the first), checked to
+    give one logit per class. ``readout_path`` and ``checkpoint`` name them in errors."""
     model = DeployedClassifier(encoder, head, quantised=is_quantised(config)).eval()
     if get_rule(config.learner).sequence:
         steps = sequence_length or head.sample_shape[0]

@@ -144,11 +144,10 @@ def check_hls4ml(path: str | Path, deployable: Deployable, inputs: torch.Tensor,
     return {**judge(path, runtime, expected, got, step), **settings}
 
 
-def hls4ml_logits(path: str | Path, deployable: Deployable, inputs: torch.Tensor, workdir: str | Path | None = None,
-                  precision: str = PRECISION) -> tuple[np.ndarray, np.ndarray, float, dict]:
-    """The compiled C++ model's logits on ``inputs``, PyTorch's, the output step, and the settings used."""
+def check_supported(deployable: Deployable) -> None:
+    """A one-line ``ExportError`` for a model the check cannot convert, before anything is traced."""
     try:
-        import hls4ml
+        import hls4ml  # noqa: F401
     except ImportError:
         raise ExportError("the hls4ml check needs hls4ml: pip install hls4ml") from None
     if not get_rule(deployable.learner).hls4ml:
@@ -159,6 +158,13 @@ def hls4ml_logits(path: str | Path, deployable: Deployable, inputs: torch.Tensor
                           "per-channel ones); train without --per-channel")
     if shutil.which("g++") is None:
         raise ExportError("the hls4ml check needs g++ to compile the C++ model")
+
+
+def hls4ml_logits(path: str | Path, deployable: Deployable, inputs: torch.Tensor, workdir: str | Path | None = None,
+                  precision: str = PRECISION) -> tuple[np.ndarray, np.ndarray, float, dict]:
+    """The compiled C++ model's logits on ``inputs``, PyTorch's, the output step, and the settings used."""
+    check_supported(deployable)
+    import hls4ml
     model = _prepare(Path(path))
     register_layers()
     owned = workdir is None

@@ -82,6 +82,13 @@ def _pair_moments(stats: FrameStats, left, right, left_steps, right_steps) -> tu
     return mean, inv_std
 
 
+def _hooked(layer: nn.Module) -> bool:
+    """Whether a forward hook (its own or a global one) would see a call of ``layer``."""
+    from torch.nn.modules import module
+    return bool(layer._forward_hooks or layer._forward_pre_hooks or module._global_forward_hooks
+                or module._global_forward_pre_hooks)
+
+
 class RecurrentDirection(nn.Module):
     """One direction of the layer: tied input weight, recurrent weight, one bias (and, if quantised,
     the rounding of its two standardised inputs)."""
@@ -112,11 +119,18 @@ class RecurrentDirection(nn.Module):
 
     def _linear(self, layer: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         """``layer`` as a function. Training a quantised layer computes its weight once per call
-        (``effective_weight``: the same values as Brevitas); evaluation and ONNX export call the module
-        itself, so that Brevitas writes its quantisers and operation counters see every step."""
-        if not (self.quantised and self.training) or torch.onnx.is_in_onnx_export():
+        (``effective_weight``: the same values as Brevitas); so does evaluation, with Brevitas' own weight
+        (bit-identical to calling the layer, and a sweep over 183 frames no longer quantises the weight 183
+        times). ONNX export, and a layer with hooks (operation counters), call the module itself, so that
+        Brevitas writes its quantisers and the counters see every step."""
+        if not self.quantised or torch.onnx.is_in_onnx_export():
             return layer
-        weight = effective_weight(layer)
+        if not self.training:
+            if _hooked(layer):
+                return layer
+            weight = layer.quant_weight().value if hasattr(layer, "quant_weight") else layer.weight
+        else:
+            weight = effective_weight(layer)
         return lambda v: F.linear(v, weight, layer.bias)
 
     def frame_stats(self, x: torch.Tensor) -> FrameStats:
@@ -158,6 +172,17 @@ class RecurrentDirection(nn.Module):
         """Pre-activation ``z_t`` from the input drive and the (already standardised) previous state."""
         return drive + (recurrent or self.recurrent_map())(state)
 
+    def advance(self, drive: torch.Tensor, h: torch.Tensor, active: torch.Tensor,
+                recurrent: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step from state ``h`` (``[E, hidden]``) with input drive ``drive`` (``[E, hidden]``): the
+        standardised previous state ``s``, the pre-activation ``z_t`` and the new state, ``ReLU(z_t)`` where
+        ``active`` (``[E]``, bool: the sequence has not ended) and ``h`` unchanged elsewhere. ONNX export traces
+        this step once and repeats it (``export/recurrent.py``)."""
+        s = standardize(h)
+        z = self.step(drive, s, recurrent)
+        return s, z, torch.where(active[:, None], torch.relu(z), h)
+
     def run(self, drive: torch.Tensor, lengths: torch.Tensor, keep_states: bool = False
             ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run over ``drive`` (``[E, T, hidden]``). Returns the state at each example's last step and,
@@ -181,13 +206,11 @@ class RecurrentDirection(nn.Module):
         recurrent = self.recurrent_map()
         inputs, preactivations = [], []
         for t in range(steps):
-            s = standardize(h)
+            s, z, h = self.advance(drive[:, t], h, t < lengths, recurrent)
             if keep_states:
                 inputs.append(s)
-            z = self.step(drive[:, t], s, recurrent)
             if keep_preactivations:
                 preactivations.append(z)
-            h = torch.where((t < lengths)[:, None], torch.relu(z), h)
         return (h, torch.stack(inputs, dim=1) if keep_states else None,
                 torch.stack(preactivations, dim=1) if keep_preactivations else None)
 
@@ -239,13 +262,23 @@ class LocalBiRNN(nn.Module):
         return (direction.pair_input(stats, left, right, *steps),
                 direction.pair_frames(x, stats, left, right, *steps))
 
+    def drives(self, x: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        """Input drive of each direction for the positive pairs ``[x, x]`` (``[N, T, hidden]`` each)."""
+        k = torch.arange(x.shape[0], device=x.device)
+        return [self.drive(which, x, lengths, k, k, lengths) for which in range(len(self.directions))]
+
+    @staticmethod
+    def features(finals: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The read-out's input from the final state of each direction: each standardised, concatenated."""
+        return [torch.cat([standardize(h) for h in finals], dim=1)]
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         check_sequences(x, lengths, self.input_dim)
         lengths = lengths.to(x.device)
         k = torch.arange(x.shape[0], device=x.device)
-        finals = [direction.run(self.drive(which, x, lengths, k, k, lengths), lengths)[0]
+        finals = [direction.run(self.drive(which, x, lengths, k, k, lengths), lengths)[0]   # one drive at a time
                   for which, direction in enumerate(self.directions)]
-        return [torch.cat([standardize(h) for h in finals], dim=1)]
+        return self.features(finals)
 
 
 def check_sequences(x: torch.Tensor, lengths: torch.Tensor, features: int) -> None:
