@@ -389,7 +389,6 @@ RULE_INVALID = [
     ("mlp-on-sequences", _set("data", {"dataset": "sequences"}), "data.dataset", "use scff-rnn"),
     ("cnn-layer-without-conv", _then(_cnn, lambda d: d["layers"][1].pop("conv")), "layers[1].conv.kernel",
      "scff-cnn"),
-    ("cnn-quantised", _then(_cnn, _set("quant", {"weight_bits": 4})), "quant", "no quantised layers"),
     ("cnn-with-bp", _then(_cnn, _set("bp", {"epochs": 1})), "bp", "no end-to-end baseline"),
     ("lac-conv-two-convolutions", _then(lambda d: _lac(d, "lac-conv"), _set("hidden", [8, 8])), "hidden",
      "three convolutions"),
