@@ -411,28 +411,28 @@ def refresh_readme(readme: Path, compared: str, marker: str = "side-by-side") ->
         readme.write_text(head + start + "\n" + compared.strip("\n") + "\n" + end + rest.split(end, 1)[1])
 
 
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table of already formatted cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]) + "\n"
+
+
 def hls4ml_table(records: list[dict]) -> str:
-    rows = ["| model | quantisation | same class | logits off a level | max difference (steps) | PyTorch accuracy "
-            "| layer norm table |", "|---|---|---|---|---|---|---|"]
-    for record in records:
-        for preset, m in record["models"].items():
-            table_text = (f"{m['layer_norm']['table_entries']:,} x {m['layer_norm']['table_precision']}"
-                          if m.get("layer_norm") else "-")
-            rows.append(f"| {preset} | {m['quantisation']} | {m['same_class']} | {m['differing_logit_fraction']:.2%} "
-                        f"| {m['max_difference_in_steps']:.3g} | {m['pytorch_test_accuracy']:.2%} | {table_text} |")
-    return "\n".join(rows) + "\n"
+    rows = [[preset, m["quantisation"], m["same_class"], f"{m['differing_logit_fraction']:.2%}",
+             f"{m['max_difference_in_steps']:.3g}", f"{m['pytorch_test_accuracy']:.2%}",
+             f"{m['layer_norm']['table_entries']:,} x {m['layer_norm']['table_precision']}" if m.get("layer_norm")
+             else "-"]
+            for record in records for preset, m in record["models"].items()]
+    return markdown_table(["model", "quantisation", "same class", "logits off a level", "max difference (steps)",
+                           "PyTorch accuracy", "layer norm table"], rows)
 
 
 def export_check_table(records: list[dict]) -> str:
-    rows = ["| preset | quantisation | format | bytes | parameters | MACs per inference | same class | logits off "
-            "a level |", "|---|---|---|---|---|---|---|---|"]
-    for record in records:
-        for row in record["rows"]:
-            for name, e in row["exports"].items():
-                rows.append(f"| {record['preset']} | {row['quantisation']} | {name} | {e['model_bytes']:,} | "
-                            f"{e['parameters']:,} | {e['macs_per_inference']['total']:,} | {e['same_class']} | "
-                            f"{e['differing_logit_fraction']:.2%} |")
-    return "\n".join(rows) + "\n"
+    rows = [[record["preset"], row["quantisation"], name, f"{e['model_bytes']:,}", f"{e['parameters']:,}",
+             f"{e['macs_per_inference']['total']:,}", e["same_class"], f"{e['differing_logit_fraction']:.2%}"]
+            for record in records for row in record["rows"] for name, e in row["exports"].items()]
+    return markdown_table(["preset", "quantisation", "format", "bytes", "parameters", "MACs per inference",
+                           "same class", "logits off a level"], rows)
 
 
 def recurrent_export_table(records: list[dict]) -> str:
