@@ -68,14 +68,12 @@ def standardize(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
         scales, calls = _ACCELERATOR_TRACE
         scale = scales[calls % len(scales)] if scales else 1.0      # an exporter may trace the forward twice
         _ACCELERATOR_TRACE[1] += 1
-        if x.dim() == 4:     # maps: normalised channels-last, as the accelerator holds them (the statistics are
-            last = x.permute(0, 2, 3, 1)                    # over every value, so the order does not matter)
-            flat = last.reshape(x.shape[0], -1)
-            flat = flat * scale if scale != 1.0 else flat
-            normalised = F.layer_norm(flat, flat.shape[1:], eps=eps * scale * scale)
-            return normalised.view(last.shape).permute(0, 3, 1, 2)
+        maps = x.dim() == 4      # normalised channels-last, as the accelerator holds them (the statistics are
+        held = x.permute(0, 2, 3, 1) if maps else x        # over every value, so the order does not matter)
+        flat = held.reshape(x.shape[0], -1)
         flat = flat * scale if scale != 1.0 else flat
-        return F.layer_norm(flat, flat.shape[1:], eps=eps * scale * scale).view_as(x)
+        normalised = F.layer_norm(flat, flat.shape[1:], eps=eps * scale * scale).view(held.shape)
+        return normalised.permute(0, 3, 1, 2) if maps else normalised
     centred = flat - flat.mean(dim=1, keepdim=True)
     var = centred.square().mean(dim=1, keepdim=True)
     if _VARIANCES is not None:
