@@ -7,6 +7,7 @@ Every user error (missing data, corrupt file, invalid preset value) ends with on
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from . import __version__
 from .config import BACKENDS
 from .data import DATA_DIR_ENV, DATASETS
 from .data.batching import BATCHING
+from .distributed.processes import launched_by_torchrun
 from .errors import ConfigError, FwdlearnError
 from .presets import check_for_rule, load_preset, preset_names
 from .baselines.self_supervised import METHODS as SELF_SUPERVISED_METHODS
@@ -116,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
                                         + ", ".join(n for n, r in found.items() if "cuda" in r.devices))
     train.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--nproc", type=_positive_int, default=1,
+                       help="train in N processes on this machine (what 'torchrun --nproc-per-node N -m fwdlearn "
+                            "train ...' starts; for several machines use torchrun, see README)")
+    train.add_argument("--parallel", choices=["data", "pipeline"], default="data",
+                       help="with several processes: data (default; each trains on its rows of every batch, "
+                            "gradients summed per layer; every rule) or pipeline (each trains a contiguous stage of "
+                            "SCFF layers under the simultaneous schedule; pairs travel forward only)")
 
     evaluate = commands.add_parser("eval", help="probe a saved checkpoint again",
                                    description="Reload a checkpoint, train the linear probe on its frozen features "
@@ -303,8 +312,11 @@ def run(argv: list[str] | None = None) -> int:
         args.preset = _choose_preset(args)
         config = _apply_overrides(load_preset(args.preset), args)
         out = args.out or Path("runs") / config.name
+        if args.nproc > 1 and not launched_by_torchrun():
+            from .distributed.launch import launch
+            return launch(_without_nproc(argv if argv is not None else sys.argv[1:]), args.nproc, str(out))
         train_run(config, out, args.data_dir, fresh=args.fresh, show_progress=not args.no_progress,
-                  device=args.device or "cpu")
+                  device=args.device or "cpu", parallel=args.parallel)
         return 0
     if args.command == "export":
         return _export(args)
@@ -412,12 +424,40 @@ def _bench_sparsity(args) -> int:
     return 0
 
 
+def torch_distributed_errors() -> tuple[type, ...]:
+    """What a collective raises when a peer process died (only when this run is one of several processes)."""
+    if not launched_by_torchrun():
+        return ()
+    import torch.distributed as dist
+    return (dist.DistError, RuntimeError)
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line each process runs: the same, less ``--nproc N``."""
+    out, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    rank = int(os.environ.get("RANK", "0")) if launched_by_torchrun() else None
     try:
         return run(argv)
     except FwdlearnError as exc:
-        print(f"fwdlearn: error: {exc}", file=sys.stderr)
+        if not rank:                       # every process refuses the same input: rank 0 says it
+            print(f"fwdlearn: error: {exc}", file=sys.stderr)
         return 2
+    except torch_distributed_errors() as exc:
+        where = "" if rank is None else f"rank {rank}: "
+        print(f"fwdlearn: error: {where}lost contact with another process ({str(exc).splitlines()[0][:160]})",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("fwdlearn: interrupted; run the same command again to resume from the last checkpoint",
               file=sys.stderr)

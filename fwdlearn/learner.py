@@ -79,6 +79,13 @@ class Learner:
 
     min_batch: ClassVar[int] = 1          # smaller trailing batches are dropped (2 for pair-based rules)
     needs_labels: ClassVar[bool] = False  # supervised rules train on (x, y)
+    # Data parallel training (``distributed/data_parallel.py``): a rule whose ``train_batch`` makes random draws
+    # over the batch, or couples samples, takes its own rows after them (``shards_itself``); otherwise the loop
+    # hands it this process's rows. ``summed_loss``: its loss sums over samples (its gradients are summed across
+    # processes as they are); ``summed_stats``: its statistics are sums over rows, not means.
+    shards_itself: ClassVar[bool] = False
+    summed_loss: ClassVar[bool] = False
+    summed_stats: ClassVar[bool] = False
 
     config: Any
     network: torch.nn.Module
@@ -97,6 +104,15 @@ class Learner:
         self.groups: dict[str, ParamGroup] = {g.name: g for g in self.make_groups()}
         self.history: list[dict] = []
         self.next_stage, self.next_epoch = 0, 0
+        self.data_parallel = None
+        self.pipeline = None
+
+    def distribute(self, data_parallel) -> None:
+        """Train data-parallel with the other processes of ``data_parallel`` (a ``distributed.DataParallel``)."""
+        from .distributed.data_parallel import sync_batch_norms
+        self.data_parallel = data_parallel
+        sync_batch_norms(self.network, data_parallel)
+        data_parallel.attach([group.optimizer for group in self.groups.values()])
 
     # ----- what the run path asks of a rule -------------------------------------------------------
     @staticmethod
@@ -230,12 +246,16 @@ class Learner:
                                enabled=show_progress)
             for rows in bar:
                 batch = Batch(x[rows], None if lengths is None else lengths[rows], None if y is None else y[rows])
-                stats = self.train_batch(batch, active)
+                stats, weight = self._train_batch(batch, active)
                 for name, values in stats.items():
                     for key, value in values.items():
-                        sums[name][key] = sums[name].get(key, 0.0) + value
-                first = stats[active[0]]
+                        sums[name][key] = sums[name].get(key, 0.0) + value * weight
+                first = next(iter(stats.values()), {})
                 bar.set_postfix({k: f"{v:.4g}" for k, v in list(first.items())[:2]}, refresh=False)
+            if self.pipeline is not None:
+                sums = self.pipeline.end_epoch(sums)
+            elif self.data_parallel is not None:
+                sums = self.data_parallel.reduce_record(sums)
             seconds = time.perf_counter() - started
             record = {name: {k: v / len(batches) for k, v in sums[name].items()} for name in active}
             for name in active:
@@ -251,6 +271,20 @@ class Learner:
             if on_epoch_end is not None:
                 on_epoch_end(self)
         self.network.eval()
+
+    def _train_batch(self, batch: Batch, active: list[str]) -> tuple[dict[str, dict[str, float]], float]:
+        """One batch as this process takes it: whole (one process), its rows (data parallel) or its stage's
+        layers (pipelined); with the weight its statistics take in the epoch's sum across processes."""
+        if self.pipeline is not None:
+            return self.pipeline.train_batch(batch, active), 1.0
+        if self.data_parallel is None:
+            return self.train_batch(batch, active), 1.0
+        share = self.data_parallel.start_batch(batch.size, self.summed_loss)
+        if not self.shards_itself:
+            rows = self.data_parallel.rows(batch.size)
+            batch = Batch(batch.x[rows], None if batch.lengths is None else batch.lengths[rows],
+                          None if batch.y is None else batch.y[rows])
+        return self.train_batch(batch, active), 1.0 if self.summed_stats else share
 
     def _advance(self) -> None:
         self.next_stage, self.next_epoch = self.next_stage + 1, 0
@@ -279,6 +313,8 @@ class Learner:
                 raise KeyError(f"parameter groups {sorted(state['groups'])}, expected {sorted(self.groups)}")
             for name, group in self.groups.items():
                 group.load_state_dict(state["groups"][name])
+            if self.data_parallel is not None:
+                self.data_parallel.attach([group.optimizer for group in self.groups.values()])
             self.generator.set_state(state["generator"])
             self.history = [dict(r) for r in state["history"]]
             self.next_stage, self.next_epoch = state["position"]

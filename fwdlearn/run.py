@@ -22,6 +22,8 @@ import torch
 from .atomic import prepare_folder, save_json
 from .checkpoint import load_checkpoint, resume_from_checkpoint, save_checkpoint
 from .data import LabelledDataset, load_dataset
+from .distributed.processes import current_processes
+from .distributed.setup import describe_processes, distribute, processes_record
 from .errors import CheckpointError, ConfigError, DivergenceError
 from .eval.report import evaluate, summary_lines
 from .progress import bars_visible
@@ -30,6 +32,7 @@ from .rule import Rule
 from .learner import Learner, TrainedBaseline
 
 HALT_ENV = "FWDLEARN_HALT_AFTER_EPOCHS"   # test hook: hard-exit after N epochs, as a kill would
+HALT_RANK_ENV = "FWDLEARN_HALT_RANK"       # with it: only that rank of a distributed run exits
 
 # What a run writes into its folder (files and folders); ``--fresh`` or a run without a checkpoint clears
 # them first, so nothing of an older run (a read-out, results, an export) stays beside the new checkpoint.
@@ -86,17 +89,23 @@ def _epoch_line(learner: Learner) -> str:
 def train_run(config, out_dir: str | Path, data_dir: str | Path | None = None, fresh: bool = False,
               show_progress: bool = True, command: str = "", log: Callable[[str], None] = print,
               device: str = "cpu", dataset: LabelledDataset | None = None,
-              on_epoch: Callable[[Learner], None] | None = None) -> dict:
+              on_epoch: Callable[[Learner], None] | None = None, parallel: str = "data") -> dict:
     """Train (or resume), train the baselines, evaluate, and write the run's files. Returns the results dict.
 
     ``device``: where the rule trains and computes probe features (the probe itself runs on the CPU).
     ``dataset``: the data to use instead of loading the config's (a tuning trial's training and validation split).
     ``on_epoch``: called with the learner after each epoch is checkpointed (a study's per-epoch score; what it
     raises ends the run, the checkpoint kept).
+    ``parallel``: under ``torchrun`` (several processes), ``data`` (each trains on its rows of every batch) or
+    ``pipeline`` (each trains a stage of layers); rank 0 alone writes, and returns the results (the others ``{}``).
     """
     out_dir = Path(out_dir)
     rule = get_rule(config.learner)
     check_train_device(rule, device)
+    processes = current_processes(device)            # several processes when torchrun started this one
+    main = processes is None or processes.is_main
+    if not main:                                     # rank 0 alone talks and writes
+        log, show_progress = (lambda *_: None), False
     prepare_folder(out_dir, "--out")
     folder_existed = out_dir.exists()
     dataset = dataset if dataset is not None else load_run_dataset(config, data_dir)
@@ -104,30 +113,38 @@ def train_run(config, out_dir: str | Path, data_dir: str | Path | None = None, f
     learner = rule.learner(config, input_dim, device=device)
     learner.prepare(dataset)
     checkpoint_path, data = out_dir / "checkpoint.pt", dataset.fingerprint()
-    if checkpoint_path.exists() and not fresh:
-        resume_from_checkpoint(learner, checkpoint_path, config, log, data)
-    else:
+    resume = checkpoint_path.exists() and not fresh
+    if not resume and main:
         clear_run_outputs(out_dir)
+    if processes is not None:
+        processes.barrier()                          # every process decided from the same folder
+    if resume:
+        resume_from_checkpoint(learner, checkpoint_path, config, log, data)
+    if processes is not None:
+        distribute(learner, processes, parallel)
     halt_after = int(os.environ.get(HALT_ENV, "0"))
+    halt_rank = os.environ.get(HALT_RANK_ENV)
+    halts = halt_after and (halt_rank is None or processes is None or int(halt_rank) == processes.rank)
     epochs_this_process = 0
 
     def on_epoch_end(current: Learner) -> None:
         nonlocal epochs_this_process
-        save_checkpoint(checkpoint_path, config, input_dim, current.state_dict(), current.finished, data)
-        current.epoch_artifacts(out_dir, dataset)
+        if main:
+            save_checkpoint(checkpoint_path, config, input_dim, current.state_dict(), current.finished, data)
+            current.epoch_artifacts(out_dir, dataset)
         if not bars_visible(show_progress):   # one line per epoch where no bar shows it
             log(_epoch_line(current))
         epochs_this_process += 1
         if on_epoch is not None:
             on_epoch(current)
-        if halt_after and epochs_this_process >= halt_after and not current.finished:
+        if halts and epochs_this_process >= halt_after and not current.finished:
             os._exit(137)
 
     x, lengths, y = rule.learner.train_inputs(dataset)
     unlabelled = getattr(dataset, "unlabelled", None) is not None and x is dataset.unlabelled
     log(f"{rule.name.upper()} {rule.learner.describe(config, input_dim)} on {dataset.name}: {len(x)} training"
         f"{' (unlabelled)' if unlabelled else ''}, {len(dataset.test)} test samples ({dataset.source}); "
-        f"{learner.total_epochs} epochs{_schedule(config)}, {device}")
+        f"{learner.total_epochs} epochs{_schedule(config)}, {device}{describe_processes(processes, parallel)}")
     learner.epoch_artifacts(out_dir, dataset, first=True)
     started = time.perf_counter()
     try:
@@ -143,6 +160,8 @@ def train_run(config, out_dir: str | Path, data_dir: str | Path | None = None, f
             kept = "nothing was written"
         raise DivergenceError(f"{exc}; {kept}") from None
     train_seconds = time.perf_counter() - started
+    if not main:                                     # rank 0 evaluates and writes the results
+        return {}
     if not checkpoint_path.exists():   # nothing was left to train: still leave a checkpoint to evaluate
         save_checkpoint(checkpoint_path, config, input_dim, learner.state_dict(), True, data)
     log(f"training done in {train_seconds:.1f} s")
@@ -157,6 +176,8 @@ def train_run(config, out_dir: str | Path, data_dir: str | Path | None = None, f
     results["timing"]["train_seconds"] = round(sum(_epoch_seconds(learner.history)), 2)   # across resumes
     results["timing"]["train_seconds_this_process"] = round(train_seconds, 2)
     results["history"] = learner.history
+    if processes is not None:
+        results["processes"] = processes_record(learner, processes, parallel)
     for name, baseline in baselines.items():
         if baseline.history:
             results["timing"][f"{name}_train_seconds"] = round(baseline.seconds, 2)

@@ -24,6 +24,7 @@ class EndToEndLearner(Learner):
     """``features_of(batch)`` -> linear head -> cross-entropy; one group holding the network and the head."""
 
     needs_labels = True
+    summed_stats = True   # loss_sum, correct, rows
 
     def __init__(self, network: torch.nn.Module, features_of: Callable[[Batch], torch.Tensor], feature_dim: int,
                  num_classes: int, config: BPTTConfig, seed: int = 0, batching: str = "random"):
@@ -44,6 +45,8 @@ class EndToEndLearner(Learner):
         optimizer = self.groups["network"].optimizer
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.data_parallel is not None and self.config.grad_clip:
+            self.data_parallel.reduce_now(optimizer)   # clip the whole batch's gradient, as one process does
         if self.config.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.parameters, self.config.grad_clip)
         optimizer.step()

@@ -155,7 +155,11 @@ class SelfSupervisedLearner(Learner):
         return self.config.batch_size
 
     def train_batch(self, batch: Batch, active: list[str]) -> dict[str, dict[str, float]]:
-        view1, view2 = (on_device(view, self.device) for view in self.views(batch, self.generator))
+        views = self.views(batch, self.generator)          # drawn over the whole batch, as one process draws them
+        if self.data_parallel is not None:                 # then this process's rows (its own negatives: see docs)
+            rows = self.data_parallel.rows(batch.size)
+            views = [Batch(v.x[rows], None if v.lengths is None else v.lengths[rows]) for v in views]
+        view1, view2 = (on_device(view, self.device) for view in views)
         self.online.train()
         z1, z2 = self.online(view1), self.online(view2)
         p1, p2 = (self.predictor(z1), self.predictor(z2)) if self.predictor is not None else (None, None)

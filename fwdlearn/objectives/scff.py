@@ -92,6 +92,9 @@ class PairBatch:
     neg_left: torch.Tensor
     neg_right: torch.Tensor | None
     owned: bool = False
+    # Data parallel (``distributed/scff_pairs.py``): ``(n, blocks)`` when ``views`` are this process's rows of
+    # ``blocks`` blocks of the batch's ``n`` rows and the index rows are this process's, counted in the whole batch.
+    spread: tuple[int, int] | None = None
 
     @property
     def size(self) -> int:

@@ -144,6 +144,7 @@ class FFLearner(LayerwiseLearner):
     """Trains an ``FFNetwork`` layer-locally on labelled data; one parameter group per layer."""
 
     needs_labels = True
+    shards_itself = True   # data parallel: wrong labels drawn over the whole batch, then the own rows kept
 
     @staticmethod
     def build_network(config, input_dim) -> FFNetwork:
@@ -173,6 +174,9 @@ class FFLearner(LayerwiseLearner):
         if int(y.max()) >= c.num_classes or int(y.min()) < 0:
             raise DataError(f"ff: labels must lie in 0..{c.num_classes - 1}")
         wrong = wrong_labels(y, c.num_classes, self.generator) if wrong is None else wrong.long().to(self.device)
+        if self.data_parallel is not None:   # the wrong labels drawn for the whole batch, as one process draws them
+            rows = self.data_parallel.rows(n)
+            x, y, wrong, n = x[rows], y[rows], wrong[rows], len(range(n)[rows])
         h = torch.cat([overlay_label(x, y, c.num_classes, c.label_value),
                        overlay_label(x, wrong, c.num_classes, c.label_value)])
         indices = self.layer_indices(active)

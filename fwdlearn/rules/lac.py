@@ -140,6 +140,7 @@ class LACLearner(Learner):
     """Pretrains an autoencoder with LAC; parameter groups ``hidden`` (RMSprop) and ``output`` (Adam)."""
 
     min_batch = 2   # batch norm
+    summed_loss = True   # Eqs. 1 and 8 sum over the batch
     kind = "mlp"
     rule_name = "lac-mlp"
 
@@ -225,7 +226,10 @@ class LACLearner(Learner):
         if train_hidden:
             hidden.zero_grad(set_to_none=True)
         hidden_loss = 0
-        closed_form = self.config.backend == "fused" and self.kind == "mlp" and not self.config.quant.enabled
+        # The closed form takes batch statistics inside its kernel; data parallel runs autograd, whose batch norms
+        # are synchronised across processes (``distributed.data_parallel.sync_batch_norms``).
+        closed_form = (self.config.backend == "fused" and self.kind == "mlp" and not self.config.quant.enabled
+                       and self.data_parallel is None)
         with network.frozen_norm_statistics(), torch.set_grad_enabled(train_hidden):
             for i, layer in enumerate(network.hidden):
                 if closed_form:

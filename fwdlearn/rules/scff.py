@@ -40,6 +40,7 @@ from ..data.transforms import EPS, image_shape
 from ..errors import DataError, check
 from ..nn.scff_conv_network import SCFFConvNetwork
 from ..nn.scff_network import SCFFNetwork
+from ..distributed.scff_pairs import every_projection, next_pairs, own_gradient_rows, own_pairs
 from ..objectives.scff import PairBatch, carry_pairs, data_pairs, repair, scff_loss
 from ..rule import Rule
 
@@ -54,6 +55,7 @@ class SCFFLearner(LayerwiseLearner):
     """Trains an ``SCFFNetwork`` layer-locally (``scff-mlp``); ``SCFFConvLearner`` the convolutional one."""
 
     min_batch = 2   # a negative pair needs two samples
+    shards_itself = True   # data parallel: pairs are drawn over the whole batch, then each process keeps its own
 
     @classmethod
     def check_config(cls, config, where: str) -> None:
@@ -76,6 +78,10 @@ class SCFFLearner(LayerwiseLearner):
         if x.shape[0] < 2:
             raise DataError(f"SCFF needs at least 2 training samples to form negative pairs, got {x.shape[0]}")
 
+    def distribute(self, data_parallel) -> None:
+        check(self.config.backend == "fused", "data parallel SCFF runs the fused backend (backend = \"fused\")")
+        super().distribute(data_parallel)
+
     def preactivations(self, index: int, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Positive and negative pre-activations of layer ``index``; each distinct view is projected once."""
         layer = self.network.layers[index]
@@ -91,7 +97,7 @@ class SCFFLearner(LayerwiseLearner):
         layer, c = self.network.layers[index], self.config.layers[index]
         group = self.groups[f"layer{index + 1}"]
         if self.config.backend == "fused":
-            return fused_step(layer, batch, c, group)
+            return fused_step(layer, batch, c, group, self.data_parallel)
         projections = layer.project(batch.views)
         bias = layer.bias.detach().clone()
         z_pos = layer.combine(projections, batch.pos_left, batch.pos_right)
@@ -103,13 +109,19 @@ class SCFFLearner(LayerwiseLearner):
                                                        "goodness_neg": float(terms.goodness_neg)}
 
     def next_layer_batch(self, index: int, z_pos: torch.Tensor, z_neg: torch.Tensor | None,
-                         overwrite: bool = False, shift: int | None = None) -> PairBatch:
+                         overwrite: bool = False, shift: int | None = None,
+                         spread: tuple[int, int] | None = None) -> PairBatch:
         """Examples for layer ``index + 1`` from layer ``index``'s detached pre-activations (``z_neg``: Algorithm 1
         only; ``overwrite``: they are no one else's, the activation may run in place; ``shift``: Algorithm 2's
-        pairing, drawn from the learner's generator when ``None``)."""
+        pairing, drawn from the learner's generator when ``None``; ``spread``: data parallel, the pre-activations
+        are this process's rows, ``PairBatch.spread``)."""
         layer = self.network.layers[index]
         passed = getattr(layer, "passed_", layer.passed) if overwrite else layer.passed
-        if self.config.layers[index + 1].algorithm == 1:
+        carried = self.config.layers[index + 1].algorithm == 1
+        if spread is not None:
+            return next_pairs(passed(z_pos), passed(z_neg) if carried else None, self.data_parallel, spread[0],
+                              self.generator, shift)
+        if carried:
             return carry_pairs(passed(z_pos), passed(z_neg))
         return repair(passed(z_pos), self.generator, shift)
 
@@ -121,7 +133,7 @@ class SCFFLearner(LayerwiseLearner):
             z_pos = layer.combine(projections, batch.pos_left, batch.pos_right, bias)
             carried = self.config.layers[index + 1].algorithm == 1
             z_neg = layer.combine(projections, batch.neg_left, batch.neg_right, bias) if carried else None
-            return self.next_layer_batch(index, z_pos, z_neg, overwrite=True, shift=shift)
+            return self.next_layer_batch(index, z_pos, z_neg, overwrite=True, shift=shift, spread=batch.spread)
 
     def train_batch(self, batch: Batch, active: list[str]) -> dict[str, dict[str, float]]:
         """One batch: frozen layers run forward only; each active layer takes its own step."""
@@ -129,6 +141,8 @@ class SCFFLearner(LayerwiseLearner):
         data = self.config.data
         x = augment(batch.x.to(self.device), self.generator, data.crop_pad, data.flip)
         pairs = data_pairs(x, self.generator, data.translate)
+        if self.data_parallel is not None:
+            pairs = own_pairs(pairs, self.data_parallel, x.shape[0])
         stats = {}
         for index in range(max(indices) + 1):
             if index in indices:
@@ -136,7 +150,8 @@ class SCFFLearner(LayerwiseLearner):
             else:
                 layer = self.network.layers[index]
                 with torch.no_grad():
-                    projected = Projected(layer.project(pairs.views), layer.bias.detach())
+                    projections = every_projection(layer.project(pairs.views), pairs, self.data_parallel)
+                    projected = Projected(projections, layer.bias.detach())
             if index < max(indices):
                 pairs = self.pass_on(index, projected, pairs)
             del projected                     # the next layer's update must not keep this layer's projections alive
@@ -185,19 +200,28 @@ class Projected(NamedTuple):
     bias: torch.Tensor
 
 
-def fused_step(layer, batch: PairBatch, c, group: ParamGroup) -> tuple[Projected, dict[str, float]]:
+def fused_step(layer, batch: PairBatch, c, group: ParamGroup, data_parallel=None) -> tuple[Projected, dict[str, float]]:
     """One closed-form step of an SCFF layer (methods section 6): ``P = W x`` of every distinct view (one product),
     the pair kernel (``kernels/scff_pairs.py``: goodness, loss, ``R = dL/dP`` in one pass, no graph), the weight
-    gradient ``R^T x`` (one product), one AdamW step. The gradients equal autograd's (``backend = "torch"``)."""
-    projections, inputs = layer.fused_projection(batch.views, overwrite=batch.owned)
-    out = scff_pair_gradient(projections, layer.bias, batch.pos_left, batch.pos_right, batch.neg_left,
+    gradient ``R^T x`` (one product), one AdamW step. The gradients equal autograd's (``backend = "torch"``).
+    Data parallel (``batch.spread``): this process projects its own views, the pairs read everyone's projections
+    and the partners' rows of ``R`` go back to their owners (``distributed/scff_pairs.py``)."""
+    mine, inputs = layer.fused_projection(batch.views, overwrite=batch.owned)
+    projections = every_projection(mine, batch, data_parallel)
+    out = scff_pair_gradient(projections.detach(), layer.bias, batch.pos_left, batch.pos_right, batch.neg_left,
                              batch.neg_right, c.theta_pos, c.theta_neg, c.penalty)
     bias, stats = layer.bias.detach().clone(), {"loss": out.loss, "goodness_pos": out.goodness_pos,
                                                 "goodness_neg": out.goodness_neg}
+    rows = own_gradient_rows(out.rows, batch, data_parallel)
+    del out
     clear_gradients(group)
-    layer.accumulate_gradients(projections, inputs, out.rows)
-    del out, inputs                       # R and the inputs are not needed by the step: free them first
-    step_and_clear(group)
+    layer.accumulate_gradients(mine, inputs, rows)
+    del rows, inputs                      # R and the inputs are not needed by the step: free them first
+    if batch.spread is None:
+        step_and_clear(group)
+    else:
+        with data_parallel.unscaled():    # the rows carry each process's share already
+            step_and_clear(group)
     return Projected(projections.detach(), bias), stats
 
 

@@ -39,6 +39,7 @@ class SCFFRNNLearner(Learner):
     """Trains a ``LocalBiRNN`` with SCFF; one parameter group per direction."""
 
     min_batch = 2
+    shards_itself = True   # data parallel: pairs drawn over the whole batch, then the own pair rows kept
 
     @classmethod
     def check_config(cls, config, where: str) -> None:
@@ -142,9 +143,13 @@ class SCFFRNNLearner(Learner):
         steps = int(batch.lengths.max())
         x = batch.x[:, :steps].to(self.device)
         pairs = pair_examples(batch.lengths.cpu(), self.generator, self.config.data.negatives)   # drawn on the CPU
+        n_pos = batch.size
+        if self.data_parallel is not None:   # pairs drawn over the whole batch; this process's rows of each block
+            pairs = tuple(self.data_parallel.own(p, n_pos, p.shape[0] // n_pos) for p in pairs)
+            n_pos = len(range(n_pos)[self.data_parallel.rows(n_pos)])
         left, right, pair_lengths = (p.to(self.device) for p in pairs)
         lengths = batch.lengths.to(self.device)
-        return {name: self.update(which, x, lengths, left, right, pair_lengths, lengths.shape[0])
+        return {name: self.update(which, x, lengths, left, right, pair_lengths, n_pos)
                 for which, name in enumerate(DIRECTIONS) if name in active}
 
     @classmethod

@@ -1,0 +1,86 @@
+"""``fwdlearn train --nproc N``: the same job ``torchrun --nproc-per-node N -m fwdlearn train ...`` starts, on
+this machine, with one line when a process dies.
+
+Each process gets the variables ``torchrun`` exports (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
+``MASTER_PORT``) and ``OMP_NUM_THREADS`` = cores / N unless set. When one process ends with an error or is killed,
+the others are stopped at once (they would otherwise wait in a collective until its timeout) and the job ends
+with one line naming the rank; the last checkpoint, written atomically by rank 0, resumes the run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+POLL_S = 0.1
+GRACE_S = 5.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def worker_env(rank: int, nproc: int, port: int) -> dict[str, str]:
+    env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nproc),
+               LOCAL_WORLD_SIZE=str(nproc), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    return env
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"was killed (signal {-code})"
+    if code == 137:
+        return "was killed (exit code 137)"
+    return f"ended with exit code {code}"
+
+
+def launch(argv: list[str], nproc: int, out: str) -> int:
+    """Run ``fwdlearn`` with ``argv`` in ``nproc`` processes; their exit code (the first failure's)."""
+    port = free_port()
+    workers = [subprocess.Popen([sys.executable, "-m", "fwdlearn", *argv], env=worker_env(r, nproc, port))
+               for r in range(nproc)]
+    try:
+        while True:
+            codes = [w.poll() for w in workers]
+            failed = [r for r, c in enumerate(codes) if c not in (None, 0)]
+            if failed:
+                return _stop(workers, failed[0], nproc, out)
+            if all(c == 0 for c in codes):
+                return 0
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        _terminate(workers)
+        raise
+
+
+def _stop(workers: list[subprocess.Popen], rank: int, nproc: int, out: str) -> int:
+    code = workers[rank].returncode
+    _terminate(workers)
+    if code == 2 and all(w.returncode == 2 for w in workers):
+        return 2                                 # a refused input: every rank said so, rank 0 printed it
+    print(f"fwdlearn: error: rank {rank} of {nproc} {describe_exit(code)}; the other processes were stopped; run the "
+          f"same command again to resume from the last checkpoint in {out}", file=sys.stderr)
+    return 1
+
+
+def _terminate(workers: list[subprocess.Popen]) -> None:
+    for w in workers:
+        if w.poll() is None:
+            w.terminate()
+    deadline = time.monotonic() + GRACE_S
+    for w in workers:
+        try:
+            w.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            w.kill()
+            w.wait()
