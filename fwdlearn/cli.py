@@ -15,7 +15,7 @@ from . import __version__
 from .config import BACKENDS
 from .data import DATA_DIR_ENV, DATASETS
 from .data.batching import BATCHING
-from .distributed.processes import launched_by_torchrun
+from .distributed.processes import LAUNCHED_ENV, LOST_CONTACT, launched_by_torchrun
 from .errors import ConfigError, FwdlearnError
 from .presets import check_for_rule, load_preset, preset_names
 from .baselines.self_supervised import METHODS as SELF_SUPERVISED_METHODS
@@ -314,6 +314,9 @@ def run(argv: list[str] | None = None) -> int:
         out = args.out or Path("runs") / config.name
         if args.nproc > 1 and not launched_by_torchrun():
             from .distributed.launch import launch
+            if args.parallel == "pipeline":
+                from .distributed.pipeline import check_pipeline
+                check_pipeline(config, args.nproc)
             return launch(_without_nproc(argv if argv is not None else sys.argv[1:]), args.nproc, str(out))
         train_run(config, out, args.data_dir, fresh=args.fresh, show_progress=not args.no_progress,
                   device=args.device or "cpu", parallel=args.parallel)
@@ -454,10 +457,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fwdlearn: error: {exc}", file=sys.stderr)
         return 2
     except torch_distributed_errors() as exc:
-        where = "" if rank is None else f"rank {rank}: "
-        print(f"fwdlearn: error: {where}lost contact with another process ({str(exc).splitlines()[0][:160]})",
-              file=sys.stderr)
-        return 1
+        if not os.environ.get(LAUNCHED_ENV):    # under --nproc the launcher names the process that died
+            print(f"fwdlearn: error: rank {rank}: lost contact with another process "
+                  f"({str(exc).splitlines()[0][:160]})", file=sys.stderr)
+        return LOST_CONTACT
     except KeyboardInterrupt:
         print("fwdlearn: interrupted; run the same command again to resume from the last checkpoint",
               file=sys.stderr)

@@ -228,6 +228,11 @@ class Learner:
         the learner stands, fresh or resumed."""
         check_training_inputs(x, lengths, y)
         self.check_data(x, lengths)
+        if self.data_parallel is None and self.pipeline is None:
+            from .distributed.processes import processes_by_default
+            if processes_by_default() is not None:
+                from .distributed.data_parallel import DataParallel
+                self.distribute(DataParallel(processes_by_default()))
         if self.needs_labels and y is None:
             raise DataError(f"{type(self).__name__} trains on labelled data; pass y")
         n = x.shape[0]

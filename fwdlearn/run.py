@@ -22,7 +22,7 @@ import torch
 from .atomic import prepare_folder, save_json
 from .checkpoint import load_checkpoint, resume_from_checkpoint, save_checkpoint
 from .data import LabelledDataset, load_dataset
-from .distributed.processes import current_processes
+from .distributed.processes import current_processes, default_processes
 from .distributed.setup import describe_processes, distribute, processes_record
 from .errors import CheckpointError, ConfigError, DivergenceError
 from .eval.report import evaluate, summary_lines
@@ -160,13 +160,14 @@ def train_run(config, out_dir: str | Path, data_dir: str | Path | None = None, f
             kept = "nothing was written"
         raise DivergenceError(f"{exc}; {kept}") from None
     train_seconds = time.perf_counter() - started
-    if not main:                                     # rank 0 evaluates and writes the results
-        return {}
-    if not checkpoint_path.exists():   # nothing was left to train: still leave a checkpoint to evaluate
+    if main and not checkpoint_path.exists():   # nothing was left to train: still leave a checkpoint to evaluate
         save_checkpoint(checkpoint_path, config, input_dim, learner.state_dict(), True, data)
     log(f"training done in {train_seconds:.1f} s")
     baselines = {"untrained": TrainedBaseline(untrained_network(config, input_dim))}
-    baselines.update(rule.learner.baselines(config, dataset, input_dim, show_progress, log))
+    with default_processes(processes):               # back-propagation baselines train data parallel too
+        baselines.update(rule.learner.baselines(config, dataset, input_dim, show_progress, log))
+    if not main:                                     # rank 0 evaluates and writes the results
+        return {}
     for baseline in baselines.values():
         baseline.network.to(device)
     log(f"probing (linear read-out, {config.probe.epochs} epochs) the trained network and its baselines")

@@ -16,7 +16,10 @@ import subprocess
 import sys
 import time
 
+from .processes import LAUNCHED_ENV, LOST_CONTACT
+
 POLL_S = 0.1
+SETTLE_S = 2.0
 GRACE_S = 5.0
 
 
@@ -28,7 +31,7 @@ def free_port() -> int:
 
 def worker_env(rank: int, nproc: int, port: int) -> dict[str, str]:
     env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nproc),
-               LOCAL_WORLD_SIZE=str(nproc), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+               LOCAL_WORLD_SIZE=str(nproc), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), **{LAUNCHED_ENV: "1"})
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     return env
 
@@ -52,9 +55,8 @@ def launch(argv: list[str], nproc: int, out: str) -> int:
     try:
         while True:
             codes = [w.poll() for w in workers]
-            failed = [r for r, c in enumerate(codes) if c not in (None, 0)]
-            if failed:
-                return _stop(workers, failed[0], nproc, out)
+            if any(c not in (None, 0) for c in codes):
+                return _stop(workers, nproc, out)
             if all(c == 0 for c in codes):
                 return 0
             time.sleep(POLL_S)
@@ -63,13 +65,20 @@ def launch(argv: list[str], nproc: int, out: str) -> int:
         raise
 
 
-def _stop(workers: list[subprocess.Popen], rank: int, nproc: int, out: str) -> int:
-    code = workers[rank].returncode
+def _stop(workers: list[subprocess.Popen], nproc: int, out: str) -> int:
+    """After a first failure: let the others end by themselves for a moment (a refused input ends every rank; a
+    lost peer ends the rest), stop whatever still runs, and name the process that failed first in its own right."""
+    deadline = time.monotonic() + SETTLE_S
+    while time.monotonic() < deadline and any(w.poll() is None for w in workers):
+        time.sleep(POLL_S)
     _terminate(workers)
-    if code == 2 and all(w.returncode == 2 for w in workers):
+    codes = [w.returncode for w in workers]
+    if all(c == 2 for c in codes):
         return 2                                 # a refused input: every rank said so, rank 0 printed it
-    print(f"fwdlearn: error: rank {rank} of {nproc} {describe_exit(code)}; the other processes were stopped; run the "
-          f"same command again to resume from the last checkpoint in {out}", file=sys.stderr)
+    causes = [r for r, c in enumerate(codes) if c not in (0, LOST_CONTACT, -signal.SIGTERM)]
+    rank = causes[0] if causes else next(r for r, c in enumerate(codes) if c != 0)
+    print(f"fwdlearn: error: rank {rank} of {nproc} {describe_exit(codes[rank])}; the other processes were stopped; "
+          f"run the same command again to resume from the last checkpoint in {out}", file=sys.stderr)
     return 1
 
 

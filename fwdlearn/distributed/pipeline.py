@@ -39,20 +39,24 @@ def stage_layers(num_layers: int, stages: int) -> list[range]:
     return bounds
 
 
+def check_pipeline(config, world: int) -> None:
+    """A one-line ``ConfigError`` for a run a layer pipeline cannot train (checked before processes start)."""
+    from ..registry import get_rule
+    from ..rules.scff import SCFFLearner
+    if not issubclass(get_rule(config.learner).learner, SCFFLearner):
+        raise ConfigError(f"--pipeline: layer pipelines run SCFF (scff-mlp, scff-cnn); {config.learner} trains "
+                          f"data parallel")
+    if len(config.layers) > 1 and config.schedule != "simultaneous":
+        raise ConfigError("--pipeline needs schedule = \"simultaneous\" (every layer learns on every batch)")
+    if world > len(config.layers):
+        raise ConfigError(f"--pipeline: {world} processes but {len(config.layers)} layers (at most one stage per layer)")
+
+
 class LayerPipeline:
     """This process's stage of a layer pipeline over ``learner`` (an ``SCFFLearner``), see the module docstring."""
 
     def __init__(self, learner, processes: Processes):
-        from ..rules.scff import SCFFLearner
-        config = learner.config
-        if not isinstance(learner, SCFFLearner):
-            raise ConfigError(f"--pipeline: layer pipelines run SCFF (scff-mlp, scff-cnn); {config.learner} trains "
-                              f"data parallel")
-        if len(config.layers) > 1 and config.schedule != "simultaneous":
-            raise ConfigError("--pipeline needs schedule = \"simultaneous\" (every layer learns on every batch)")
-        if processes.world > len(config.layers):
-            raise ConfigError(f"--pipeline: {processes.world} processes but {len(config.layers)} layers "
-                              f"(at most one stage per layer)")
+        check_pipeline(learner.config, processes.world)
         self.learner, self.rank, self.world = learner, processes.rank, processes.world
         self.stages = stage_layers(len(config.layers), self.world)
         self.layers = self.stages[self.rank]

@@ -8,6 +8,7 @@ nothing here is used.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ import torch.distributed as dist
 from ..errors import ConfigError
 
 TIMEOUT_ENV = "FWDLEARN_DIST_TIMEOUT_S"   # how long a collective waits for a silent peer (default 300 s)
+LAUNCHED_ENV = "FWDLEARN_LAUNCHED"        # set by ``fwdlearn train --nproc``: the launcher reports failures
+LOST_CONTACT = 75                         # exit code of a process whose peer died (EX_TEMPFAIL)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,24 @@ def current_processes(device: str = "cpu") -> Processes | None:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend, timeout=timeout)
     return Processes(dist.get_rank(), dist.get_world_size(), dist.get_backend())
+
+
+_default: list[Processes | None] = [None]
+
+
+@contextlib.contextmanager
+def default_processes(processes: Processes | None):
+    """Within: a learner that starts training on its own (a back-propagation baseline the run trains after the
+    rule) trains data parallel over ``processes``."""
+    saved, _default[0] = _default[0], processes
+    try:
+        yield
+    finally:
+        _default[0] = saved
+
+
+def processes_by_default() -> Processes | None:
+    return _default[0]
 
 
 def leave() -> None:
