@@ -450,6 +450,20 @@ def recurrent_export_table(records: list[dict]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def distributed_table(records: list[dict]) -> str:
+    """``benchmarks/distributed_throughput.py``: samples per second per setting, the 2-process limit, bytes."""
+    rows = []
+    for record in records:
+        for r in record["rows"]:
+            limit = (f"{r['limit_samples_per_second']:,.0f} ({r['fraction_of_limit']:.0%})"
+                     if "limit_samples_per_second" in r else "")
+            rows.append([record["experiment"], r["setting"], f"**{r['samples_per_second']:,.0f}**", limit,
+                         f"{r['bytes_per_batch'] / 1e6:.2f}" if r["bytes_per_batch"] else "0",
+                         f"{r['samples']:,}", record["load_average_before"]])
+    return markdown_table(["experiment", "setting", "samples/s", "limit (fraction)", "MB sent per batch per process",
+                           "samples", "load before"], rows)
+
+
 def write_table(folder: Path) -> Path:
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     sweeps = [r for r in results if r.get("kind") == "quant-sweep"]
@@ -462,11 +476,12 @@ def write_table(folder: Path) -> Path:
     accelerators = [r for r in results if r.get("kind") == "hls4ml-agreement"]
     exports = [r for r in results if r.get("kind") == "export-check"]
     recurrent_exports = [r for r in results if r.get("kind") == "recurrent-export-time"]
+    distributed = [r for r in results if r.get("kind") == "distributed-throughput"]
     results = [r for r in results if r.get("kind") not in ("quant-sweep", "update-cost", "conv-throughput",
                                                            "epoch-vs-gemm", "on-device-adaptation",
                                                            "on-device-update-time", "tune", "sparsity",
                                                            "hls4ml-agreement", "export-check",
-                                                           "recurrent-export-time")]
+                                                           "recurrent-export-time", "distributed-throughput")]
     autoencoders = [r for r in results if _reconstructs(r)]
     probed = [r for r in results if not _reconstructs(r)]
     text = HEADER + "## Local rules and baselines, read out by the linear probe\n\n" + table(probed)
@@ -511,6 +526,11 @@ def write_table(folder: Path) -> Path:
                  "`benchmarks/recurrent_export_time.py`: the whole `export_onnx` (trace, checker, parity in "
                  "onnxruntime, report) of an untrained, seeded fsdd-paper-sized Bi-RNN.\n\n"
                  + recurrent_export_table(recurrent_exports))
+    if distributed:
+        text += ("\n## Many processes: throughput and communication (torch.distributed, gloo)\n\n"
+                 "`benchmarks/distributed_throughput.py`: one epoch of SCFF (simultaneous schedule) and of BP on the "
+                 "same network, one process against two (data parallel, layer pipeline); the limit is twice one "
+                 "process with one thread, measured in the same run.\n\n" + distributed_table(distributed))
     if epochs:
         text += ("\n## Epoch against the GEMM floor (same process)\n\n" + epoch_table(epochs))
     if throughput:

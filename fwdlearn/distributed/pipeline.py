@@ -58,11 +58,14 @@ class LayerPipeline:
     def __init__(self, learner, processes: Processes):
         check_pipeline(learner.config, processes.world)
         self.learner, self.rank, self.world = learner, processes.rank, processes.world
-        self.stages = stage_layers(len(config.layers), self.world)
+        self.stages = stage_layers(len(learner.config.layers), self.world)
         self.layers = self.stages[self.rank]
         self.bytes = 0           # payload sent by this stage, pairs forward only
         self._sending: list = []
         learner.pipeline = self
+        for index in range(len(learner.config.layers)):
+            if index not in self.layers:   # another stage steps it; its schedule still advances here, in step
+                learner.groups[f"layer{index + 1}"].optimizer._opt_called = True
 
     def owner(self, layer: int) -> int:
         return next(s for s, layers in enumerate(self.stages) if layer in layers)
