@@ -126,7 +126,8 @@ def lac_table(results: list[dict]) -> str:
 
 
 def quant_table(sweeps: list[dict]) -> str:
-    """One row per bit width: probe accuracy, the untrained twin, and the verified export's size."""
+    """One row per bit width: probe accuracy, the untrained twin, and the verified export's size (mean ± std over
+    the sweep's seeds where it has several)."""
     lines = ["| experiment | data | bits (weights, inputs) | SCFF (probe) | untrained network | exported file in "
              "onnxruntime | s / epoch | export | model bytes | MACs / inference | runtime vs PyTorch (max abs diff "
              "≤ tolerance) | device |",
@@ -136,8 +137,9 @@ def quant_table(sweeps: list[dict]) -> str:
             e = row["export"]
             seconds = ", ".join(f"{v:.1f}" for v in row["seconds_per_epoch"].values())
             lines.append(f"| {r['experiment']} | {r['dataset']} | {row['quantisation']} | "
-                         f"**{_pct(row['test_accuracy'])}** | {_pct(row['untrained_test_accuracy'])} | "
-                         f"{_pct(row['deployed_test_accuracy'])} | {seconds} | "
+                         f"**{_pct(row['test_accuracy'], row.get('test_accuracy_std'))}** | "
+                         f"{_pct(row['untrained_test_accuracy'], row.get('untrained_test_accuracy_std'))} | "
+                         f"{_pct(row['deployed_test_accuracy'], row.get('deployed_test_accuracy_std'))} | {seconds} | "
                          f"{e['format']} | {e['model_bytes']:,} | {e['macs_per_inference']:,} | "
                          f"{e['max_abs_difference']:.1e} ≤ {e['tolerance']:.1e} | {r['device']} |")
     return "\n".join(lines) + "\n"

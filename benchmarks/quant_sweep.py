@@ -1,13 +1,15 @@
 """Benchmark: test accuracy against bit width for quantisation-aware SCFF, and the size of each export.
 
     python benchmarks/quant_sweep.py --preset mnist-quant --data-dir ../shared/data --bits 0 8 4 2
-    python benchmarks/quant_sweep.py --preset fsdd-paper --data-dir ../shared/data --bits 0 8 4 2
+    python benchmarks/quant_sweep.py --preset fsdd-paper --data-dir ../shared/data --bits 0 8 4 2 --seeds 0 1 2
 
 For every bit width (0 = float) the preset is trained with weights and standardised layer inputs
 at that width (``--per-channel``: one weight scale per unit), probed beside the same network
 untrained (a recurrent preset's BPTT baseline is skipped), then exported (float ONNX, or QCDQ
 for quantised runs), verified against PyTorch, and
-the exported file's own test accuracy measured in onnxruntime (its read-out rounded to 8 bits).
+the exported file's own test accuracy measured in onnxruntime (its read-out rounded to 8 bits). With several
+``--seeds`` each width is trained once per seed; a row holds the mean and standard deviation of each accuracy,
+every seed's value, and the first seed's export.
 Runs go to ``benchmarks/runs/<preset>-w<b>a<b>/`` (``--runs``) (resumable, not committed: a finished run's
 results and a current export are reused, so deleting one run's folder redoes only that run); the sweep to
 ``benchmarks/results/quant-<preset>.json``, and ``benchmarks/results/README.md`` is regenerated.
@@ -71,6 +73,55 @@ def reuse(product: Path, source: Path, config=None) -> dict | None:
     return document
 
 
+def run_width(args, name: str, bits: int, seed: int, command: str) -> dict:
+    """Train (or reuse) one bit width with one seed, export and verify it, and measure the file's accuracy."""
+    config = load_preset(args.preset)
+    config.seed = seed
+    config.quant.weight_bits = config.quant.act_bits = bits
+    config.quant.per_channel = bool(bits and args.per_channel)
+    for section in END_TO_END:   # the sweep compares each bit width with the same network untrained
+        if hasattr(config, section):
+            getattr(config, section).epochs = 0
+    check_for_rule(config.validate(f"preset {args.preset}"), f"preset {args.preset}")
+    seed_part = "" if seed == load_preset(args.preset).seed else f"-seed{seed}"
+    run_dir = args.runs / f"{name}-w{bits}a{bits}{'-pc' if config.quant.per_channel else ''}{seed_part}"
+    print(f"== {config.quant.label()}, seed {seed}", flush=True)
+    results = reuse(run_dir / "results.json", run_dir / "checkpoint.pt", config) or train_run(
+        config, run_dir, args.data_dir, show_progress=sys.stderr.isatty(), command=command)
+    report = reuse(report_path(run_dir / "model.onnx"), run_dir / "readout.pt") or export_onnx(
+        load_deployable(run_dir / "checkpoint.pt"), run_dir / "model.onnx")
+    check = report["verification"]["onnxruntime"]
+    return {
+        "weight_bits": bits, "act_bits": bits, "per_channel": config.quant.per_channel,
+        "quantisation": config.quant.label(),
+        "test_accuracy": results["metrics"]["test_accuracy"],
+        "untrained_test_accuracy": results["baselines"]["untrained"]["test_accuracy"],
+        "deployed_test_accuracy": onnxruntime_accuracy(run_dir / "model.onnx", config, args.data_dir),
+        "seconds_per_epoch": results["timing"]["seconds_per_epoch"],
+        "export": {"format": report["format"], "model_bytes": report["model_bytes"],
+                   "parameters": report["parameters"], "macs_per_inference": report["macs_per_inference"]["total"],
+                   "max_abs_difference": check["max_abs_difference"], "tolerance": check["tolerance"],
+                   "same_class": check["same_class"]},
+        "device": results["device"], "date": results["date"],
+    }
+
+
+ACCURACIES = ("test_accuracy", "untrained_test_accuracy", "deployed_test_accuracy")
+
+
+def combine_seeds(runs: list[dict]) -> dict:
+    """One row from one width's runs: each accuracy's mean (``*_std`` beside it with several seeds, and every
+    seed's value under ``per_seed``); the rest from the first seed."""
+    import statistics
+    row = dict(runs[0])
+    if len(runs) > 1:
+        row["per_seed"] = {key: [r[key] for r in runs] for key in ACCURACIES}
+        for key in ACCURACIES:
+            values = row["per_seed"][key]
+            row[key], row[f"{key}_std"] = round(statistics.mean(values), 5), round(statistics.stdev(values), 5)
+    return row
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="mnist-quant", help="shipped preset or TOML file")
@@ -79,42 +130,22 @@ def main() -> int:
     parser.add_argument("--per-channel", action="store_true")
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--runs", type=Path, default=HERE / "runs", help="where each bit width's run directory goes")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: the preset's)")
     args = parser.parse_args()
+    args.seeds = args.seeds or [load_preset(args.preset).seed]
     command = " ".join(["python", "benchmarks/quant_sweep.py"] + sys.argv[1:])
     first = load_preset(args.preset)
     name = first.name               # a shipped preset's name, or the name inside a TOML file
     rows = []
     for bits in args.bits:
-        config = load_preset(args.preset)
-        config.quant.weight_bits = config.quant.act_bits = bits
-        config.quant.per_channel = bool(bits and args.per_channel)
-        for section in END_TO_END:   # the sweep compares each bit width with the same network untrained
-            if hasattr(config, section):
-                getattr(config, section).epochs = 0
-        check_for_rule(config.validate(f"preset {args.preset}"), f"preset {args.preset}")
-        run_dir = args.runs / f"{name}-w{bits}a{bits}{'-pc' if config.quant.per_channel else ''}"
-        print(f"== {config.quant.label()}", flush=True)
-        results = reuse(run_dir / "results.json", run_dir / "checkpoint.pt", config) or train_run(
-            config, run_dir, args.data_dir, show_progress=sys.stderr.isatty(), command=command)
-        report = reuse(report_path(run_dir / "model.onnx"), run_dir / "readout.pt") or export_onnx(
-            load_deployable(run_dir / "checkpoint.pt"), run_dir / "model.onnx")
-        check = report["verification"]["onnxruntime"]
-        deployed = onnxruntime_accuracy(run_dir / "model.onnx", config, args.data_dir)
-        rows.append({
-            "weight_bits": bits, "act_bits": bits, "per_channel": config.quant.per_channel,
-            "quantisation": config.quant.label(),
-            "test_accuracy": results["metrics"]["test_accuracy"],
-            "untrained_test_accuracy": results["baselines"]["untrained"]["test_accuracy"],
-            "deployed_test_accuracy": deployed,
-            "seconds_per_epoch": results["timing"]["seconds_per_epoch"],
-            "export": {"format": report["format"], "model_bytes": report["model_bytes"],
-                       "parameters": report["parameters"], "macs_per_inference": report["macs_per_inference"]["total"],
-                       "max_abs_difference": check["max_abs_difference"], "tolerance": check["tolerance"],
-                       "same_class": check["same_class"]},
-        })
+        runs = [run_width(args, name, bits, seed, command) for seed in args.seeds]
+        rows.append(combine_seeds(runs))
+    device, date = rows[-1]["device"], rows[-1]["date"]
+    for row in rows:
+        del row["device"], row["date"]
     sweep = {"kind": "quant-sweep", "experiment": f"quant-{name}", "learner": first.learner,
-             "dataset": first.data.dataset, "command": command, "device": results["device"],
-             "seeds": [first.seed], "date": results["date"], "rows": rows, "config": first.to_dict()}
+             "dataset": first.data.dataset, "command": command, "device": device,
+             "seeds": args.seeds, "date": date, "rows": rows, "config": first.to_dict()}
     path = save_json(sweep, args.results / f"quant-{name}.json")
     write_table(args.results)
     print(f"recorded {path}")

@@ -316,7 +316,7 @@ def run(argv: list[str] | None = None) -> int:
             from .distributed.launch import launch
             if args.parallel == "pipeline":
                 from .distributed.pipeline import check_pipeline
-                check_pipeline(config, args.nproc)
+                check_pipeline(config, args.nproc, rules()[config.learner].learner)
             return launch(_without_nproc(argv if argv is not None else sys.argv[1:]), args.nproc, str(out))
         train_run(config, out, args.data_dir, fresh=args.fresh, show_progress=not args.no_progress,
                   device=args.device or "cpu", parallel=args.parallel)

@@ -104,6 +104,8 @@ def train_run(config, out_dir: str | Path, data_dir: str | Path | None = None, f
     check_train_device(rule, device)
     processes = current_processes(device)            # several processes when torchrun started this one
     main = processes is None or processes.is_main
+    if processes is not None:
+        device = processes.place(device)            # one GPU per process
     if not main:                                     # rank 0 alone talks and writes
         log, show_progress = (lambda *_: None), False
     prepare_folder(out_dir, "--out")

@@ -101,7 +101,8 @@ class DataParallel:
         keys = [(name, key) for name in sums for key in sums[name]]   # the same order on every process
         if not keys:
             return sums
-        total = self.all_reduce(torch.tensor([sums[name][key] for name, key in keys], dtype=torch.float64))
+        total = self.all_reduce(torch.tensor([sums[name][key] for name, key in keys], dtype=torch.float64,
+                                             device=self.processes.device)).cpu()
         out: dict[str, dict[str, float]] = {name: {} for name in sums}
         for (name, key), value in zip(keys, total.tolist()):
             out[name][key] = value

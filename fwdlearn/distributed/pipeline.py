@@ -20,7 +20,6 @@ import torch.distributed as dist
 
 from ..data.augment import augment
 from ..errors import ConfigError
-from ..learner import Batch
 from ..objectives.scff import PairBatch, data_pairs, random_shift
 from .processes import Processes
 
@@ -39,11 +38,10 @@ def stage_layers(num_layers: int, stages: int) -> list[range]:
     return bounds
 
 
-def check_pipeline(config, world: int) -> None:
-    """A one-line ``ConfigError`` for a run a layer pipeline cannot train (checked before processes start)."""
-    from ..registry import get_rule
-    from ..rules.scff import SCFFLearner
-    if not issubclass(get_rule(config.learner).learner, SCFFLearner):
+def check_pipeline(config, world: int, learner_class: type) -> None:
+    """A one-line ``ConfigError`` for a run a layer pipeline cannot train (checked before processes start);
+    ``learner_class``: the rule's learner, which says whether its layers can be staged (``pipelines``)."""
+    if not getattr(learner_class, "pipelines", False):
         raise ConfigError(f"--pipeline: layer pipelines run SCFF (scff-mlp, scff-cnn); {config.learner} trains "
                           f"data parallel")
     if len(config.layers) > 1 and config.schedule != "simultaneous":
@@ -56,8 +54,8 @@ class LayerPipeline:
     """This process's stage of a layer pipeline over ``learner`` (an ``SCFFLearner``), see the module docstring."""
 
     def __init__(self, learner, processes: Processes):
-        check_pipeline(learner.config, processes.world)
-        self.learner, self.rank, self.world = learner, processes.rank, processes.world
+        check_pipeline(learner.config, processes.world, type(learner))
+        self.learner, self.processes, self.rank, self.world = learner, processes, processes.rank, processes.world
         self.stages = stage_layers(len(learner.config.layers), self.world)
         self.layers = self.stages[self.rank]
         self.bytes = 0           # payload sent by this stage, pairs forward only
@@ -71,7 +69,7 @@ class LayerPipeline:
         return next(s for s, layers in enumerate(self.stages) if layer in layers)
 
     # ----- one batch ------------------------------------------------------------------------------------
-    def train_batch(self, batch: Batch, active: list[str]) -> dict[str, dict[str, float]]:
+    def train_batch(self, batch, active: list[str]) -> dict[str, dict[str, float]]:
         learner = self.learner
         last = len(learner.config.layers) - 1
         if self.rank == 0:
@@ -89,7 +87,7 @@ class LayerPipeline:
             self._send(pairs, shifts)
         return stats
 
-    def _first_pairs(self, batch: Batch) -> tuple[PairBatch, list[int]]:
+    def _first_pairs(self, batch) -> tuple[PairBatch, list[int]]:
         """Stage 0: the first layer's pairs and every later layer's shift, drawn in a one-process run's order."""
         learner = self.learner
         data, layers = learner.config.data, learner.config.layers
@@ -106,25 +104,28 @@ class LayerPipeline:
         views = pairs.views.detach().contiguous()
         indices = [pairs.pos_left, pairs.pos_right, pairs.neg_left, pairs.neg_right]
         present = [i is not None for i in indices]
+        device = self.processes.device
         header = torch.tensor([views.dim(), *views.shape, *[0] * (_MAX_DIMS - views.dim()),
-                               pairs.pos_left.shape[0], *present, pairs.owned, *shifts], dtype=torch.int64)
-        stacked = torch.stack([i.to(torch.int64).cpu() for i in indices if i is not None])
-        for tensor in (header, views.cpu() if views.device.type != "cpu" and dist.get_backend() == "gloo" else views,
-                       stacked):
+                               pairs.pos_left.shape[0], *present, pairs.owned, *shifts], dtype=torch.int64,
+                              device=device)
+        stacked = torch.stack([i.to(device, torch.int64) for i in indices if i is not None])
+        for tensor in (header, views.to(device), stacked):
             self.bytes += tensor.numel() * tensor.element_size()
             self._sending.append((dist.isend(tensor, self.rank + 1), tensor))
 
     def _receive(self) -> tuple[PairBatch, list[int]]:
         learner = self.learner
-        header = torch.empty(1 + _MAX_DIMS + 1 + 4 + 1 + len(learner.config.layers) - 1, dtype=torch.int64)
+        device = self.processes.device
+        header = torch.empty(1 + _MAX_DIMS + 1 + 4 + 1 + len(learner.config.layers) - 1, dtype=torch.int64,
+                             device=device)
         dist.recv(header, self.rank - 1)
         values = header.tolist()
         dims = values[0]
         shape, rest = values[1:1 + dims], values[1 + _MAX_DIMS:]
         rows, present, owned, shifts = rest[0], [bool(v) for v in rest[1:5]], bool(rest[5]), rest[6:]
-        views = torch.empty(shape, dtype=next(learner.network.parameters()).dtype)
+        views = torch.empty(shape, dtype=next(learner.network.parameters()).dtype, device=device)
         dist.recv(views, self.rank - 1)
-        stacked = torch.empty(sum(present), rows, dtype=torch.int64)
+        stacked = torch.empty(sum(present), rows, dtype=torch.int64, device=device)
         dist.recv(stacked, self.rank - 1)
         device = learner.device
         it = iter(stacked.to(device))

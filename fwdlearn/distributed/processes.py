@@ -36,6 +36,18 @@ class Processes:
         """Rank 0 alone writes checkpoints, results and plots, and talks to the terminal."""
         return self.rank == 0
 
+    @property
+    def device(self) -> torch.device:
+        """Where tensors handed to collectives live: NCCL takes CUDA tensors only, gloo CPU tensors."""
+        return torch.device("cuda", torch.cuda.current_device()) if self.backend == "nccl" else torch.device("cpu")
+
+    def place(self, device: str) -> str:
+        """``cuda`` without an index becomes this process's GPU (``cuda:LOCAL_RANK``); anything else is kept."""
+        chosen = torch.device(device)
+        if chosen.type == "cuda" and chosen.index is None:
+            return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+        return device
+
     def barrier(self) -> None:
         dist.barrier()
 

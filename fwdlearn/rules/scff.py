@@ -56,6 +56,7 @@ class SCFFLearner(LayerwiseLearner):
 
     min_batch = 2   # a negative pair needs two samples
     shards_itself = True   # data parallel: pairs are drawn over the whole batch, then each process keeps its own
+    pipelines = True       # its layers can be split into stages (``distributed/pipeline.py``)
 
     @classmethod
     def check_config(cls, config, where: str) -> None:
