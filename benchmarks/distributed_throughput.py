@@ -86,6 +86,8 @@ def _run(rank: int, world: int, setting: tuple, data_dir: str, samples: int, rep
     name, rule, _, threads, parallel = setting
     torch.set_num_threads(threads)
     if world > 1:
+        from fwdlearn.distributed.launch import loopback_only
+        os.environ.update(loopback_only())
         dist.init_process_group("gloo", init_method=f"file://{folder}/store-{SETTINGS.index(setting)}", rank=rank,
                                 world_size=world)
     seconds, sent, batches = [], [], 0

@@ -85,6 +85,8 @@ def _train_cases(rank: int, folder: str) -> None:
     from fwdlearn.distributed import DataParallel, Processes
     from fwdlearn.distributed.pipeline import LayerPipeline
 
+    from fwdlearn.distributed.launch import loopback_only
+    os.environ.update(loopback_only())
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=WORLD)
     processes = Processes(rank, WORLD, "gloo")

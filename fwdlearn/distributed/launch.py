@@ -33,7 +33,16 @@ def worker_env(rank: int, nproc: int, port: int) -> dict[str, str]:
     env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nproc),
                LOCAL_WORLD_SIZE=str(nproc), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), **{LAUNCHED_ENV: "1"})
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    env.update(loopback_only())
     return env
+
+
+def loopback_only() -> dict[str, str]:
+    """Processes on one machine talk over the loopback interface (unless ``GLOO_SOCKET_IFNAME`` says otherwise):
+    gloo would otherwise bind to whatever the host name resolves to, which a container may not route."""
+    if "GLOO_SOCKET_IFNAME" in os.environ or not sys.platform.startswith("linux"):
+        return {}
+    return {"GLOO_SOCKET_IFNAME": "lo"}
 
 
 def describe_exit(code: int) -> str:
