@@ -142,6 +142,24 @@ def test_a_killed_study_resumes_from_its_sqlite_file(files):
     assert set(killed) <= retried                           # ... and run again with its settings
 
 
+def test_a_trial_killed_before_its_first_heartbeat_is_failed_and_run_again(files):
+    """The kill can land between Optuna creating a trial and its first heartbeat: that trial has no heartbeat
+    row at all, and must still be failed (and enqueued again) once it is older than the grace period, while a
+    trial whose worker still beats is left running."""
+    from fwdlearn.tune.storage import fail_stale_trials, open_storage, storage_url
+    (files / "out").mkdir()
+    storage = open_storage(storage_url(None, files / "out"), stale_after=1)
+    study = optuna.create_study(study_name="tiny", storage=storage, direction="maximize")
+    silent, beating = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), study.ask()
+    time.sleep(1.5)
+    storage.record_heartbeat(beating._trial_id)
+    fail_stale_trials(study)
+    states = {t.number: t.state.name for t in study.get_trials()}
+    assert states[silent.number] == "FAIL" and states[beating.number] == "RUNNING"
+    retry = [t for t in study.get_trials() if t.number not in (silent.number, beating.number)]
+    assert len(retry) == 1 and retry[0].state.name == "WAITING" and retry[0].params == silent.params
+
+
 def test_two_workers_share_one_study_without_repeating_a_trial(files):
     from fwdlearn.tune.study import run_study
     report = run_study(str(files / "tiny.toml"), files / "space.toml", 4, files / "out", workers=2, final=False,

@@ -37,44 +37,11 @@ from ..preset_files import read_preset
 from ..presets import config_from_dict
 from .pruning import PRUNERS, EpochScore, pruner
 from .space import SearchSpace, apply, read_space
+from .storage import fail_stale_trials, open_storage, optuna_module, storage_url
 from .validation import carve, sealed_test_split
 
-HEARTBEAT_SECONDS = 10
-
-
-def storage_url(storage: str | None, out: Path) -> str:
-    return storage or f"sqlite:///{(out / 'study.db').resolve()}"
-
-
-def _optuna():
-    try:
-        import optuna
-    except ImportError:
-        raise ConfigError("fwdlearn tune needs Optuna: pip install 'fwdlearn[tune]'") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna
-
-
-def _storage(url: str, stale_after: float):
-    optuna = _optuna()
-    from optuna import storages
-    # Optuna 4.9 renamed the callback that re-runs a trial whose worker stopped beating
-    renamed = hasattr(storages, "RetryHeartbeatStaleTrialCallback")
-    key = "heartbeat_stale_trial_callback" if renamed else "failed_trial_callback"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retry = (storages.RetryHeartbeatStaleTrialCallback if renamed else storages.RetryFailedTrialCallback)(
-                max_retry=3)
-            return storages.RDBStorage(url, heartbeat_interval=max(1, min(HEARTBEAT_SECONDS, int(stale_after / 2))),
-                                       grace_period=max(1, int(stale_after)), **{key: retry})
-    except Exception as exc:  # noqa: BLE001 - SQLAlchemy and its drivers raise many types
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise ConfigError(f"--storage {url}: cannot open ({type(exc).__name__}: {first})") from None
-
-
 def _finished(study) -> list:
-    optuna = _optuna()
+    optuna = optuna_module()
     return [t for t in study.get_trials(deepcopy=False)
             if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
 
@@ -82,7 +49,7 @@ def _finished(study) -> list:
 def run_study(preset: str, space_path: str | Path, trials: int, out: str | Path, storage: str | None = None,
               workers: int = 1, data_dir: str | Path | None = None, seed: int = 0, fraction: float = 0.1,
               stale_after: float = 120.0, final: bool = True, prune: str = "median", log=print) -> dict:
-    optuna = _optuna()
+    optuna = optuna_module()
     if trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {trials}")
     if workers < 1:
@@ -97,11 +64,9 @@ def run_study(preset: str, space_path: str | Path, trials: int, out: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     url = storage_url(storage, out)
     name = base.name
-    study = optuna.create_study(study_name=name, storage=_storage(url, stale_after), direction="maximize",
+    study = optuna.create_study(study_name=name, storage=open_storage(url, stale_after), direction="maximize",
                                 sampler=_sampler(seed, trials), pruner=pruner(prune, trials), load_if_exists=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+    fail_stale_trials(study)
     start = space.current(values)
     if not study.trials and start is not None:
         study.enqueue_trial(start)                    # trial 0: the preset as it is
@@ -120,7 +85,7 @@ def run_study(preset: str, space_path: str | Path, trials: int, out: str | Path,
                 context = multiprocessing.get_context("spawn")
                 with context.Pool(len(jobs)) as pool:
                     pool.starmap(_work, jobs)
-    study = optuna.load_study(study_name=name, storage=_storage(url, stale_after))
+    study = optuna.load_study(study_name=name, storage=open_storage(url, stale_after))
     done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
         raise FwdlearnError(f"study {name!r}: no trial completed (see the failures in {out / 'study.json'})")
@@ -151,14 +116,14 @@ def _work(url, name, preset, space_path, trials, total, data_dir, seed, fraction
           prune, log=None):
     """One worker: ``trials`` trials of the shared study (of ``total``)."""
     import torch
-    optuna = _optuna()
+    optuna = optuna_module()
     torch.set_num_threads(threads)
     log = log or (lambda line: print(line, flush=True))
     base, values = _preset(preset)
     space = read_space(space_path, values)
     from ..run import load_run_dataset
     data = carve(load_run_dataset(base, data_dir), fraction, base.seed, data_dir)
-    study = optuna.load_study(study_name=name, storage=_storage(url, stale_after), sampler=_sampler(seed, total),
+    study = optuna.load_study(study_name=name, storage=open_storage(url, stale_after), sampler=_sampler(seed, total),
                               pruner=pruner(prune, total))
     objective = Objective(values, space, data, Path(out), data_dir)
     study.optimize(objective, n_trials=trials, catch=(FwdlearnError,), callbacks=[_progress(log)])
@@ -167,7 +132,7 @@ def _work(url, name, preset, space_path, trials, total, data_dir, seed, fraction
 def _sampler(seed: int, trials: int):
     """TPE, its random start scaled to the study's size (Optuna's default, 10 random trials, would leave a
     study of 10 trials a random search)."""
-    optuna = _optuna()
+    optuna = optuna_module()
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, trials // 3)))
 
 
