@@ -101,6 +101,8 @@ def run_width(args, name: str, bits: int, seed: int, command: str) -> dict:
         "export": {"format": report["format"], "model_bytes": report["model_bytes"],
                    "parameters": report["parameters"], "macs_per_inference": report["macs_per_inference"]["total"],
                    "max_abs_difference": check["max_abs_difference"], "tolerance": check["tolerance"],
+                   "distance_bounded": check.get("distance_bounded", True),
+                   "differing_fraction": check["differing_fraction"],
                    "same_class": check["same_class"]},
         "device": results["device"], "date": results["date"],
     }
@@ -111,7 +113,8 @@ ACCURACIES = ("test_accuracy", "untrained_test_accuracy", "deployed_test_accurac
 
 def combine_seeds(runs: list[dict]) -> dict:
     """One row from one width's runs: each accuracy's mean (``*_std`` beside it with several seeds, and every
-    seed's value under ``per_seed``); the rest from the first seed."""
+    seed's value under ``per_seed``); the export's parity from the seed whose file is farthest from PyTorch; the
+    rest from the first seed."""
     import statistics
     row = dict(runs[0])
     if len(runs) > 1:
@@ -119,6 +122,9 @@ def combine_seeds(runs: list[dict]) -> dict:
         for key in ACCURACIES:
             values = row["per_seed"][key]
             row[key], row[f"{key}_std"] = round(statistics.mean(values), 5), round(statistics.stdev(values), 5)
+        worst = max(runs, key=lambda r: r["export"]["max_abs_difference"])
+        row["export"] = {**row["export"], **{k: v for k, v in worst["export"].items() if k not in ("model_bytes",)}}
+        row["per_seed"]["export_max_abs_difference"] = [r["export"]["max_abs_difference"] for r in runs]
     return row
 
 

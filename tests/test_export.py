@@ -431,6 +431,29 @@ def test_quantised_verification_allows_few_logits_one_step_off_and_no_class_chan
         judge("m.onnx", "rt", tied, got, step)
 
 
+def test_recurrent_verification_bounds_how_many_logits_move_not_how_far():
+    """A quantised recurrent state carries a level that rounded the other way into every later frame, so one
+    logit may move by several steps; what stays bounded is how many logits leave PyTorch's level, and the class."""
+    step = 0.5
+    expected = torch.zeros(100, 10)
+    expected[:, 3] = 6 * step
+    expected = expected.numpy()
+    got = expected.copy()
+    got[7, 5] += 3 * step                           # one logit three steps off: a flip carried over frames
+    with pytest.raises(ExportError, match="3.00 output steps"):
+        judge("m.onnx", "rt", expected, got, step)                  # a feed-forward model may not do that
+    figures = judge("m.onnx", "rt", expected, got, step, recurrent=True)
+    assert figures["max_output_steps"] == 3 and figures["distance_bounded"] is False
+    assert figures["differing_fraction"] == 0.001
+    got[:, 5] += step                               # a wrong bias: every sample's logit 5 moves
+    with pytest.raises(ExportError, match=r"one step off PyTorch's in 10.0% of the logits"):
+        judge("m.onnx", "rt", expected, got, step, recurrent=True)
+    got = expected.copy()
+    got[7, 1] += 8 * step                           # class 1 overtakes a six-step margin
+    with pytest.raises(ExportError, match="another class than PyTorch on 1 of 100 samples"):
+        judge("m.onnx", "rt", expected, got, step, recurrent=True)
+
+
 def test_format_must_suit_the_model(runs, tmp_path):
     pytest.importorskip("brevitas")
     with pytest.raises(FwdlearnError, match="quantised: use qcdq or qonnx"):
