@@ -3,6 +3,14 @@ locality checker every local rule is run through (``tests/test_locality.py``).""
 
 from __future__ import annotations
 
+import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest -n N: N workers share the machine's cores, so each (and every process it starts) computes on one
+    # thread rather than N threads fighting over each core
+    for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[_variable] = "1"
+
 import dataclasses
 from pathlib import Path
 from dataclasses import dataclass, field

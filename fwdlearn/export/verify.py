@@ -19,11 +19,14 @@ What must hold (``judge``):
   than an absolute 1e-4 through summation order alone;
 - quantised models (logits on an 8-bit grid of step ``s``): the logits sit on PyTorch's level of the
   grid but for at most ``MAX_DIFFERING`` of them, and none of those is more than one step off (a
-  value on the boundary between two levels may round either way in another runtime); a quantised recurrent
-  model (``recurrent``) feeds its quantised state back frame after frame, so a level that rounds the other way at
-  one frame moves every later frame and may move a logit by several steps: there the fraction of logits off
-  PyTorch's level and the class are checked as above, the distance is reported but not bounded (a wrong graph moves far
-  more than 1 % of the logits: a wrong weight or bias shows on every sample);
+  value on the boundary between two levels may round either way in another runtime);
+- quantised recurrent models: the state is rounded at every frame and fed back, so a level that rounds the other
+  way at one frame moves every later frame, and PyTorch itself disagrees with itself when only the summation
+  order changes (the same samples one at a time instead of in batches: on the 8-bit FSDD Bi-RNN, 0.5-2.0 % of
+  the logits, one step each). There the yardstick is PyTorch's own spread (``reference``: its logits one sample
+  at a time): at most ``max(MAX_DIFFERING, 2 x its fraction)`` of the logits off PyTorch's level, none farther
+  than ``max(1 step, 2 x its farthest)`` (a third summation order lies within twice the distance between two).
+  A wrong graph moves far more (a wrong weight or bias shows on every sample);
 - the predicted class is the same on every sample but those where PyTorch's two largest logits lie
   within the tolerance of each other (a tie the allowed difference may break the other way), and on
   at least ``MIN_SAME_CLASS`` of the samples.
@@ -121,35 +124,46 @@ def _not_finite(path, who: str, values: np.ndarray) -> None:
                           f"infinite); the model cannot be verified")
 
 
-def judge(path, runtime: str, expected: np.ndarray, got: np.ndarray, step: float, recurrent: bool = False) -> dict:
+def _distance(got: np.ndarray, expected: np.ndarray, step: float) -> tuple[float, float]:
+    """The largest difference, and the fraction of logits that differ: quantised, those on another level of the
+    grid (a fixed-point runtime such as hls4ml's C++ gives the level to its own precision, not bit-identical
+    floats); float, any difference."""
+    difference = np.abs(got.astype(np.float64) - expected.astype(np.float64))
+    return float(difference.max()), float((difference > step / 2).mean() if step else (got != expected).mean())
+
+
+def judge(path, runtime: str, expected: np.ndarray, got: np.ndarray, step: float,
+          reference: np.ndarray | None = None) -> dict:
     """Compare a runtime's logits ``got`` with PyTorch's ``expected`` (``[N, classes]``) by the criteria in the
-    module docstring; ``step`` is the output grid (0: float), ``recurrent`` a quantised state fed back over
-    frames. Returns the figures; raises ``ExportError``."""
+    module docstring; ``step`` is the output grid (0: float); ``reference``, PyTorch's logits of the same samples
+    in another summation order, widens the quantised bounds to twice its spread. Returns the figures; raises
+    ``ExportError``."""
     _not_finite(path, "PyTorch's", expected)
     _not_finite(path, f"{runtime}'s", got)
     if got.shape != expected.shape:
         raise ExportError(f"{path}: {runtime} gives logits of shape {got.shape}, PyTorch {expected.shape}")
     tolerance = step * (1 + 1e-4) if step else FLOAT_TOLERANCE * max(1.0, float(np.abs(expected).max()))
-    difference = np.abs(got.astype(np.float64) - expected.astype(np.float64))
-    worst = float(difference.max())
-    # quantised: a logit "differs" when it sits on another level of the grid (a fixed-point runtime such as
-    # hls4ml's C++ gives the level to its own precision, not bit-identical floats); float: any difference
-    differing = float((difference > step / 2).mean() if step else (got != expected).mean())
-    propagated = bool(step and recurrent)
+    worst, differing = _distance(got, expected, step)
+    allowed = MAX_DIFFERING
+    own = None
+    if step and reference is not None:
+        own_worst, own_differing = _distance(reference, expected, step)
+        own = {"differing_fraction": own_differing, "max_output_steps": round(own_worst / step, 3)}
+        tolerance, allowed = max(tolerance, 2 * own_worst * (1 + 1e-4)), max(allowed, 2 * own_differing)
     top_two = np.sort(expected, axis=1)[:, -2:]
     near_tie = (top_two[:, 1] - top_two[:, 0]) <= tolerance
     same = got.argmax(1) == expected.argmax(1)
     figures = {"runtime": runtime, "samples": int(expected.shape[0]), "max_abs_difference": worst,
                "tolerance": tolerance, "output_step": step, "differing_fraction": differing,
                "same_class": f"{int(same.sum())}/{same.size}"}
-    if propagated:
-        figures.update(distance_bounded=False, max_output_steps=round(worst / step, 3))
-    if not (worst <= tolerance or propagated):
+    if own is not None:
+        figures.update(max_output_steps=round(worst / step, 3), pytorch_one_at_a_time=own, allowed_fraction=allowed)
+    if not worst <= tolerance:
         unit = f" ({worst / step:.2f} output steps)" if step else ""
         raise ExportError(f"{path}: {runtime} output differs from PyTorch by {worst:.3g}{unit} (> {tolerance:.3g})")
-    if step and differing > MAX_DIFFERING:
-        raise ExportError(f"{path}: {runtime} output is one step off PyTorch's in {differing:.1%} of the "
-                          f"logits (at most {MAX_DIFFERING:.0%} may be)")
+    if step and differing > allowed:
+        raise ExportError(f"{path}: {runtime} output is off PyTorch's level in {differing:.1%} of the "
+                          f"logits (at most {allowed:.1%} may be)")
     if (~same & ~near_tie).any() or same.mean() < MIN_SAME_CLASS:
         raise ExportError(f"{path}: {runtime} predicts another class than PyTorch on {int((~same).sum())} of "
                           f"{same.size} samples ({int((~same & ~near_tie).sum())} of them without a near-tie)")
@@ -174,8 +188,13 @@ def _compare(path, deployable: Deployable, runtime: str, run: Callable, batches:
             got.append(np.asarray(run({name: t.numpy() for name, t in zip(deployable.input_names, chunk)})))
         except Exception as exc:  # runtimes raise many types
             raise ExportError(f"{path}: {runtime} could not run the model ({_first_line(exc)})") from None
+    reference = None
+    if deployable.quantised and deployable.is_sequence:          # PyTorch's own spread (module docstring)
+        with torch.no_grad():
+            reference = np.concatenate([deployable.model(*(t[i:i + 1] for t in inputs)).numpy()
+                                        for i in range(sum(len(e) for e in expected))])
     figures = judge(path, runtime, np.concatenate(expected), np.concatenate(got), deployable.model.output_step(),
-                    recurrent=deployable.is_sequence)
+                    reference)
     return {**figures, "inputs": description, "batch_sizes": [len(e) for e in expected]}
 
 
