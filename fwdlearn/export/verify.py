@@ -21,12 +21,14 @@ What must hold (``judge``):
   grid but for at most ``MAX_DIFFERING`` of them, and none of those is more than one step off (a
   value on the boundary between two levels may round either way in another runtime);
 - quantised recurrent models: the state is rounded at every frame and fed back, so a level that rounds the other
-  way at one frame moves every later frame, and PyTorch itself disagrees with itself when only the summation
-  order changes (the same samples one at a time instead of in batches: on the 8-bit FSDD Bi-RNN, 0.5-2.0 % of
-  the logits, one step each). There the yardstick is PyTorch's own spread (``reference``: its logits one sample
-  at a time): at most ``max(MAX_DIFFERING, 2 x its fraction)`` of the logits off PyTorch's level, none farther
-  than ``max(1 step, 2 x its farthest)`` (a third summation order lies within twice the distance between two).
-  A wrong graph moves far more (a wrong weight or bias shows on every sample);
+  way at one frame (two runtimes' float arithmetic differs in the last bits: a standardisation computed as
+  separate ONNX operators, a summation order) moves every later frame. PyTorch itself disagrees with itself when
+  only its summation order changes (the same samples one at a time instead of in batches, ``reference``: on the
+  8-bit FSDD Bi-RNN 0.5-2.0 % of the logits, one step each), and onnxruntime differs from PyTorch on 0.8-1.7 %
+  of the logits by up to 2 steps (the 183-frame FSDD models of ``quant-fsdd-paper.json``, 2-8 bits). There at most
+  ``max(RECURRENT_DIFFERING, 2 x PyTorch's own fraction)`` of the logits may leave PyTorch's level, none by more
+  than ``max(RECURRENT_STEPS, 2 x PyTorch's own farthest)`` steps (a third summation order lies within twice the
+  distance between two). A wrong graph moves far more: a wrong weight or bias shows on every sample;
 - the predicted class is the same on every sample but those where PyTorch's two largest logits lie
   within the tolerance of each other (a tie the allowed difference may break the other way), and on
   at least ``MIN_SAME_CLASS`` of the samples.
@@ -47,6 +49,8 @@ from .deployable import Deployable
 
 FLOAT_TOLERANCE = 1e-4    # max abs difference of the logits, float export, per unit of the largest logit (>= 1)
 MAX_DIFFERING = 0.01      # quantised: largest fraction of logits not bit-identical to PyTorch's
+RECURRENT_DIFFERING = 0.05  # quantised recurrent models: fraction of logits that may leave PyTorch's level ...
+RECURRENT_STEPS = 3         # ... and by how many output steps at most (module docstring)
 MIN_SAME_CLASS = 0.98     # smallest fraction of samples whose predicted class agrees (near-ties aside)
 EMBEDDED = ("digits", "sequences")   # data sets shipped with the package: always available for the check
 ONNXRUNTIME_BATCHES = (1, 7, 56)     # 64 samples; 1 and 7 are not the traced batch size (2)
@@ -135,8 +139,8 @@ def _distance(got: np.ndarray, expected: np.ndarray, step: float) -> tuple[float
 def judge(path, runtime: str, expected: np.ndarray, got: np.ndarray, step: float,
           reference: np.ndarray | None = None) -> dict:
     """Compare a runtime's logits ``got`` with PyTorch's ``expected`` (``[N, classes]``) by the criteria in the
-    module docstring; ``step`` is the output grid (0: float); ``reference``, PyTorch's logits of the same samples
-    in another summation order, widens the quantised bounds to twice its spread. Returns the figures; raises
+    module docstring; ``step`` is the output grid (0: float); ``reference`` (given for a quantised recurrent model:
+    PyTorch's logits of the same samples in another summation order) sets the recurrent bounds. Returns the figures; raises
     ``ExportError``."""
     _not_finite(path, "PyTorch's", expected)
     _not_finite(path, f"{runtime}'s", got)
@@ -149,7 +153,8 @@ def judge(path, runtime: str, expected: np.ndarray, got: np.ndarray, step: float
     if step and reference is not None:
         own_worst, own_differing = _distance(reference, expected, step)
         own = {"differing_fraction": own_differing, "max_output_steps": round(own_worst / step, 3)}
-        tolerance, allowed = max(tolerance, 2 * own_worst * (1 + 1e-4)), max(allowed, 2 * own_differing)
+        tolerance = max(RECURRENT_STEPS * step, 2 * own_worst) * (1 + 1e-4)
+        allowed = max(RECURRENT_DIFFERING, 2 * own_differing)
     top_two = np.sort(expected, axis=1)[:, -2:]
     near_tie = (top_two[:, 1] - top_two[:, 0]) <= tolerance
     same = got.argmax(1) == expected.argmax(1)
