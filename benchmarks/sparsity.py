@@ -11,12 +11,14 @@ multiply-accumulates per inference (effective: those with a non-zero input and w
 per-sample standardisation folded, so its raw sparse input counts, plus one correction per output unit or
 channel). Writes
 ``benchmarks/results/sparsity.json`` (``--results``: another folder), one entry per model, and regenerates the
-folder's ``README.md``.
+folder's ``README.md``. ``--append`` keeps the file's entries of other checkpoints (a model measured again
+replaces its entry), so models can be added one run at a time.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -42,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="folder holding the data sets (else $FWDLEARN_DATA_DIR)")
     parser.add_argument("--samples", type=int, help="test samples per model, spread over the split (default: all)")
     parser.add_argument("--results", type=Path, default=HERE / "results")
+    parser.add_argument("--append", action="store_true", help="keep the recorded entries of other checkpoints")
     args = parser.parse_args(argv)
     models = []
     try:
@@ -52,7 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sparsity.py: error: {exc}", file=sys.stderr)
         return 2
     command = "python benchmarks/sparsity.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    path = save_json(sparsity_document(models, command), args.results / "sparsity.json")
+    target = args.results / "sparsity.json"
+    if args.append and target.exists():
+        recorded = json.loads(target.read_text())
+        measured = {m["checkpoint"] for m in models}
+        models = [m for m in recorded["models"] if m["checkpoint"] not in measured] + models
+        command = f"{recorded['command']}; {command}"
+    path = save_json(sparsity_document(models, command), target)
     print(f"results: {path}; table: {write_table(args.results)}")
     return 0
 

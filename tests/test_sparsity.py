@@ -265,3 +265,9 @@ def test_benchmark_script_records_each_model_and_the_table(tiny_run, tmp_path):
     assert len(model["layers"]) == 2 and model["total"]["dense_macs"] == 64 * 48 + 48 * 32
     readme = (tmp_path / "README.md").read_text()
     assert "| tiny | digits | 40 | layer 1 | folded |" in readme and "| tiny | digits | 40 | **total** |" in readme
+    other = dict(model, checkpoint="elsewhere/checkpoint.pt", preset="other")
+    document["models"].append(other)
+    (tmp_path / "sparsity.json").write_text(json.dumps(document))
+    assert script.main([str(tiny_run.parent), "--samples", "20", "--results", str(tmp_path), "--append"]) == 0
+    models = json.loads((tmp_path / "sparsity.json").read_text())["models"]
+    assert [(m["preset"], m["samples"]) for m in models] == [("other", 40), ("tiny", 20)]   # kept; replaced

@@ -56,7 +56,10 @@ def checkpoint_sparsity(checkpoint: str | Path, data_dir: str | Path | None = No
                         unlabelled=False).test
     index = spread_index(len(test), samples)
     lengths = None if test.lengths is None else test.lengths[index]
-    return {"preset": config.name, "learner": config.learner, "dataset": config.data.dataset,
+    quant = getattr(config, "quant", None)
+    quantised = quant is not None and (quant.weight_bits or quant.act_bits)
+    return {"preset": f"{config.name} ({quant.label()})" if quantised else config.name, "learner": config.learner,
+            "dataset": config.data.dataset,
             "checkpoint": str(checkpoint), "finished": bool(payload["finished"]),
             "inputs": f"{config.data.dataset} test split, {len(index)} of {len(test)} samples",
             **measure_sparsity(encoder, test.x[index], lengths)}
