@@ -109,6 +109,7 @@ def run_width(args, name: str, bits: int, seed: int, command: str) -> dict:
 
 
 ACCURACIES = ("test_accuracy", "untrained_test_accuracy", "deployed_test_accuracy")
+PARITY = ("max_abs_difference", "tolerance", "differing_fraction", "pytorch_one_at_a_time", "same_class")
 
 
 def combine_seeds(runs: list[dict]) -> dict:
@@ -123,7 +124,7 @@ def combine_seeds(runs: list[dict]) -> dict:
             values = row["per_seed"][key]
             row[key], row[f"{key}_std"] = round(statistics.mean(values), 5), round(statistics.stdev(values), 5)
         worst = max(runs, key=lambda r: r["export"]["max_abs_difference"])
-        row["export"] = {**row["export"], **{k: v for k, v in worst["export"].items() if k not in ("model_bytes",)}}
+        row["export"] = {**row["export"], **{k: worst["export"][k] for k in PARITY}}
         row["per_seed"]["export_max_abs_difference"] = [r["export"]["max_abs_difference"] for r in runs]
     return row
 

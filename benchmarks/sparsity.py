@@ -57,10 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/sparsity.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     target = args.results / "sparsity.json"
     if args.append and target.exists():
-        recorded = json.loads(target.read_text())
-        measured = {m["checkpoint"] for m in models}
-        models = [m for m in recorded["models"] if m["checkpoint"] not in measured] + models
-        command = f"{recorded['command']}; {command}"
+        try:
+            recorded = json.loads(target.read_text())
+            measured = {m["checkpoint"] for m in models}
+            models = [m for m in recorded["models"] if m["checkpoint"] not in measured] + models
+            command = f"{recorded['command']}; {command}"
+        except (ValueError, KeyError, TypeError) as exc:
+            print(f"sparsity.py: error: {target}: not a sparsity record to append to ({type(exc).__name__}: {exc})",
+                  file=sys.stderr)
+            return 2
     path = save_json(sparsity_document(models, command), target)
     print(f"results: {path}; table: {write_table(args.results)}")
     return 0

@@ -271,3 +271,6 @@ def test_benchmark_script_records_each_model_and_the_table(tiny_run, tmp_path):
     assert script.main([str(tiny_run.parent), "--samples", "20", "--results", str(tmp_path), "--append"]) == 0
     models = json.loads((tmp_path / "sparsity.json").read_text())["models"]
     assert [(m["preset"], m["samples"]) for m in models] == [("other", 40), ("tiny", 20)]   # kept; replaced
+    (tmp_path / "sparsity.json").write_text("{not json")
+    assert script.main([str(tiny_run.parent), "--samples", "20", "--results", str(tmp_path), "--append"]) == 2
+    assert (tmp_path / "sparsity.json").read_text() == "{not json"                         # left as it was

@@ -140,9 +140,9 @@ def _distance(got: np.ndarray, expected: np.ndarray, step: float) -> tuple[float
 def judge(path, runtime: str, expected: np.ndarray, got: np.ndarray, step: float,
           reference: np.ndarray | None = None) -> dict:
     """Compare a runtime's logits ``got`` with PyTorch's ``expected`` (``[N, classes]``) by the criteria in the
-    module docstring; ``step`` is the output grid (0: float); ``reference`` (given for a quantised recurrent model:
-    PyTorch's logits of the same samples in another summation order) sets the recurrent bounds. Returns the figures; raises
-    ``ExportError``."""
+    module docstring; ``step`` is the output grid (0: float); ``reference`` (given for a quantised recurrent
+    model: PyTorch's logits of the same samples in another summation order) sets the recurrent bounds. Returns
+    the figures; raises ``ExportError``."""
     _not_finite(path, "PyTorch's", expected)
     _not_finite(path, f"{runtime}'s", got)
     if got.shape != expected.shape:
@@ -194,14 +194,14 @@ def _compare(path, deployable: Deployable, runtime: str, run: Callable, batches:
             got.append(np.asarray(run({name: t.numpy() for name, t in zip(deployable.input_names, chunk)})))
         except Exception as exc:  # runtimes raise many types
             raise ExportError(f"{path}: {runtime} could not run the model ({_first_line(exc)})") from None
+    batch_sizes, expected = [len(e) for e in expected], np.concatenate(expected)
     reference = None
     if deployable.quantised and deployable.is_sequence:          # PyTorch's own spread (module docstring)
         with torch.no_grad():
             reference = np.concatenate([deployable.model(*(t[i:i + 1] for t in inputs)).numpy()
-                                        for i in range(sum(len(e) for e in expected))])
-    figures = judge(path, runtime, np.concatenate(expected), np.concatenate(got), deployable.model.output_step(),
-                    reference)
-    return {**figures, "inputs": description, "batch_sizes": [len(e) for e in expected]}
+                                        for i in range(len(expected))])
+    figures = judge(path, runtime, expected, np.concatenate(got), deployable.model.output_step(), reference)
+    return {**figures, "inputs": description, "batch_sizes": batch_sizes}
 
 
 def compare_onnxruntime(path: str | Path, deployable: Deployable, batches: tuple[int, ...] = ONNXRUNTIME_BATCHES,
