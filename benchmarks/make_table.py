@@ -477,6 +477,20 @@ def distributed_table(records: list[dict]) -> str:
                            "samples", "load before"], rows)
 
 
+def screen_table(records: list[dict]) -> str:
+    """``benchmarks/validation_screen.py``: each variant's validation accuracy, all its layers and each alone."""
+    rows = []
+    for record in records:
+        for r in record["runs"]:
+            alone = ", ".join(f"{k}: {v['validation_accuracy']:.2%}" for k, v in r["probe"].items() if "+" not in k)
+            combined = r["probe"]["+".join(str(i) for i in range(1, r["layers"] + 1))]["validation_accuracy"]
+            changes = ", ".join(f"`{k}` = {v}" for k, v in r["set"].items()) or "(the preset)"
+            rows.append([record["experiment"], r["name"], changes, r["layers"], r["seed"], f"**{combined:.2%}**",
+                         alone, f"{r['train_seconds']:.0f}"])
+    return markdown_table(["experiment", "variant", "changes", "layers", "seed", "validation (all layers)",
+                           "each layer alone", "train s"], rows)
+
+
 def write_table(folder: Path) -> Path:
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     sweeps = [r for r in results if r.get("kind") == "quant-sweep"]
@@ -490,11 +504,13 @@ def write_table(folder: Path) -> Path:
     exports = [r for r in results if r.get("kind") == "export-check"]
     recurrent_exports = [r for r in results if r.get("kind") == "recurrent-export-time"]
     distributed = [r for r in results if r.get("kind") == "distributed-throughput"]
+    screens = [r for r in results if r.get("kind") == "validation-screen"]
     results = [r for r in results if r.get("kind") not in ("quant-sweep", "update-cost", "conv-throughput",
                                                            "epoch-vs-gemm", "on-device-adaptation",
                                                            "on-device-update-time", "tune", "sparsity",
                                                            "hls4ml-agreement", "export-check",
-                                                           "recurrent-export-time", "distributed-throughput")]
+                                                           "recurrent-export-time", "distributed-throughput",
+                                                           "validation-screen")]
     autoencoders = [r for r in results if _reconstructs(r)]
     probed = [r for r in results if not _reconstructs(r)]
     text = HEADER + "## Local rules and baselines, read out by the linear probe\n\n" + table(probed)
@@ -544,6 +560,10 @@ def write_table(folder: Path) -> Path:
                  "`benchmarks/distributed_throughput.py`: one epoch of SCFF (simultaneous schedule) and of BP on the "
                  "same network, one process against two (data parallel, layer pipeline); the limit is twice one "
                  "process with one thread, measured in the same run.\n\n" + distributed_table(distributed))
+    if screens:
+        text += ("\n## Validation screens: one change at a time, scored on the validation split (test split sealed)\n\n"
+                 "`benchmarks/validation_screen.py`; the validation split is `fwdlearn tune`'s.\n\n"
+                 + screen_table(screens))
     if epochs:
         text += ("\n## Epoch against the GEMM floor (same process)\n\n" + epoch_table(epochs))
     if throughput:

@@ -51,6 +51,9 @@ def test_make_table_reads_every_recorded_results_file(tmp_path):
         elif document.get("kind") == "hls4ml-agreement":
             for preset, model in document["models"].items():
                 assert f"| {preset} | {model['quantisation']} | {model['same_class']} |" in text
+        elif document.get("kind") == "validation-screen":
+            for run in document["runs"]:
+                assert f"| {document['experiment']} | {run['name']} |" in text
         elif document.get("kind") == "on-device-update-time":
             assert f"| {document['onnxruntime_median'] * 1e3:.1f} | {document['pytorch_fused_median'] * 1e3:.1f} |" in text
         else:
@@ -248,3 +251,45 @@ def test_make_table_shows_the_recurrent_export_time_against_its_limit(tmp_path):
     text = make_table.write_table(tmp_path).read_text()
     assert "| fsdd-paper Bi-RNN export, 183 frames | float (float) | 183 | **9.5** (60) |" in text
     assert "| fsdd-paper Bi-RNN export, 183 frames | qcdq (w8, a8) | 183 | **12.2** (60) |" in text
+
+
+SHORT = '"layers.0.epochs" = 3, "layers.1.epochs" = 2, "probe.epochs" = 3'
+
+
+def test_validation_screen_reuses_a_first_layer_exactly_and_skips_recorded_variants(tmp_path):
+    both = tmp_path / "both.toml"
+    both.write_text(f'[[variant]]\nname = "preset"\nset = {{ {SHORT} }}\n'
+                    f'[[variant]]\nname = "layer 2 faster"\nset = {{ {SHORT}, "layers.1.lr" = 1e-2 }}\n'
+                    f'[[variant]]\nname = "layer 1 alone"\nlayers = 1\nset = {{ {SHORT} }}\n')
+    alone = tmp_path / "alone.toml"
+    alone.write_text(f'[[variant]]\nname = "layer 2 faster"\nset = {{ {SHORT}, "layers.1.lr" = 1e-2 }}\n')
+    shared, fresh = tmp_path / "shared.json", tmp_path / "fresh.json"
+    for variants, out in ((both, shared), (alone, fresh)):
+        done = script("validation_screen.py", "--preset", "digits", "--variants", str(variants), "--out", str(out))
+        assert done.returncode == 0, done.stderr
+    record = json.loads(shared.read_text())
+    assert record["kind"] == "validation-screen" and "validation" in record["validation"]
+    runs = {r["name"]: r for r in record["runs"]}
+    assert set(runs["preset"]["probe"]) == {"1+2", "1", "2"} and set(runs["layer 1 alone"]["probe"]) == {"1"}
+    # the second variant trained its layer 2 on the first variant's layer 1: the same as training it from scratch
+    (reference,) = json.loads(fresh.read_text())["runs"]
+    assert runs["layer 2 faster"]["last_epoch"] == reference["last_epoch"]
+    assert runs["layer 2 faster"]["probe"] == reference["probe"]
+    assert runs["layer 2 faster"]["last_epoch"]["layer2"] != runs["preset"]["last_epoch"]["layer2"]
+    again = script("validation_screen.py", "--preset", "digits", "--variants", str(both), "--out", str(shared))
+    assert again.returncode == 0 and json.loads(shared.read_text()) == record
+    assert f"| {record['experiment']} | layer 2 faster |" in make_table.write_table(tmp_path).read_text()
+
+
+def test_validation_screen_refuses_a_bad_variant_in_one_line_before_training(tmp_path):
+    cases = {'[[variant]]\nname = "typo"\nset = { "layers.0.thetaneg" = 8.0 }\n': "no value layers.0.thetaneg",
+             '[[variant]]\nname = "bad value"\nset = { "layers.0.lr" = -1.0 }\n': "lr must be > 0",
+             '[[variant]]\nname = "deep"\nlayers = 3\n': "layers must lie in 1..2",
+             '[[variant]]\nname = "a"\n[[variant]]\nname = "a"\n': "names repeat",
+             '[[variant]]\nset = {}\n': "with names"}
+    for text, message in cases.items():
+        variants, out = tmp_path / "variants.toml", tmp_path / "screen.json"
+        variants.write_text(text)
+        done = script("validation_screen.py", "--preset", "digits", "--variants", str(variants), "--out", str(out))
+        assert done.returncode == 2 and message in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
+        assert not out.exists()

@@ -73,7 +73,7 @@ class SearchSpace:
         (a study starts from them), else ``None``."""
         chosen = {}
         for d in self.searched:
-            value = _resolve(values, d.path, d.path)
+            value = preset_value(values, d.path, d.path)
             if isinstance(value, list):
                 if len({repr(v) for v in value}) != 1:
                     return None
@@ -105,7 +105,7 @@ def read_space(path: str | Path, preset_values: dict[str, Any]) -> SearchSpace:
 def _dimension(path: Path, key: str, spec: Any, values: dict[str, Any]) -> Dimension:
     where = f"search space {path}: {key!r}"
     if isinstance(spec, (bool, int, float, str)):
-        _resolve(values, key, where)
+        preset_value(values, key, where)
         return Dimension(key, fixed=True, value=spec)
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: expected a table such as {{ low = 1e-4, high = 1e-2, log = true }} "
@@ -113,7 +113,7 @@ def _dimension(path: Path, key: str, spec: Any, values: dict[str, Any]) -> Dimen
     unknown = sorted(set(spec) - FIELDS)
     if unknown:
         raise ConfigError(f"{where}: unknown field {unknown[0]!r} (fields: {', '.join(sorted(FIELDS))})")
-    current = _resolve(values, key, where)
+    current = preset_value(values, key, where)
     if "choices" in spec:
         choices = spec["choices"]
         if not isinstance(choices, list) or not choices:
@@ -142,7 +142,7 @@ def _dimension(path: Path, key: str, spec: Any, values: dict[str, Any]) -> Dimen
     return Dimension(key, low=low, high=high, log=log, integer=integer)
 
 
-def _resolve(values: dict[str, Any], key: str, where: str) -> list[Any]:
+def preset_value(values: dict[str, Any], key: str, where: str) -> list[Any]:
     """The preset's current value(s) at ``key`` (``*``: every element of a list); one-line error if absent."""
     found = [values]
     walked = []
