@@ -482,7 +482,8 @@ def screen_table(records: list[dict]) -> str:
     rows = []
     for record in records:
         for r in record["runs"]:
-            alone = ", ".join(f"{k}: {v['validation_accuracy']:.2%}" for k, v in r["probe"].items() if "+" not in k)
+            alone = ", ".join(f"{k}: {v['validation_accuracy']:.2%}" for k, v in r["probe"].items()
+                              if r["layers"] > 1 and "+" not in k)
             combined = r["probe"]["+".join(str(i) for i in range(1, r["layers"] + 1))]["validation_accuracy"]
             changes = ", ".join(f"`{k}` = {v}" for k, v in r["set"].items()) or "(the preset)"
             rows.append([record["experiment"], r["name"], changes, r["layers"], r["seed"], f"**{combined:.2%}**",
@@ -505,12 +506,7 @@ def write_table(folder: Path) -> Path:
     recurrent_exports = [r for r in results if r.get("kind") == "recurrent-export-time"]
     distributed = [r for r in results if r.get("kind") == "distributed-throughput"]
     screens = [r for r in results if r.get("kind") == "validation-screen"]
-    results = [r for r in results if r.get("kind") not in ("quant-sweep", "update-cost", "conv-throughput",
-                                                           "epoch-vs-gemm", "on-device-adaptation",
-                                                           "on-device-update-time", "tune", "sparsity",
-                                                           "hls4ml-agreement", "export-check",
-                                                           "recurrent-export-time", "distributed-throughput",
-                                                           "validation-screen")]
+    results = [r for r in results if "kind" not in r]      # a run's results; each other kind has its table
     autoencoders = [r for r in results if _reconstructs(r)]
     probed = [r for r in results if not _reconstructs(r)]
     text = HEADER + "## Local rules and baselines, read out by the linear probe\n\n" + table(probed)

@@ -7,9 +7,9 @@ Where one ``fwdlearn tune`` trial of a deep preset costs ten minutes on two core
 questions: does this one value move the validation accuracy by more than its noise? The variants file lists
 ``[[variant]]`` tables, each with a ``name``, the preset values it ``set``s (dotted paths as in a search space,
 ``"data.translate" = 3``, ``"layers.1.lr_decay" = 0.9``), an optional ``layers = K`` (train and read out the
-first K layers only) and an optional ``seed``. Variants whose first layer (its settings, the data settings and
-the seed) is the same, in a preset trained layer after layer, train it once and each train their own second layer on it, from the same random state,
-as a run of their settings would.
+first K layers only) and an optional ``seed``. In a preset trained layer after layer, variants that differ only
+in their deeper layers' settings train the first layer once; each trains its own deeper layers on it from the
+same random state, as a run of its settings would.
 
 Every variant trains on the training split minus the validation split of ``fwdlearn tune`` (10 % of each
 class, seed 0) with the test split sealed (reading it raises), and is scored by the preset's linear probe on
@@ -54,9 +54,9 @@ def variant_values(base: dict, variant: dict) -> dict:
     return values
 
 
-def checked_variants(path: Path, base: dict) -> list[dict]:
-    """The variants of ``path``, each a valid config of the preset: a bad name, path or value is one line, before
-    anything trains."""
+def checked_variants(path: Path, base: dict) -> list[tuple[dict, dict]]:
+    """The variants of ``path`` with their preset values, each a valid config of the preset: a bad name, path or
+    value is one line, before anything trains."""
     try:
         variants = tomllib.loads(path.read_text())["variant"]
         names = [v["name"] for v in variants]
@@ -64,6 +64,7 @@ def checked_variants(path: Path, base: dict) -> list[dict]:
         raise FwdlearnError(f"{path}: not a list of [[variant]] tables with names ({exc})") from None
     if len(set(names)) != len(names):
         raise FwdlearnError(f"{path}: variant names repeat")
+    checked = []
     for variant in variants:
         where = f"{path}: variant {variant['name']!r}"
         unknown = set(variant) - {"name", "set", "layers", "seed"}
@@ -72,16 +73,21 @@ def checked_variants(path: Path, base: dict) -> list[dict]:
         for key in variant.get("set", {}):
             preset_value(base, key, where)
         depth = len(base["layers"])
-        if not isinstance(variant.get("layers", depth), int) or not 1 <= variant.get("layers", depth) <= depth:
-            raise FwdlearnError(f"{where}: layers must lie in 1..{depth}, got {variant['layers']!r}")
-        config_from_dict(variant_values(base, variant), where)
-    return variants
+        keep = variant.get("layers", depth)
+        if not isinstance(keep, int) or not 1 <= keep <= depth:
+            raise FwdlearnError(f"{where}: layers must lie in 1..{depth}, got {keep!r}")
+        values = variant_values(base, variant)
+        config_from_dict(values, where)
+        checked.append((variant, values))
+    return checked
 
 
 def first_layer_key(values: dict) -> str:
-    """What the first layer's training depends on (with the network's depth, so that states load whole)."""
-    return json.dumps([values["layers"][0], len(values["layers"]), values.get("data", {}), values.get("seed", 0),
-                       values.get("batch_size"), values.get("backend")], sort_keys=True)
+    """Every value but the read-out's and the deeper layers' own settings (their shapes kept, so that a stored
+    network loads whole): variants with the same key train the same first layer."""
+    shapes = [(layer.get("width"), layer.get("algorithm"), layer.get("conv")) for layer in values["layers"][1:]]
+    return json.dumps({**{k: v for k, v in values.items() if k != "probe"},
+                       "layers": [values["layers"][0], shapes]}, sort_keys=True)
 
 
 def train(values: dict, dataset, first_layers: dict) -> tuple:
@@ -144,10 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_dict(base, args.preset)
         dataset = carve(load_run_dataset(config, args.data_dir), 0.1, 0, args.data_dir)
         record["validation"] = dataset.meta["split"]
-        for variant in variants:
+        for variant, values in variants:
             if variant["name"] in done:
                 continue
-            values = variant_values(base, variant)
             config, rule, learner, seconds = train(values, dataset, first_layers)
             last = {h["group"]: h for h in learner.history}
             run = {"name": variant["name"], "set": variant.get("set", {}), "layers": len(config.layers),

@@ -260,7 +260,8 @@ def test_validation_screen_reuses_a_first_layer_exactly_and_skips_recorded_varia
     both = tmp_path / "both.toml"
     both.write_text(f'[[variant]]\nname = "preset"\nset = {{ {SHORT} }}\n'
                     f'[[variant]]\nname = "layer 2 faster"\nset = {{ {SHORT}, "layers.1.lr" = 1e-2 }}\n'
-                    f'[[variant]]\nname = "layer 1 alone"\nlayers = 1\nset = {{ {SHORT} }}\n')
+                    f'[[variant]]\nname = "layer 1 alone"\nlayers = 1\nset = {{ {SHORT} }}\n'
+                    f'[[variant]]\nname = "seed 1"\nseed = 1\nset = {{ {SHORT} }}\n')
     alone = tmp_path / "alone.toml"
     alone.write_text(f'[[variant]]\nname = "layer 2 faster"\nset = {{ {SHORT}, "layers.1.lr" = 1e-2 }}\n')
     shared, fresh = tmp_path / "shared.json", tmp_path / "fresh.json"
@@ -276,6 +277,7 @@ def test_validation_screen_reuses_a_first_layer_exactly_and_skips_recorded_varia
     assert runs["layer 2 faster"]["last_epoch"] == reference["last_epoch"]
     assert runs["layer 2 faster"]["probe"] == reference["probe"]
     assert runs["layer 2 faster"]["last_epoch"]["layer2"] != runs["preset"]["last_epoch"]["layer2"]
+    assert runs["seed 1"]["last_epoch"]["layer1"] != runs["preset"]["last_epoch"]["layer1"]   # not shared
     again = script("validation_screen.py", "--preset", "digits", "--variants", str(both), "--out", str(shared))
     assert again.returncode == 0 and json.loads(shared.read_text()) == record
     assert f"| {record['experiment']} | layer 2 faster |" in make_table.write_table(tmp_path).read_text()
